@@ -1,0 +1,69 @@
+"""Shared by the benchmark scripts: machine description and result writing.
+
+Each script writes benchmarks/results/<name>.json and owns one section of
+benchmarks/RESULTS.md (between `<!-- name:begin -->` and `<!-- name:end -->`), which a rerun replaces.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_MD = BENCH_DIR / "RESULTS.md"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "date": _dt.date.today().isoformat(),
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
+    return (
+        f"Machine: {m['cpu']} ({m['cores']} cores){gpu}; torch {m['torch']} with "
+        f"{m['torch_threads']} thread(s); {m['date']}."
+    )
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str, command: str) -> Path:
+    """Write results/<name>.json and replace this benchmark's section of RESULTS.md."""
+    m = machine()
+    out_dir = BENCH_DIR / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "machine": m, "command": command, **payload}, indent=2))
+
+    section = (
+        f"<!-- {name}:begin -->\n{markdown.strip()}\n\n{machine_line(m)} Command: `{command}`\n"
+        f"<!-- {name}:end -->"
+    )
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"<!-- {re.escape(name)}:begin -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    RESULTS_MD.write_text(text.rstrip() + "\n")
+    return path
