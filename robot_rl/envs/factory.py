@@ -1,0 +1,35 @@
+"""The env seam: build an env from its config, in the project's observation format."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from robot_rl.config import GymEnvConfig, SimEnvConfig
+from robot_rl.envs.gym_adapter import StandardObsWrapper
+
+
+def make_env(cfg: SimEnvConfig | GymEnvConfig, seed: int | None = None) -> gym.Env:
+    """Build the env named by cfg. Observations follow robot_rl.types; actions are in [-1, 1]."""
+    if isinstance(cfg, SimEnvConfig):
+        from sim.tasks import make_sim_env
+
+        return make_sim_env(
+            cfg.task,
+            control_hz=cfg.control_hz,
+            physics_hz=cfg.physics_hz,
+            privileged=cfg.privileged,
+            cameras=tuple(cfg.cameras),
+            image_size=(int(cfg.image_size[0]), int(cfg.image_size[1])),
+            rotation=cfg.rotation,
+            max_episode_steps=cfg.max_episode_steps,
+            arm_xml=cfg.arm_xml,
+            randomize=cfg.randomize,
+            seed=seed,
+        )
+    if isinstance(cfg, GymEnvConfig):
+        try:
+            env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, **cfg.kwargs)
+        except gym.error.Error as err:
+            raise ValueError(f"env.id '{cfg.id}' could not be made: {err}") from err
+        return StandardObsWrapper(env)
+    raise TypeError(f"unknown env config {type(cfg).__name__}")

@@ -1,0 +1,154 @@
+"""The actor process: observe, act, step, record, send. It never waits on the learner.
+
+Weights are picked up whenever a newer version appears. In sim the actor may pause while it is
+more than `max_actor_lead_steps` ahead of what the learner has trained on (a pacing knob for
+machine-independent learning curves; a real robot is paced by its own clock).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.config import TrainConfig
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.envs.factory import make_env
+from robot_rl.eval.rollout import run_episodes
+from robot_rl.runtime.sender import TransitionSender
+from robot_rl.runtime.setup import build_agent, set_torch_threads
+from robot_rl.runtime.transport import ActorTransport
+from robot_rl.types import Agent, obs_to_flat
+
+
+@dataclass
+class ActorShared:
+    """State the actor shares with the other processes (all non-blocking)."""
+
+    stop: Any  # mp.Event: finish the step, store the episode, exit
+    trained_through: Any  # mp.Value('q'): env steps the learner's updates have caught up with
+    status: Any  # mp.Queue for progress messages (put_nowait, dropped when full)
+
+
+def _post(status: Any, msg: dict[str, Any]) -> None:
+    try:
+        status.put_nowait(msg)
+    except Exception:  # a full or closed status queue must never stop the robot
+        pass
+
+
+class Actor:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, transport: ActorTransport, shared: ActorShared,
+                 next_seq: int, actor_id: int = 0) -> None:
+        self.cfg = cfg
+        self.shared = shared
+        self.transport = transport
+        self.store = EpisodeStore(run_dir / f"actor_{actor_id}" / "episodes.zarr", mode="a")
+        self.sender = TransitionSender(transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps)
+        self.env = make_env(cfg.env, seed=cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes)
+        self.agent: Agent = build_agent(cfg, self.env.observation_space, self.env.action_space, "cpu")
+        self.rng = np.random.default_rng(cfg.seed + 17 + self.store.n_episodes)
+        self.policy_version = -1
+        self.env_steps = self.store.n_steps  # a resumed actor continues its count
+        self.next_eval = (self.env_steps // cfg.eval_every_steps + 1) * cfg.eval_every_steps
+
+    def _refresh_weights(self) -> None:
+        update = self.transport.poll_weights()
+        if update is not None:
+            self.policy_version, state = update
+            self.agent.load_policy_state(state)
+
+    def _wait_for_learner(self) -> None:
+        lead = self.cfg.max_actor_lead_steps
+        if lead is None:
+            return
+        while self.env_steps - self.shared.trained_through.value > lead and not self.shared.stop.is_set():
+            self.sender.flush()  # use the pause to catch up on sending
+            time.sleep(0.002)
+
+    def _policy_action(self, obs: dict[str, Any]) -> np.ndarray:
+        if self.env_steps < self.cfg.random_steps:
+            return self.rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
+        return self.agent.act(obs, deterministic=False)
+
+    def run_episode(self) -> dict[str, Any]:
+        obs, info = self.env.reset()
+        ret, length, success, intervened = 0.0, 0, False, 0
+        while True:
+            self._wait_for_learner()
+            self._refresh_weights()
+            t_obs = float(info.get("t_obs", time.time()))
+            action = self._policy_action(obs)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            stopping = self.shared.stop.is_set()
+            truncated = truncated or (stopping and not terminated)  # a stop ends the episode cleanly
+            executed = np.asarray(info.get("executed_action", action), np.float32)
+            row = obs_to_flat(obs) | {
+                "action": executed,
+                "policy_action": np.asarray(action, np.float32),
+                "reward": np.float32(reward),
+                "terminated": np.bool_(terminated),
+                "truncated": np.bool_(truncated),
+                "intervened": np.bool_(info.get("intervened", False)),
+                "policy_version": np.int64(self.policy_version),
+                "t_obs": np.float64(t_obs),
+            }
+            done = terminated or truncated
+            self.sender.add_step(row, obs_to_flat(next_obs) if done else None)
+            self.env_steps += 1
+            ret += reward
+            length += 1
+            success = success or bool(info.get("success", False))
+            intervened += int(row["intervened"])
+            obs = next_obs
+            if done:
+                return {"return": ret, "length": length, "success": success, "intervened": intervened}
+
+    def run(self) -> None:
+        self._refresh_weights()
+        episodes = self.store.n_episodes
+        while self.env_steps < self.cfg.total_env_steps and not self.shared.stop.is_set():
+            stats = self.run_episode()
+            episodes += 1
+            _post(self.shared.status, {
+                "source": "actor", "kind": "episode", "env_steps": self.env_steps, "episode": episodes,
+                "policy_version": self.policy_version, "backlog": self.sender.backlog,
+                "queue_depth": self.transport.depth(), "queue_full_events": self.sender.full_events,
+                **{f"train/episode_{k}": float(v) for k, v in stats.items()},
+            })
+            if self.env_steps >= self.next_eval and self.cfg.eval_episodes > 0:
+                self.next_eval += self.cfg.eval_every_steps
+                self._evaluate()
+        self._drain()
+
+    def _evaluate(self) -> None:
+        if self.policy_version < 0:
+            return
+        summary = run_episodes(self.env, self.agent, self.cfg.eval_episodes, seed=self.env_steps)
+        _post(self.shared.status, {"source": "actor", "kind": "eval", "env_steps": self.env_steps,
+                                   "policy_version": self.policy_version,
+                                   **{f"eval/{k}": v for k, v in summary.items()}})
+
+    def _drain(self, timeout_s: float = 30.0) -> None:
+        """Hand the backlog over before exiting; whatever is left stays in the store for a resume."""
+        deadline = time.monotonic() + timeout_s
+        while self.sender.backlog > 0 and time.monotonic() < deadline and not self.shared.stop.is_set():
+            self.sender.flush()
+            time.sleep(0.01)
+        _post(self.shared.status, {"source": "actor", "kind": "done", "env_steps": self.env_steps,
+                                   "backlog": self.sender.backlog})
+
+
+def actor_main(cfg: TrainConfig, run_dir: str, transport: ActorTransport, shared: ActorShared,
+               next_seq: int, actor_id: int = 0) -> None:
+    """Entry point of the actor process."""
+    set_torch_threads(cfg.torch_threads)
+    try:
+        Actor(cfg, Path(run_dir), transport, shared, next_seq, actor_id).run()
+    except Exception as err:  # report, then fail the process so the supervisor stops the run
+        _post(shared.status, {"source": "actor", "kind": "error", "error": repr(err)})
+        raise
+

@@ -1,0 +1,163 @@
+"""The learner process: ingest transitions, hold the UTD ratio, publish weights, checkpoint.
+
+UTD accounting: one agent.update() call per env step received after learning starts (the agent
+runs its own UTD loop inside). The learner never runs ahead of the data; when it falls behind,
+it reports the UTD it actually achieved.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from robot_rl.config import TrainConfig
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.mixer import DemoMixer
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.runtime.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.runtime.ingest import Ingest
+from robot_rl.runtime.setup import build_agent, is_offline, resolve_device, set_torch_threads
+from robot_rl.runtime.transport import LearnerTransport
+
+
+@dataclass
+class LearnerShared:
+    stop: Any  # mp.Event: save and exit now
+    trained_through: Any  # mp.Value('q'), written here: env steps the updates have caught up with
+    actor_total: Any  # mp.Value('q'), -1 until the actors are done: the steps they produced in all
+    status: Any  # mp.Queue for progress messages
+
+
+def _post(status: Any, msg: dict[str, Any]) -> None:
+    try:
+        status.put_nowait(msg)
+    except Exception:
+        pass
+
+
+class Learner:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, transport: LearnerTransport, shared: LearnerShared,
+                 obs_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.transport = transport
+        self.shared = shared
+        self.agent = build_agent(cfg, obs_space, action_space, resolve_device(cfg.device))
+        spec = ReplayBuffer.obs_spec_from_space(obs_space)
+        act_dim = int(action_space.shape[0])
+        rc = cfg.replay
+        self.online = ReplayBuffer(rc.capacity, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed)
+        self.demo = ReplayBuffer(rc.capacity, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed + 1)
+        demos_path = run_dir / "demos.zarr"
+        if demos_path.exists():
+            for steps, final_obs in EpisodeStore(demos_path, mode="r").episodes():
+                self.demo.add_episode(steps, final_obs)
+        self.ingest = Ingest(self.online, self.demo, EpisodeStore(run_dir / "replay.zarr", mode="a"))
+        # an empty buffer gives its share to the other, so demos=none needs no special case
+        self.mixer = DemoMixer(self.online, self.demo, 1.0 if is_offline(cfg) else rc.demo_ratio)
+        self.batches = self.mixer.iterate(cfg.agent.batch_size)
+        self.calls = 0  # agent.update() calls
+        self.grad_steps = 0
+        self.start_point: int | None = None  # env steps when learning started
+        self.weights_version = 0
+        self.ckpt_path = run_dir / "checkpoints" / "learner.pt"
+        if self.ckpt_path.exists():
+            self._restore()
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.ckpt_path)
+        self.agent.load_state_dict(state["agent"])
+        self.calls, self.grad_steps = int(state["calls"]), int(state["grad_steps"])
+        self.start_point = None if int(state["start_point"]) < 0 else int(state["start_point"])
+        self.weights_version = int(state["weights_version"])
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.ckpt_path, {
+            "agent": self.agent.state_dict(), "calls": self.calls, "grad_steps": self.grad_steps,
+            "start_point": -1 if self.start_point is None else self.start_point,
+            "weights_version": self.weights_version, "env_steps": self.ingest.env_steps,
+        })
+
+    def publish(self) -> None:
+        self.weights_version += 1
+        self.transport.publish_weights(self.weights_version, self.agent.policy_state())
+
+    def _ready(self) -> bool:
+        if is_offline(self.cfg):
+            return len(self.demo) > 0
+        return len(self.online) + len(self.demo) >= self.cfg.learning_starts and len(self.online) > 0
+
+    def _owed(self) -> int:
+        """update() calls owed to hold the UTD against the env steps received."""
+        if self.start_point is None:
+            return 0
+        return self.ingest.env_steps - self.start_point - self.calls
+
+    def _train_for(self, budget_s: float) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        deadline = time.monotonic() + budget_s
+        while self._owed() > 0 and time.monotonic() < deadline:
+            metrics = self.agent.update(self.batches)
+            self.calls += 1
+            self.grad_steps += self.agent.updates_per_call
+            if self.calls % self.cfg.weights_every_updates == 0:
+                self.publish()
+            if self.calls % self.cfg.checkpoint_every_updates == 0:
+                self.checkpoint()
+        return metrics
+
+    def _finished(self) -> bool:
+        total = self.shared.actor_total.value
+        return total >= 0 and self.ingest.env_steps >= total and self._owed() <= 0
+
+    def run(self) -> None:
+        if self.weights_version == 0:
+            self.publish()  # the actor starts from the learner's initial weights
+        last_status, metrics, t0, calls0 = 0.0, {}, time.monotonic(), self.calls
+        while not self.shared.stop.is_set():
+            owed = self._owed()
+            for chunk in self.transport.receive(max_chunks=256, timeout_s=0.0 if owed > 0 else 0.02):
+                self.ingest.add(chunk)
+            if self.start_point is None and self._ready():
+                self.start_point = self.ingest.env_steps
+            metrics = self._train_for(0.05) or metrics
+            held = self.ingest.env_steps if self.start_point is None else self.start_point + self.calls
+            self.shared.trained_through.value = held
+            now = time.monotonic()
+            if now - last_status > 1.0:
+                rate = (self.calls - calls0) / max(now - t0, 1e-9)
+                self._status(metrics, rate)
+                last_status = now
+            if self._finished():
+                break
+        self.publish()
+        self.checkpoint()
+        self._status(metrics, 0.0, kind="done")
+
+    def _status(self, metrics: dict[str, float], updates_per_s: float, kind: str = "progress") -> None:
+        env_steps = self.ingest.env_steps
+        online = env_steps - (self.start_point or env_steps)
+        _post(self.shared.status, {
+            "source": "learner", "kind": kind, "env_steps_received": env_steps, "updates": self.calls,
+            "grad_steps": self.grad_steps, "updates_per_s": updates_per_s,
+            "utd_achieved": self.grad_steps / max(online, 1), "weights_version": self.weights_version,
+            "duplicates_dropped": self.ingest.duplicates_dropped, "demo_transitions": len(self.demo),
+            **{f"learner/{k}": float(v) for k, v in metrics.items()},
+        })
+
+
+def learner_main(cfg: TrainConfig, run_dir: str, transport: LearnerTransport, shared: LearnerShared,
+                 obs_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
+    """Entry point of the learner process."""
+    set_torch_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    try:
+        Learner(cfg, Path(run_dir), transport, shared, obs_space, action_space).run()
+    except Exception as err:
+        _post(shared.status, {"source": "learner", "kind": "error", "error": repr(err)})
+        raise

@@ -1,0 +1,83 @@
+"""The actor's outbox: every step goes to the learner exactly once, in order, without blocking.
+
+Finished episodes are appended to the actor's own episode store first; that store is the source
+of truth. Steps are sent live while the channel has room; when it is full, the actor keeps
+acting and the sender catches up later from the store, so waiting steps never pile up in memory
+(only the episode in progress is held, as it must be until it ends).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.runtime.transport import ActorTransport, TransitionChunk
+
+
+class TransitionSender:
+    def __init__(
+        self, transport: ActorTransport, store: EpisodeStore, actor_id: int, next_seq: int, chunk_steps: int
+    ) -> None:
+        if next_seq > store.n_steps:
+            raise ValueError(
+                f"the learner expects step {next_seq} but the actor store holds only {store.n_steps} steps"
+            )
+        self.transport = transport
+        self.store = store
+        self.actor_id = actor_id
+        self.next_seq = next_seq  # first step the learner has not received
+        self.chunk_steps = chunk_steps
+        self._rows: list[dict[str, np.ndarray]] = []  # the episode in progress
+        self.full_events = 0  # how often the channel pushed back
+
+    @property
+    def episode_start(self) -> int:
+        return self.store.n_steps
+
+    @property
+    def backlog(self) -> int:
+        """Steps recorded but not yet handed to the transport."""
+        return self.store.n_steps + len(self._rows) - self.next_seq
+
+    def add_step(self, row: dict[str, np.ndarray], final_obs: dict[str, np.ndarray] | None) -> None:
+        """Record one step; final_obs given when the step ends the episode."""
+        self._rows.append(row)
+        if final_obs is not None:
+            steps = {k: np.stack([r[k] for r in self._rows]) for k in self._rows[0]}
+            self.store.append_episode(steps, final_obs)
+            self._rows = []
+        self.flush(final_obs)
+
+    def flush(self, final_obs: dict[str, np.ndarray] | None = None) -> None:
+        """Send the store's backlog, then the live steps, until the channel is full."""
+        while self.next_seq < self.store.n_steps:
+            if not self._send_from_store():
+                return
+        live_from = self.next_seq - self.episode_start
+        if 0 <= live_from < len(self._rows):
+            rows = self._rows[live_from:]
+            chunk = TransitionChunk(
+                self.actor_id,
+                self.next_seq,
+                self.episode_start,
+                {k: np.stack([r[k] for r in rows]) for k in rows[0]},
+            )
+            self._try_send(chunk)
+
+    def _send_from_store(self) -> bool:
+        ends = self.store.episode_ends
+        episode = int(np.searchsorted(ends, self.next_seq, side="right"))
+        start = int(ends[episode - 1]) if episode > 0 else 0
+        stop = min(int(ends[episode]), self.next_seq + self.chunk_steps)
+        final = self.store.final_obs(episode) if stop == int(ends[episode]) else None
+        if stop == int(ends[episode]) and final is None:
+            final = {}  # an episode stored without its last observation still ends here
+        chunk = TransitionChunk(self.actor_id, self.next_seq, start, self.store.steps(self.next_seq, stop), final)
+        return self._try_send(chunk)
+
+    def _try_send(self, chunk: TransitionChunk) -> bool:
+        if self.transport.send(chunk):
+            self.next_seq += len(chunk)
+            return True
+        self.full_events += 1
+        return False

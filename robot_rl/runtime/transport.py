@@ -1,0 +1,138 @@
+"""The actor <-> learner transport seam, and its local (one machine) implementation.
+
+Transitions travel as chunks of consecutive steps of one episode, numbered by `seq`, the step's
+index in the actor's episode store, so the learner can drop anything it already has. Weights
+travel the other way with a version; the newest wins.
+
+LocalTransport: a bounded multiprocessing queue for chunks (the actor never blocks: a full queue
+makes send() return False and the steps wait in the actor's store) and an atomically replaced
+weights file, which also survives restarts of either side.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TransitionChunk:
+    """Consecutive steps [seq, seq + n) of one episode of one actor.
+
+    rows: per-step arrays in the store's form ("state", "image_<cam>", STEP_KEYS), each [n, ...].
+    episode_start: seq of the episode's first step (rows[0] starts the episode iff equal to seq).
+    final_obs: the observation after the last row when that row ends the episode, else None.
+    """
+
+    actor_id: int
+    seq: int
+    episode_start: int
+    rows: dict[str, np.ndarray]
+    final_obs: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows["reward"])
+
+    @property
+    def ends_episode(self) -> bool:
+        return self.final_obs is not None
+
+
+class ActorTransport(Protocol):
+    def send(self, chunk: TransitionChunk) -> bool:
+        """Hand a chunk over without blocking; False when the channel is full."""
+        ...
+
+    def poll_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """The newest weights if they changed since the last call, else None. Never blocks."""
+        ...
+
+    def depth(self) -> int:
+        """Chunks waiting in the channel (for the progress display)."""
+        ...
+
+
+class LearnerTransport(Protocol):
+    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
+        """Up to max_chunks chunks, waiting at most timeout_s for the first."""
+        ...
+
+    def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None: ...
+
+
+def save_weights(path: Path, version: int, policy_state: dict[str, torch.Tensor]) -> None:
+    """Write weights so a reader never sees a half-written file (write, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    state = {k: v.detach().cpu() for k, v in policy_state.items()}
+    with open(tmp, "wb") as f:
+        torch.save({"version": torch.tensor(version), "policy": state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_weights(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
+    """Read a weights file; weights_only, so no code can ride along."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return int(blob["version"]), blob["policy"]
+
+
+class LocalTransport:
+    """Both ends of the local transport; each process uses its own half."""
+
+    def __init__(self, weights_path: Path, queue_chunks: int, ctx: Any = None) -> None:
+        ctx = ctx or mp.get_context("spawn")
+        self.weights_path = Path(weights_path)
+        self._queue = ctx.Queue(maxsize=queue_chunks)
+        self._seen_mtime: int | None = None
+        self._seen_version = -1
+
+    # actor side
+    def send(self, chunk: TransitionChunk) -> bool:
+        try:
+            self._queue.put_nowait(chunk)
+        except queue.Full:
+            return False
+        return True
+
+    def poll_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        try:
+            mtime = os.stat(self.weights_path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if mtime == self._seen_mtime:
+            return None
+        self._seen_mtime = mtime
+        version, state = load_weights(self.weights_path)
+        if version <= self._seen_version:
+            return None
+        self._seen_version = version
+        return version, state
+
+    def depth(self) -> int:
+        try:
+            return self._queue.qsize()
+        except NotImplementedError:  # macOS has no qsize
+            return -1
+
+    # learner side
+    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
+        chunks: list[TransitionChunk] = []
+        try:
+            chunks.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
+            while len(chunks) < max_chunks:
+                chunks.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return chunks
+
+    def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
+        save_weights(self.weights_path, version, policy_state)
