@@ -99,9 +99,6 @@ class TransportConfig:
 
 @dataclass
 class TrainConfig:
-    defaults: list[Any] = field(
-        default_factory=lambda: [{"env": "sim"}, {"agent": "sac"}, {"demos": "scripted"}, "_self_"]
-    )
     env: Any = MISSING
     agent: Any = MISSING
     demos: DemoConfig = MISSING

@@ -132,10 +132,9 @@ class Actor:
                                    "policy_version": self.policy_version,
                                    **{f"eval/{k}": v for k, v in summary.items()}})
 
-    def _drain(self, timeout_s: float = 30.0) -> None:
-        """Hand the backlog over before exiting; whatever is left stays in the store for a resume."""
-        deadline = time.monotonic() + timeout_s
-        while self.sender.backlog > 0 and time.monotonic() < deadline and not self.shared.stop.is_set():
+    def _drain(self) -> None:
+        """Hand the backlog over before exiting; on a stop it stays in the store for a resume."""
+        while self.sender.backlog > 0 and not self.shared.stop.is_set():
             self.sender.flush()
             time.sleep(0.01)
         _post(self.shared.status, {"source": "actor", "kind": "done", "env_steps": self.env_steps,
