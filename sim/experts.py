@@ -1,0 +1,143 @@
+"""Scripted experts: closed-loop state machines reading privileged poses from env.unwrapped.
+
+They work whatever the observation holds (privileged or not, with or without cameras), so they
+can record demos for image-based policies. Actions follow the env's layout: (dx, dy, dz,
+gripper) or, with rotation, (dx, dy, dz, 0, 0, 0, gripper); the expert never rotates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from sim.tasks.pick_cube import CUBE_HALF
+from sim.tasks.push import BLOCK_HALF
+
+OPEN, CLOSED = -1.0, 1.0
+
+
+class _Expert:
+    """Shared plumbing: move-to-point action, gripper, noise, action layout."""
+
+    gain = 1.0  # fraction of the remaining error asked for per tick (then clipped to [-1, 1])
+
+    def __init__(self, env: gymnasium.Env, noise: float = 0.0, seed: int | None = None) -> None:
+        self.env = env
+        self.task: Any = env.unwrapped
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.action_dim = int(env.action_space.shape[0])
+        self.reset()
+
+    def reset(self) -> None:
+        """Call after env.reset(): forget the phase of the last episode."""
+
+    def _action(self, target_xyz: np.ndarray, gripper: float) -> np.ndarray:
+        delta = (np.asarray(target_xyz) - self.task.ee_position()) / self.task.pos_scale
+        action = np.zeros(self.action_dim, dtype=np.float32)
+        action[:3] = np.clip(self.gain * delta, -1.0, 1.0)
+        action[-1] = gripper
+        if self.noise > 0:
+            action[:3] += self.rng.normal(0.0, self.noise, 3)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+class ReachExpert(_Expert):
+    def __call__(self, obs: Any) -> np.ndarray:
+        return self._action(self.task.goal, OPEN)
+
+
+class PickCubeExpert(_Expert):
+    """approach above the cube -> descend -> close -> lift; restarts if the cube slips out."""
+
+    hover = 0.08  # m above the cube centre before descending
+    lift_to = 0.16  # m above the table for the tool centre point while lifting
+    close_ticks = 3
+
+    def reset(self) -> None:
+        self.phase = "approach"
+        self.ticks = 0
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        cube, _ = self.task.object_pose()
+        ee = self.task.ee_position()
+        xy_err = float(np.linalg.norm(cube[:2] - ee[:2]))
+        grasp_z = cube[2] - 0.005
+        if self.phase == "approach":
+            target = np.array([cube[0], cube[1], cube[2] + self.hover])
+            if xy_err < 0.01 and abs(ee[2] - target[2]) < 0.03:
+                self.phase = "descend"
+            return self._action(target, OPEN)
+        if self.phase == "descend":
+            target = np.array([cube[0], cube[1], grasp_z])
+            if xy_err > 0.02:
+                self.phase = "approach"
+            elif abs(ee[2] - grasp_z) < 0.01:
+                self.phase, self.ticks = "close", 0
+            return self._action(target, OPEN)
+        if self.phase == "close":
+            self.ticks += 1
+            if self.ticks >= self.close_ticks:
+                self.phase = "lift"
+            return self._action(np.array([cube[0], cube[1], grasp_z]), CLOSED)
+        # lift: go back round if the cube is no longer between the fingers
+        if self.task.gripper_width() < 2 * CUBE_HALF - 0.01 or cube[2] < ee[2] - 0.03:
+            self.phase = "approach"
+            return self._action(ee + np.array([0.0, 0.0, 0.05]), OPEN)
+        return self._action(np.array([ee[0], ee[1], self.lift_to]), CLOSED)
+
+
+class PushExpert(_Expert):
+    """Go behind the block (seen from the goal), lower the closed gripper, push it to the goal."""
+
+    push_z = 0.025  # tool centre height while pushing (block is 4 cm tall)
+    safe_z = 0.08  # travel height clear of the block
+    standoff = BLOCK_HALF[0] + 0.035  # behind the block centre; covers a rotated block's corner
+
+    def reset(self) -> None:
+        self.phase = "to_start"
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        block, _ = self.task.object_pose()
+        goal = np.asarray(self.task.goal)
+        ee = self.task.ee_position()
+        to_goal = goal - block[:2]
+        dist = float(np.linalg.norm(to_goal))
+        direction = to_goal / max(dist, 1e-6)
+        behind = block[:2] - direction * self.standoff
+        # Lateral offset of the pusher from the block->goal line, and how far behind it is.
+        rel = ee[:2] - block[:2]
+        lateral = abs(rel[0] * direction[1] - rel[1] * direction[0])
+        along = float(rel @ direction)
+        if self.phase == "push" and (lateral > 0.02 or along > -BLOCK_HALF[0] + 0.005):
+            self.phase = "to_start"  # lost the block: re-approach from behind
+        if self.phase == "to_start":
+            gap = float(np.linalg.norm(ee[:2] - behind))
+            if gap < 0.012 and ee[2] < self.push_z + 0.01:
+                self.phase = "push"
+            elif gap < 0.03:
+                return self._action(np.array([*behind, self.push_z]), CLOSED)
+            elif ee[2] < self.safe_z - 0.02:
+                # low and off the line: rise in place first so the move does not sweep the block
+                return self._action(np.array([ee[0], ee[1], self.safe_z]), CLOSED)
+            else:
+                return self._action(np.array([*behind, self.safe_z]), CLOSED)
+        # push: aim at a point beyond the goal so the block keeps moving until it arrives, and
+        # steer back onto the line through block and goal.
+        target_xy = goal - direction * self.standoff + direction * min(dist, 0.02)
+        return self._action(np.array([*target_xy, self.push_z]), CLOSED)
+
+
+EXPERTS: dict[str, type[_Expert]] = {
+    "pick_cube": PickCubeExpert,
+    "reach": ReachExpert,
+    "push": PushExpert,
+}
+
+
+def expert_for(task: str) -> type[_Expert]:
+    if task not in EXPERTS:
+        raise ValueError(f"no scripted expert for task {task!r}; have {sorted(EXPERTS)}")
+    return EXPERTS[task]

@@ -1,0 +1,41 @@
+"""Helpers shared by tasks that have one free-floating object."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+
+def yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+
+
+class FreeObject:
+    """Pose access and placement of a body with a free joint."""
+
+    def __init__(self, model: mujoco.MjModel, body: str) -> None:
+        self.body_id = model.body(body).id
+        joint_id = model.body_jntadr[self.body_id]
+        self.qpos_adr = model.jnt_qposadr[joint_id]
+        self.qvel_adr = model.jnt_dofadr[joint_id]
+
+    def place(self, data: mujoco.MjData, pos: np.ndarray, quat: np.ndarray) -> None:
+        data.qpos[self.qpos_adr : self.qpos_adr + 3] = pos
+        data.qpos[self.qpos_adr + 3 : self.qpos_adr + 7] = quat
+        data.qvel[self.qvel_adr : self.qvel_adr + 6] = 0.0
+
+    def pose(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
+        q = data.qpos[self.qpos_adr : self.qpos_adr + 7]
+        return q[:3].copy(), q[3:].copy()
+
+    def state(self, data: mujoco.MjData, ee_pos: np.ndarray) -> np.ndarray:
+        """Privileged object state: position (3), wxyz quaternion (4), position - ee_pos (3)."""
+        pos, quat = self.pose(data)
+        if quat[0] < 0:  # one sign per rotation, so the policy sees a continuous input
+            quat = -quat
+        return np.concatenate([pos, quat, pos - ee_pos])
+
+
+OBJECT_STATE_DIM = 10
