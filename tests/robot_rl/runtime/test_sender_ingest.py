@@ -1,0 +1,133 @@
+"""Every step an actor records reaches the learner exactly once, whatever the channel does."""
+
+import numpy as np
+import pytest
+
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.runtime.ingest import Ingest
+from robot_rl.runtime.sender import TransitionSender
+from robot_rl.runtime.transport import TransitionChunk
+
+STATE_DIM, ACT_DIM = 3, 2
+SPEC = {"state": ((STATE_DIM,), np.dtype(np.float32))}
+
+
+class FlakyChannel:
+    """A channel that refuses messages while `open` is False, like a full queue."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.sent: list[TransitionChunk] = []
+
+    def send(self, chunk: TransitionChunk) -> bool:
+        if self.open:
+            self.sent.append(chunk)
+        return self.open
+
+    def take(self) -> list[TransitionChunk]:
+        out, self.sent = self.sent, []
+        return out
+
+
+def _row(seq: int, done: bool) -> dict[str, np.ndarray]:
+    return {
+        "state": np.full(STATE_DIM, seq, np.float32),
+        "action": np.full(ACT_DIM, seq % 7 / 7, np.float32),
+        "policy_action": np.zeros(ACT_DIM, np.float32),
+        "reward": np.float32(seq),
+        "terminated": np.bool_(done and seq % 2 == 0),
+        "truncated": np.bool_(done and seq % 2 == 1),
+        "intervened": np.bool_(seq % 5 == 0),
+        "policy_version": np.int64(0),
+        "t_obs": np.float64(seq),
+    }
+
+
+def _act(sender: TransitionSender, channel: FlakyChannel, ingest: Ingest, rng, n_steps: int, seq0: int) -> None:
+    """Record n_steps steps in episodes of random length while the channel opens and closes."""
+    seq = seq0
+    for _ in range(n_steps):
+        channel.open = rng.random() > 0.4
+        done = rng.random() < 0.15
+        sender.add_step(_row(seq, done), {"state": np.full(STATE_DIM, seq + 0.5, np.float32)} if done else None)
+        seq += 1
+        if rng.random() < 0.5:
+            for chunk in channel.take():
+                ingest.add(chunk)
+
+
+def _finish(sender: TransitionSender, channel: FlakyChannel, ingest: Ingest) -> None:
+    channel.open = True
+    sender.flush()
+    for chunk in channel.take():
+        ingest.add(chunk)
+
+
+def _make(tmp_path, next_seq=None):
+    actor_store = EpisodeStore(tmp_path / "actor.zarr", mode="a")
+    replay_store = EpisodeStore(tmp_path / "replay.zarr", mode="a")
+    online = ReplayBuffer(10_000, SPEC, ACT_DIM)
+    demo = ReplayBuffer(10_000, SPEC, ACT_DIM)
+    ingest = Ingest(online, demo, replay_store)
+    channel = FlakyChannel()
+    seq = ingest.committed_seq(0) if next_seq is None else next_seq
+    sender = TransitionSender(channel, actor_store, 0, seq, chunk_steps=4)
+    return actor_store, replay_store, online, demo, ingest, channel, sender
+
+
+def test_every_step_arrives_exactly_once(tmp_path):
+    rng = np.random.default_rng(0)
+    actor_store, replay_store, online, demo, ingest, channel, sender = _make(tmp_path)
+    _act(sender, channel, ingest, rng, 400, 0)
+    sender.add_step(_row(400, True), {"state": np.zeros(STATE_DIM, np.float32)})  # end the last episode
+    _finish(sender, channel, ingest)
+    assert sender.backlog == 0
+    assert replay_store.n_steps == actor_store.n_steps == 401
+    got = replay_store.steps(0, replay_store.n_steps)
+    np.testing.assert_array_equal(got["seq"], np.arange(401))
+    np.testing.assert_array_equal(got["reward"], actor_store.steps(0, 401)["reward"])
+    np.testing.assert_array_equal(replay_store.episode_ends, actor_store.episode_ends)
+    # each step is a transition once its next observation is known, all episodes are closed here
+    assert len(online) == 401
+    assert len(demo) == int(np.count_nonzero(got["intervened"]))
+
+
+def test_resent_chunks_are_dropped_and_gaps_refused(tmp_path):
+    actor_store, replay_store, online, _, ingest, channel, sender = _make(tmp_path)
+    for seq in range(6):
+        sender.add_step(_row(seq, seq == 5), {"state": np.zeros(STATE_DIM, np.float32)} if seq == 5 else None)
+    chunks = channel.take()
+    for chunk in chunks:
+        ingest.add(chunk)
+    for chunk in chunks:  # the same messages again, as after a reconnect
+        assert ingest.add(chunk) == 0
+    assert ingest.duplicates_dropped == 6 and replay_store.n_steps == 6 and len(online) == 6
+    gap = TransitionChunk(0, 9, 9, {k: v[None] for k, v in _row(9, False).items()})
+    with pytest.raises(RuntimeError, match="missing"):
+        ingest.add(gap)
+
+
+def test_learner_restart_resumes_from_its_store(tmp_path):
+    """A learner that lost its memory rebuilds from replay.zarr; the actor resends from there."""
+    rng = np.random.default_rng(1)
+    actor_store, replay_store, _, _, ingest, channel, sender = _make(tmp_path)
+    _act(sender, channel, ingest, rng, 150, 0)
+    n_actor = actor_store.n_steps + len(sender._rows)
+    del ingest  # the learner dies; whatever it held only in memory is gone
+
+    actor_store2, replay_store2, online2, _, ingest2, channel2, _ = _make(tmp_path)
+    restart = ingest2.committed_seq(0)
+    assert restart == replay_store2.n_steps  # whole episodes only
+    assert len(online2) == replay_store2.n_steps  # buffers refilled from the store
+    sender.transport, sender.next_seq = channel2, restart  # the actor reconnects
+    _act(sender, channel2, ingest2, rng, 100, n_actor)
+    sender.add_step(_row(n_actor + 100, True), {"state": np.zeros(STATE_DIM, np.float32)})
+    _finish(sender, channel2, ingest2)
+    got = EpisodeStore(tmp_path / "replay.zarr", mode="r")
+    np.testing.assert_array_equal(got.steps(0, got.n_steps)["seq"], np.arange(actor_store.n_steps))
+
+
+def test_sender_refuses_a_cursor_past_its_store(tmp_path):
+    with pytest.raises(ValueError, match="holds only"):
+        _make(tmp_path, next_seq=5)
