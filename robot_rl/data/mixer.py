@@ -1,0 +1,71 @@
+"""Online/demo batch mixing, RLPD style: a fixed share of every batch comes from demonstrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.types import Batch
+
+
+def _concat(a: Any, b: Any) -> Any:
+    """Concatenate two batch fields along the batch axis (recursing into the obs dicts)."""
+    if isinstance(a, dict):
+        return {k: _concat(a[k], b[k]) for k in a}
+    return np.concatenate([a, b])
+
+
+class DemoMixer:
+    """Symmetric sampling (RLPD): round(B * demo_ratio) transitions from demo, the rest online.
+
+    Human interventions go into the demo buffer as well as online (as in HIL-SERL), so they are
+    oversampled the same way demos are. When one buffer is empty the whole batch comes from the
+    other, so learning can start from demos alone or without any demos.
+    """
+
+    def __init__(self, online: ReplayBuffer, demo: ReplayBuffer | None, demo_ratio: float = 0.5) -> None:
+        if not 0.0 <= demo_ratio <= 1.0:
+            raise ValueError(f"demo_ratio must be in [0, 1], got {demo_ratio}")
+        self.online = online
+        self.demo = demo
+        self.demo_ratio = demo_ratio
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(n_online, n_demo) for one batch given what the buffers hold now."""
+        n_online_avail = len(self.online)
+        n_demo_avail = len(self.demo) if self.demo is not None else 0
+        if n_online_avail == 0 and n_demo_avail == 0:
+            raise ValueError("cannot sample: the online and demo buffers are both empty")
+        if n_demo_avail == 0:
+            return batch_size, 0
+        if n_online_avail == 0:
+            return 0, batch_size
+        n_demo = round(batch_size * self.demo_ratio)
+        return batch_size - n_demo, n_demo
+
+    def sample(self, batch_size: int) -> Batch:
+        """One batch of B transitions, demo rows after online rows (see ReplayBuffer.sample)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n_online, n_demo = self.split(batch_size)
+        if n_demo == 0:
+            return self.online.sample(n_online)
+        assert self.demo is not None
+        if n_online == 0:
+            return self.demo.sample(n_demo)
+        a, b = self.online.sample(n_online), self.demo.sample(n_demo)
+        return Batch(
+            obs=_concat(a.obs, b.obs),
+            action=_concat(a.action, b.action),
+            reward=_concat(a.reward, b.reward),
+            next_obs=_concat(a.next_obs, b.next_obs),
+            discount=_concat(a.discount, b.discount),
+        )
+
+    def iterate(self, batch_size: int) -> Iterator[Batch]:
+        """Endless batches, sampled lazily (what agent.update() consumes)."""
+        while True:
+            yield self.sample(batch_size)

@@ -1,0 +1,71 @@
+"""DemoMixer: ratios, empty buffers, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_rl.data.mixer import DemoMixer
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.types import Batch
+
+SPEC = {"state": ((1,), np.float32), "image_cam": ((2, 2, 3), np.uint8)}
+
+
+def episode(value: float, steps: int) -> tuple[dict, dict]:
+    """Store-format episode whose every observation has state == value, to tell sources apart."""
+    obs = {"state": np.full((steps, 1), value, np.float32), "image_cam": np.zeros((steps, 2, 2, 3), np.uint8)}
+    steps_ = {
+        **obs,
+        "action": np.zeros((steps, 1), np.float32),
+        "reward": np.zeros(steps, np.float32),
+        "terminated": np.zeros(steps, bool),
+        "truncated": np.zeros(steps, bool),
+    }
+    return steps_, {k: v[0] for k, v in obs.items()}
+
+
+def buffer(value: float, steps: int) -> ReplayBuffer:
+    buf = ReplayBuffer(100, SPEC, action_dim=1, seed=0)
+    if steps:
+        buf.add_episode(*episode(value, steps))
+    return buf
+
+
+def n_demo_rows(batch: Batch) -> int:
+    return int((batch.obs["state"][:, 0] == 1.0).sum())
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [(0.5, 128), (0.25, 64), (0.0, 0), (1.0, 256), (0.3, 77)])
+def test_ratio(ratio: float, expected: int) -> None:
+    mixer = DemoMixer(buffer(0.0, 10), buffer(1.0, 10), demo_ratio=ratio)
+    batch = mixer.sample(256)
+    assert len(batch) == 256 and n_demo_rows(batch) == expected
+    assert batch.obs["images"]["cam"].shape == (256, 2, 2, 3)
+    assert batch.next_obs["state"].shape == (256, 1)
+    assert batch.reward.shape == batch.discount.shape == (256,)
+
+
+def test_empty_buffers_fall_back_to_the_other() -> None:
+    assert n_demo_rows(DemoMixer(buffer(0.0, 0), buffer(1.0, 5)).sample(8)) == 8
+    assert n_demo_rows(DemoMixer(buffer(0.0, 5), buffer(1.0, 0)).sample(8)) == 0
+    assert n_demo_rows(DemoMixer(buffer(0.0, 5), None).sample(8)) == 0
+    with pytest.raises(ValueError, match="both empty"):
+        DemoMixer(buffer(0.0, 0), buffer(1.0, 0)).sample(8)
+    with pytest.raises(ValueError, match="both empty"):
+        DemoMixer(buffer(0.0, 0), None).sample(8)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan")])
+def test_ratio_validation(ratio: float) -> None:
+    with pytest.raises(ValueError, match="demo_ratio"):
+        DemoMixer(buffer(0.0, 1), None, demo_ratio=ratio)
+
+
+def test_iterate_is_endless_and_lazy() -> None:
+    online = buffer(0.0, 0)
+    batches = DemoMixer(online, buffer(1.0, 3), demo_ratio=0.5).iterate(4)
+    assert n_demo_rows(next(batches)) == 4
+    online.add_episode(*episode(0.0, 2))
+    for _ in range(5):
+        assert n_demo_rows(next(batches)) == 2
