@@ -1,0 +1,77 @@
+"""Helpers the agents share: observation conversion, batch preparation, encoder and optimiser setup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robot_rl.nets.encoders import ObsEncoder, random_shift
+from robot_rl.types import Batch, Obs
+
+
+def image_shapes(obs_space: gym.spaces.Dict) -> dict[str, tuple[int, int]]:
+    """{camera: (H, W)} from obs_space["images"]; empty for state-only spaces."""
+    if "state" not in obs_space.spaces:
+        raise ValueError(f"observation space needs a 'state' Box, got keys {list(obs_space.spaces)}")
+    images = obs_space.spaces.get("images")
+    if images is None:
+        return {}
+    shapes = {}
+    for cam, box in images.spaces.items():
+        if len(box.shape) != 3 or box.shape[2] != 3:
+            raise ValueError(f"camera {cam!r}: expected image shape (H, W, 3), got {box.shape}")
+        shapes[cam] = (int(box.shape[0]), int(box.shape[1]))
+    return shapes
+
+
+def build_obs_encoder(obs_space: gym.spaces.Dict, cfg: Any) -> ObsEncoder:
+    """ObsEncoder from a config with encoder / feature_dim / resnet_weights / resnet_frozen fields."""
+    return ObsEncoder(
+        state_dim=int(np.prod(obs_space["state"].shape)),
+        image_shapes=image_shapes(obs_space),
+        kind=cfg.encoder,
+        feature_dim=cfg.feature_dim,
+        resnet_weights=cfg.resnet_weights,
+        resnet_frozen=cfg.resnet_frozen,
+    )
+
+
+def make_adam(params: Iterable[torch.Tensor], lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one (CPU and CUDA): one kernel per step, not
+    a Python loop over tensors (measured ~3x faster than foreach on CPU for the SAC nets)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def obs_to_torch(obs: Obs, device: torch.device, add_batch_dim: bool = False) -> dict[str, Any]:
+    """numpy Obs -> tensors on `device`: state float32 [(1,) D], images uint8 [(1,) H, W, 3]."""
+    state = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32), device=device)
+    out: dict[str, Any] = {"state": state[None] if add_batch_dim else state}
+    if obs.get("images"):
+        images = {
+            c: torch.as_tensor(np.asarray(v, dtype=np.uint8), device=device) for c, v in obs["images"].items()
+        }
+        out["images"] = {c: v[None] for c, v in images.items()} if add_batch_dim else images
+    return out
+
+
+def prepare_batch(
+    batch: Batch, device: torch.device, augment: bool, generator: torch.Generator | None = None
+) -> Batch:
+    """numpy Batch -> torch Batch on `device`, float32 [B] rewards/discounts, and (training only)
+    DrQ random shifts on obs and next_obs images, drawn independently."""
+    tb = batch.to_torch(device)
+    b = len(tb)
+    for obs in (tb.obs, tb.next_obs):
+        obs["state"] = obs["state"].float()
+        if augment and "images" in obs:
+            obs["images"] = {c: random_shift(v, generator=generator) for c, v in obs["images"].items()}
+    tb.action = tb.action.float()
+    tb.reward = tb.reward.float().reshape(b)
+    tb.discount = tb.discount.float().reshape(b)
+    return tb

@@ -1,0 +1,281 @@
+"""SAC with RLPD's recipe (Ball et al. 2023): critic ensemble with LayerNorm, TD target from the
+minimum over a random subset of target critics, high update-to-data ratio.
+
+Shapes: B batch, D state size, F feature size (state + image features), A action size,
+K ensemble size, M = num_min_critics. The discount comes with each batch (gamma^n, or 0 where
+the episode terminated), so there is no gamma here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.agents.common import build_obs_encoder, make_adam, obs_to_torch, prepare_batch
+from robot_rl.nets.actor import TanhGaussianActor
+from robot_rl.nets.ensemble import EnsembleMLP
+from robot_rl.types import Batch, Obs
+
+
+@dataclass
+class SACConfig:
+    """SAC hyper-parameters; an OmegaConf structured config. RLPD: num_critics=10, utd=20."""
+
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    num_critics: int = 2  # ensemble size K
+    num_min_critics: int = 2  # TD target = min over a random subset of this size
+    critic_layer_norm: bool = True
+    actor_layer_norm: bool = False
+    utd: int = 1  # critic updates per update() call, each on its own batch
+    batch_size: int = 256
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temp_lr: float = 3e-4
+    init_temperature: float = 1.0
+    target_entropy: float | None = None  # None: -A / 2, as RLPD
+    backup_entropy: bool = True
+    encoder: str = "conv"  # "conv" | "resnet18"
+    resnet_weights: str | None = None
+    resnet_frozen: bool = False
+    image_augment: bool = True
+    feature_dim: int = 50  # image features per camera
+    compile: bool = False  # torch.compile the networks (off: compile time dominates short runs)
+
+    def __post_init__(self) -> None:
+        if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be a non-empty list of positive ints, got {self.hidden_dims}")
+        if self.num_critics < 1:
+            raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
+        if not 1 <= self.num_min_critics <= self.num_critics:
+            raise ValueError(
+                f"num_min_critics must be in [1, num_critics={self.num_critics}], got {self.num_min_critics}"
+            )
+        for name in ("utd", "batch_size", "feature_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        for name in ("actor_lr", "critic_lr", "temp_lr", "init_temperature"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.encoder not in ("conv", "resnet18"):
+            raise ValueError(f"encoder must be 'conv' or 'resnet18', got {self.encoder!r}")
+
+
+# ---- losses: small pure functions, each returns (loss, info) -------------------------------------
+
+
+def td_target(
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: torch.Tensor,
+    backup_entropy: bool,
+) -> torch.Tensor:
+    """y = r + discount * (min_m Q'_m(s', a') - alpha * log pi(a'|s')).
+
+    reward, discount, next_log_prob: [B]; next_q: [M, B] from the chosen target critics.
+    """
+    next_v = next_q.min(dim=0).values
+    if backup_entropy:
+        next_v = next_v - alpha * next_log_prob
+    return reward + discount * next_v
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """q: [K, B], target: [B]; squared TD error averaged over members and batch (as RLPD)."""
+    loss = (q - target).square().mean()
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+
+def actor_loss(
+    q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """q_pi: [K, B] critics at the policy's action, log_prob: [B]; RLPD uses the ensemble mean."""
+    loss = (alpha * log_prob - q_pi.mean(dim=0)).mean()
+    return loss, {"actor_loss": loss.detach(), "entropy": -log_prob.detach().mean()}
+
+
+def temperature_loss(
+    log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """alpha * (entropy - target_entropy): raises alpha while entropy is below target."""
+    alpha = log_alpha.exp()
+    loss = alpha * (-log_prob.detach().mean() - target_entropy)
+    return loss, {"temperature_loss": loss.detach(), "alpha": alpha.detach()}
+
+
+# ---- agent ---------------------------------------------------------------------------------------
+
+
+class SACAgent:
+    """RLPD-style SAC implementing robot_rl.types.Agent.
+
+    With cameras, the encoder belongs to the critic and is trained by the critic loss; the actor
+    reads its features detached (DrQ/RLPD), and the target critic has its own target encoder.
+    """
+
+    def __init__(
+        self,
+        obs_space: gym.spaces.Dict,
+        action_space: gym.spaces.Box,
+        cfg: SACConfig | None = None,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg = cfg if cfg is not None else SACConfig()
+        self.device = torch.device(device)
+        self.action_dim = int(np.prod(action_space.shape))
+        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -self.action_dim / 2
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
+        if seed is not None:
+            torch.manual_seed(seed)  # parameter initialisation
+
+        self.encoder = build_obs_encoder(obs_space, cfg).to(self.device)
+        feat = self.encoder.out_dim
+        self.actor = TanhGaussianActor(feat, self.action_dim, cfg.hidden_dims, cfg.actor_layer_norm).to(
+            self.device
+        )
+        self.critic = EnsembleMLP(
+            feat + self.action_dim, cfg.hidden_dims, cfg.num_critics, layer_norm=cfg.critic_layer_norm
+        ).to(self.device)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(
+            float(np.log(cfg.init_temperature)), device=self.device, requires_grad=True
+        )
+
+        critic_params = [
+            *self.critic.parameters(),
+            *(p for p in self.encoder.parameters() if p.requires_grad),
+        ]
+        self.critic_opt = make_adam(critic_params, cfg.critic_lr, self.device)
+        self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr, self.device)
+        self.temp_opt = make_adam([self.log_alpha], cfg.temp_lr, self.device)
+        # Flat lists so the Polyak update is one foreach kernel over every target tensor.
+        self._online = [*self.critic.parameters(), *self.encoder.parameters()]
+        self._target = [*self.target_critic.parameters(), *self.target_encoder.parameters()]
+        self.num_updates = 0
+        self._critic_fn: nn.Module = torch.compile(self.critic) if cfg.compile else self.critic  # type: ignore[assignment]
+        self._target_fn: nn.Module = torch.compile(self.target_critic) if cfg.compile else self.target_critic  # type: ignore[assignment]
+
+    @property
+    def updates_per_call(self) -> int:
+        return self.cfg.utd
+
+    @torch.inference_mode()
+    def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
+        """One unbatched Obs (numpy) -> float32[A] in [-1, 1]; deterministic gives tanh(mean)."""
+        self.encoder.eval()
+        features = self.encoder(obs_to_torch(obs, self.device, add_batch_dim=True))
+        self.encoder.train()
+        action, _ = self.actor(features, self.generator, deterministic)
+        return action[0].float().cpu().numpy()
+
+    def update(self, batches: Iterator[Batch]) -> dict[str, float]:
+        """utd critic steps, each on its own batch, then one actor and temperature step on the last.
+
+        Metrics stay on the device until one read at the end (no per-step host sync).
+        """
+        critic_losses = []
+        for _ in range(self.cfg.utd):
+            batch = prepare_batch(next(batches), self.device, self.cfg.image_augment, self.generator)
+            features, info = self._critic_step(batch)
+            critic_losses.append(info["critic_loss"])
+        info.update(self._actor_temperature_step(features))
+        info["critic_loss"] = torch.stack(critic_losses).mean()
+        self.num_updates += self.cfg.utd
+        keys = sorted(info)
+        values = torch.stack([info[k].float() for k in keys]).tolist()
+        return dict(zip(keys, values, strict=True))
+
+    def _critic_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One critic (+ encoder) gradient step and Polyak update; returns detached obs features [B, F]."""
+        cfg = self.cfg
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_features = self.encoder(batch.next_obs)
+            next_action, next_log_prob = self.actor(next_features, self.generator)
+            if self.encoder.has_images:
+                next_features = self.target_encoder(batch.next_obs)
+            members = None
+            if cfg.num_min_critics < cfg.num_critics:  # only the chosen members are evaluated
+                perm = torch.randperm(cfg.num_critics, device=self.device, generator=self.generator)
+                members = perm[: cfg.num_min_critics]
+            next_q = self._target_fn(torch.cat([next_features, next_action], -1), members)
+            target = td_target(batch.reward, batch.discount, next_q, next_log_prob, alpha, cfg.backup_entropy)
+        features = self.encoder(batch.obs)
+        q = self._critic_fn(torch.cat([features, batch.action], -1))
+        loss, info = critic_loss(q, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, self._online, cfg.tau)
+        # The actor step reuses these features: one encoder step stale, but saves a pixel pass.
+        return features.detach(), info
+
+    def _actor_temperature_step(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features: [B, F] detached, so the actor loss never trains the encoder."""
+        alpha = self.log_alpha.detach().exp()
+        action, log_prob = self.actor(features, self.generator)
+        assert log_prob is not None
+        q_pi = self._critic_fn(torch.cat([features, action], -1), detach_params=True)
+        loss, info = actor_loss(q_pi, log_prob, alpha)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        t_loss, t_info = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        self.temp_opt.zero_grad(set_to_none=True)
+        t_loss.backward()
+        self.temp_opt.step()
+        return {**info, **t_info}
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """Flat CPU tensor dict of what act() needs: "actor.*" and "encoder.*" weights."""
+        state = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
+        state.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
+        return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
+        for prefix, module in (("actor.", self.actor), ("encoder.", self.encoder)):
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, targets, optimisers, log-temperature, update counter and the sampling RNG."""
+        return {
+            "config": asdict(self.cfg),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "target_encoder": self.target_encoder.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "temp_opt": self.temp_opt.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "num_updates": self.num_updates,
+            "rng": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "critic", "encoder", "target_critic", "target_encoder"):
+            getattr(self, name).load_state_dict(state[name])
+        for name in ("actor_opt", "critic_opt", "temp_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.num_updates = int(state["num_updates"])
+        self.generator.set_state(state["rng"].cpu())
