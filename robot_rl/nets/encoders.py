@@ -130,12 +130,16 @@ class ResNet18(nn.Module):
         if isinstance(state, Mapping) and "state_dict" in state:
             state = state["state_dict"]
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if missing or unexpected:
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
             raise ValueError(
                 f"{p} is not a resnet18 state dict: missing keys {missing[:5]}, "
-                f"unexpected keys {unexpected[:5]}"
+                f"unexpected keys {unexpected[:5]}, wrong shapes {wrong[:5]}"
             )
+        self.load_state_dict(state)
 
 
 class ResNetEncoder(nn.Module):
