@@ -18,6 +18,7 @@ Names the rest of sim/ relies on (an external arm given through ``arm_xml`` must
 from __future__ import annotations
 
 import math
+import warnings
 
 import mujoco
 import numpy as np
@@ -228,6 +229,19 @@ def scene_xml(
 </mujoco>"""
 
 
+def arm_only_xml() -> str:
+    """Our arm as a standalone MJCF file: a template for an external ``arm_xml``."""
+    return f"""
+<mujoco model="robot_rl_arm">
+  <compiler angle="radian" autolimits="true"/>
+  <worldbody>{arm_xml_body()}</worldbody>
+  {_gripper_coupling()}
+  <actuator>
+{_arm_actuators()}
+  </actuator>
+</mujoco>"""
+
+
 def build_model(
     objects_xml: str = "", physics_hz: float = 500.0, arm_xml: str | None = None, offscreen_size: int = 640
 ) -> mujoco.MjModel:
@@ -245,6 +259,9 @@ def build_model(
         hand.add_camera(name="wrist", pos=[0.07, 0, 0.01], quat=_WRIST_CAM_QUAT, fovy=75)
     frame = scene.worldbody.add_frame()
     frame.attach_body(arm.worldbody.first_body(), "", "")
-    model = scene.compile()
+    with warnings.catch_warnings():
+        # Empty prefix on purpose: the rest of sim/ looks the arm up by its plain names.
+        warnings.filterwarnings("ignore", message="Attaching a spec with an empty prefix")
+        model = scene.compile()
     model.opt.timestep = 1.0 / physics_hz
     return model

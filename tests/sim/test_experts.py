@@ -48,3 +48,13 @@ def test_pick_expert_with_rotation_actions_and_noise() -> None:
 def test_unknown_task_has_no_expert() -> None:
     with pytest.raises(ValueError, match="no scripted expert"):
         expert_for("juggle")
+
+
+def test_external_arm_xml_is_loaded_and_controllable(tmp_path) -> None:
+    # Our own arm written to a file stands in for a user's MJCF with the documented names.
+    from sim.assets import arm_only_xml
+
+    path = tmp_path / "arm.xml"
+    path.write_text(arm_only_xml())
+    rate, _ = _success_rate("reach", 5, arm_xml=str(path))
+    assert rate == 1.0
