@@ -87,6 +87,10 @@ class EpisodeStore:
         if mode == "r" and not self.path.exists():
             raise FileNotFoundError(f"episode store {self.path} does not exist")
         if mode == "w" and self.path.exists():
+            # never delete a directory that is not a zarr store (a mistyped path must not cost data)
+            is_store = (self.path / ".zgroup").exists() or (self.path / "zarr.json").exists()
+            if self.path.is_file() or not (is_store or not any(self.path.iterdir())):
+                raise FileExistsError(f"{self.path} exists and is not a zarr store; refusing to overwrite")
             shutil.rmtree(self.path)
         if not self.path.exists():
             self._root = zarr.open_group(self.path, mode="w", zarr_format=2)

@@ -55,6 +55,8 @@ def test_round_trip(tmp_path: Path) -> None:
     for i, (steps, final) in enumerate(episodes):
         store.append_episode(steps, final if i != 1 else None)
     store.attrs["env"] = {"id": "PickCube", "hz": 10}
+    assert_equal_dicts(store.episode(2), episodes[2][0])  # the writing instance reads its own appends
+    assert_equal_dicts(store.final_obs(2), episodes[2][1])
 
     reopened = EpisodeStore(path, "r")
     assert reopened.n_episodes == 3 and reopened.n_steps == 11
@@ -100,6 +102,12 @@ def test_modes(tmp_path: Path) -> None:
     assert EpisodeStore(path, "w").n_episodes == 0
     with pytest.raises(PermissionError, match="read-only"):
         EpisodeStore(path, "r").append_episode(*make_episode(2))
+    precious = tmp_path / "not_a_store"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a zarr store"):
+        EpisodeStore(precious, "w")
+    assert (precious / "notes.txt").exists()
 
 
 @pytest.mark.parametrize(
