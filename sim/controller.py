@@ -38,19 +38,6 @@ def _contiguous(idx: np.ndarray, what: str) -> slice:
     return slice(int(idx[0]), int(idx[0]) + len(idx))
 
 
-def quat_error(target_wxyz: np.ndarray, current_wxyz: np.ndarray) -> np.ndarray:
-    """Rotation from current to target as a world-frame rotation vector (rad)."""
-    inv = np.empty(4)
-    mujoco.mju_negQuat(inv, current_wxyz)
-    diff = np.empty(4)
-    mujoco.mju_mulQuat(diff, target_wxyz, inv)
-    if diff[0] < 0:  # shortest way round
-        diff = -diff
-    err = np.empty(3)
-    mujoco.mju_quat2Vel(err, diff, 1.0)
-    return err
-
-
 @dataclass
 class IKGains:
     damping: float = 0.05  # DLS damping (m), keeps steps bounded near singularities
