@@ -1,0 +1,75 @@
+"""Configs: command-line overrides reach the objects they name; bad values fail early."""
+
+import pytest
+
+from robot_rl.agents.sac import SACAgent
+from robot_rl.cli import load_run_config, resume_overrides
+from robot_rl.config import SimEnvConfig, TrainConfig
+from robot_rl.envs.factory import make_env
+from robot_rl.runtime.setup import build_agent
+
+
+def compose(overrides: list[str]) -> TrainConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from robot_rl.cli import CONFIG_DIR, to_train_config
+    from robot_rl.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return to_train_config(hydra_compose("train", overrides=overrides))
+
+
+def test_defaults_are_typed():
+    cfg = compose(["run_dir=/tmp/x"])
+    assert isinstance(cfg, TrainConfig) and isinstance(cfg.env, SimEnvConfig)
+    assert cfg.env.task == "pick_cube" and cfg.demos.num_episodes == 20
+
+
+def test_overrides_reach_the_objects_they_name():
+    cfg = compose(["run_dir=/tmp/x", "agent.num_critics=3", "agent.hidden_dims=[32,16]", "env.control_hz=20",
+                   "env.max_episode_steps=7"])
+    env = make_env(cfg.env, seed=0)
+    agent = build_agent(cfg, env.observation_space, env.action_space, "cpu")
+    assert isinstance(agent, SACAgent)
+    assert agent.critic.num_members == 3
+    assert [w.shape[-1] for w in agent.critic.weights][:2] == [32, 16]
+    assert env.unwrapped.cfg.control_hz == 20
+    env.reset(seed=0)
+    steps = 0
+    while True:
+        steps += 1
+        if any(env.step(env.action_space.sample())[2:4]):
+            break
+    assert steps == 7
+
+
+def test_gpu_preset_carries_rlpd_recipe():
+    cfg = compose(["run_dir=/tmp/x", "agent=sac_gpu"])
+    assert cfg.agent.num_critics == 10 and cfg.agent.utd == 20 and cfg.agent.critic_layer_norm
+
+
+def test_demos_none_and_gym_group():
+    cfg = compose(["run_dir=/tmp/x", "env=gym", "env.id=Pendulum-v1", "demos=none"])
+    assert cfg.demos.source == "none" and cfg.env.id == "Pendulum-v1"
+
+
+@pytest.mark.parametrize("bad", ["agent.num_critics=0", "replay.demo_ratio=-0.1", "env.image_size=[4,4]"])
+def test_bad_values_fail_with_the_field_named(bad):
+    with pytest.raises(SystemExit, match=bad.split("=")[0].split(".")[-1]):
+        compose(["run_dir=/tmp/x", bad])
+
+
+def test_resume_keeps_the_runs_overrides_and_todays_win(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- agent.num_critics=4\n- total_env_steps=100\n")
+    args = resume_overrides(["resume=true", f"run_dir={tmp_path}", "total_env_steps=500"])
+    assert "agent.num_critics=4" in args and "total_env_steps=500" in args and "total_env_steps=100" not in args
+    cfg = load_run_config(tmp_path)
+    assert cfg.agent.num_critics == 4 and cfg.total_env_steps == 100
+
+
+def test_resume_without_run_dir_is_refused():
+    with pytest.raises(SystemExit, match="run_dir"):
+        resume_overrides(["resume=true"])
