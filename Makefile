@@ -8,7 +8,15 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: run test install install-dev lint clean
+.PHONY: run test install install-dev sysdeps lint clean
+
+# Headless MuJoCo rendering (MUJOCO_GL=egl) for the camera tests: Mesa's EGL, software-rendered.
+SYSDEPS := libegl1 libegl-mesa0 libgl1-mesa-dri
+sysdeps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  dpkg -s $(SYSDEPS) >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null); \
+	else echo "sysdeps: not root or no apt-get; camera tests need $(SYSDEPS)"; fi
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,7 +39,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/robot-rl train $(ARGS)
 
-test: install-dev
+test: install-dev sysdeps
 	$(BIN)/ruff check robot_rl drivers sim tests benchmarks
 	MUJOCO_GL=egl $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 

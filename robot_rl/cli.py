@@ -1,8 +1,8 @@
 """The `robot-rl` command.
 
-    robot-rl train [hydra overrides]            train (sim by default); see configs/train.yaml
-    robot-rl train resume=true run_dir=<run>     continue a stopped or crashed run
-    robot-rl eval <run | weights.pt> [--episodes N]
+robot-rl train [hydra overrides]            train (sim by default); see configs/train.yaml
+robot-rl train resume=true run_dir=<run>     continue a stopped or crashed run
+robot-rl eval <run | weights.pt> [--episodes N]
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def _eval(argv: list[str]) -> None:
     parser.add_argument("target", help="a run folder, or a weights file inside one (weights/policy.pt)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=123_456)
-    parser.add_argument("--override", action="append", default=[], help="config override, e.g. env.randomize=false")
+    parser.add_argument(
+        "--override", action="append", default=[], help="config override, e.g. env.randomize=false"
+    )
     args = parser.parse_args(argv)
 
     from robot_rl.envs.factory import make_env
@@ -109,8 +111,11 @@ def _eval(argv: list[str]) -> None:
     version, state = load_weights(weights)
     agent.load_policy_state(state)
     print(f"evaluating weights v{version} from {weights} over {args.episodes} episodes", flush=True)
-    summary = {"weights": str(weights), "weights_version": version,
-               **run_episodes(env, agent, args.episodes, seed=args.seed)}
+    summary = {
+        "weights": str(weights),
+        "weights_version": version,
+        **run_episodes(env, agent, args.episodes, seed=args.seed),
+    }
     print(
         f"success {summary['success_rate']:.2f} [{summary['success_ci_low']:.2f}, "
         f"{summary['success_ci_high']:.2f}] (95% Wilson) | episode length {summary['episode_length']:.1f}"

@@ -115,6 +115,8 @@ class TrainConfig:
     # trained on, so sim learning curves do not depend on the machine's speed. A real robot is
     # paced by its clock: set null there and the actor never waits.
     max_actor_lead_steps: int | None = 200
+    # Pace the sim actor at env.control_hz like a real robot (for timing and twin runs).
+    realtime: bool = False
     eval_every_steps: int = 2_500
     eval_episodes: int = 10
     final_eval_episodes: int = 50

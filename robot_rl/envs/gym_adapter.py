@@ -15,7 +15,12 @@ from gymnasium import spaces
 
 
 def _is_image(space: spaces.Space) -> bool:
-    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+    return (
+        isinstance(space, spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and space.shape[-1] == 3
+    )
 
 
 class StandardObsWrapper(gym.Wrapper):
@@ -46,7 +51,9 @@ class StandardObsWrapper(gym.Wrapper):
             elif isinstance(sub, spaces.Box):
                 state.append(key)
             else:
-                raise TypeError(f"observation entry '{key}' is {type(sub).__name__}; only Box entries are supported")
+                raise TypeError(
+                    f"observation entry '{key}' is {type(sub).__name__}; only Box entries are supported"
+                )
         if not state and not images:
             raise ValueError("the observation space is empty")
         return state, images

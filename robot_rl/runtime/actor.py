@@ -7,19 +7,21 @@ machine-independent learning curves; a real robot is paced by its own clock).
 
 from __future__ import annotations
 
+import json
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robot_rl.config import TrainConfig
+from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.sender import TransitionSender
-from robot_rl.runtime.setup import build_agent, set_torch_threads
+from robot_rl.runtime.setup import build_agent, post_status, set_torch_threads
 from robot_rl.runtime.transport import ActorTransport
 from robot_rl.types import Agent, obs_to_flat
 
@@ -33,16 +35,16 @@ class ActorShared:
     status: Any  # mp.Queue for progress messages (put_nowait, dropped when full)
 
 
-def _post(status: Any, msg: dict[str, Any]) -> None:
-    try:
-        status.put_nowait(msg)
-    except Exception:  # a full or closed status queue must never stop the robot
-        pass
-
-
 class Actor:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, transport: ActorTransport, shared: ActorShared,
-                 next_seq: int, actor_id: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        transport: ActorTransport,
+        shared: ActorShared,
+        next_seq: int,
+        actor_id: int = 0,
+    ) -> None:
         self.cfg = cfg
         self.shared = shared
         self.transport = transport
@@ -54,6 +56,14 @@ class Actor:
         self.policy_version = -1
         self.env_steps = self.store.n_steps  # a resumed actor continues its count
         self.next_eval = (self.env_steps // cfg.eval_every_steps + 1) * cfg.eval_every_steps
+        self.run_dir = run_dir
+        hz = cfg.env.control_hz if isinstance(cfg.env, SimEnvConfig) else None
+        if cfg.realtime and hz is None:
+            raise ValueError("realtime=true needs an env with a control rate (env=sim)")
+        self.period_s = 1.0 / hz if cfg.realtime and hz else None
+        self.periods_ms: deque[float] = deque(maxlen=100_000)  # start-to-start of control ticks
+        self.inference_ms: deque[float] = deque(maxlen=100_000)
+        self._tick: float | None = None
 
     def _refresh_weights(self) -> None:
         update = self.transport.poll_weights()
@@ -69,16 +79,42 @@ class Actor:
             self.sender.flush()  # use the pause to catch up on sending
             time.sleep(0.002)
 
+    def _pace(self) -> None:
+        """Start each control tick on the clock (realtime), and record the tick-to-tick period."""
+        now = time.perf_counter()
+        if self.period_s is not None and self._tick is not None:
+            target = self._tick + self.period_s
+            if target > now:
+                time.sleep(target - now)
+            now = time.perf_counter()
+        if self._tick is not None:
+            self.periods_ms.append((now - self._tick) * 1e3)
+        self._tick = now
+
     def _policy_action(self, obs: dict[str, Any]) -> np.ndarray:
         if self.env_steps < self.cfg.random_steps:
             return self.rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
-        return self.agent.act(obs, deterministic=False)
+        t0 = time.perf_counter()
+        action = self.agent.act(obs, deterministic=False)
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        return action
+
+    def timing(self) -> dict[str, float]:
+        """Control period and inference latency percentiles, in milliseconds."""
+        out: dict[str, float] = {}
+        for name, values in (("period_ms", self.periods_ms), ("inference_ms", self.inference_ms)):
+            if values:
+                p50, p99 = np.percentile(np.fromiter(values, float), [50, 99])
+                out |= {f"{name}_p50": float(p50), f"{name}_p99": float(p99)}
+        return out
 
     def run_episode(self) -> dict[str, Any]:
         obs, info = self.env.reset()
         ret, length, success, intervened = 0.0, 0, False, 0
+        self._tick = None  # a reset is not a control period
         while True:
             self._wait_for_learner()
+            self._pace()
             self._refresh_weights()
             t_obs = float(info.get("t_obs", time.time()))
             action = self._policy_action(obs)
@@ -113,41 +149,70 @@ class Actor:
         while self.env_steps < self.cfg.total_env_steps and not self.shared.stop.is_set():
             stats = self.run_episode()
             episodes += 1
-            _post(self.shared.status, {
-                "source": "actor", "kind": "episode", "env_steps": self.env_steps, "episode": episodes,
-                "policy_version": self.policy_version, "backlog": self.sender.backlog,
-                "queue_depth": self.transport.depth(), "queue_full_events": self.sender.full_events,
-                **{f"train/episode_{k}": float(v) for k, v in stats.items()},
-            })
+            post_status(
+                self.shared.status,
+                {
+                    "source": "actor",
+                    "kind": "episode",
+                    "env_steps": self.env_steps,
+                    "episode": episodes,
+                    "policy_version": self.policy_version,
+                    "backlog": self.sender.backlog,
+                    "queue_depth": self.transport.depth(),
+                    "queue_full_events": self.sender.full_events,
+                    **{f"train/episode_{k}": float(v) for k, v in stats.items()},
+                    **{f"actor/{k}": v for k, v in self.timing().items()},
+                },
+            )
             if self.env_steps >= self.next_eval and self.cfg.eval_episodes > 0:
                 self.next_eval += self.cfg.eval_every_steps
                 self._evaluate()
         self._drain()
+        (self.run_dir / "actor_timing.json").write_text(
+            json.dumps(
+                {"realtime": self.period_s is not None, "ticks": len(self.periods_ms), **self.timing()},
+                indent=2,
+            )
+        )
 
     def _evaluate(self) -> None:
         if self.policy_version < 0:
             return
         summary = run_episodes(self.env, self.agent, self.cfg.eval_episodes, seed=self.env_steps)
-        _post(self.shared.status, {"source": "actor", "kind": "eval", "env_steps": self.env_steps,
-                                   "policy_version": self.policy_version,
-                                   **{f"eval/{k}": v for k, v in summary.items()}})
+        post_status(
+            self.shared.status,
+            {
+                "source": "actor",
+                "kind": "eval",
+                "env_steps": self.env_steps,
+                "policy_version": self.policy_version,
+                **{f"eval/{k}": v for k, v in summary.items()},
+            },
+        )
 
     def _drain(self) -> None:
         """Hand the backlog over before exiting; on a stop it stays in the store for a resume."""
         while self.sender.backlog > 0 and not self.shared.stop.is_set():
             self.sender.flush()
             time.sleep(0.01)
-        _post(self.shared.status, {"source": "actor", "kind": "done", "env_steps": self.env_steps,
-                                   "backlog": self.sender.backlog})
+        post_status(
+            self.shared.status,
+            {"source": "actor", "kind": "done", "env_steps": self.env_steps, "backlog": self.sender.backlog},
+        )
 
 
-def actor_main(cfg: TrainConfig, run_dir: str, transport: ActorTransport, shared: ActorShared,
-               next_seq: int, actor_id: int = 0) -> None:
+def actor_main(
+    cfg: TrainConfig,
+    run_dir: str,
+    transport: ActorTransport,
+    shared: ActorShared,
+    next_seq: int,
+    actor_id: int = 0,
+) -> None:
     """Entry point of the actor process."""
     set_torch_threads(cfg.torch_threads)
     try:
         Actor(cfg, Path(run_dir), transport, shared, next_seq, actor_id).run()
     except Exception as err:  # report, then fail the process so the supervisor stops the run
-        _post(shared.status, {"source": "actor", "kind": "error", "error": repr(err)})
+        post_status(shared.status, {"source": "actor", "kind": "error", "error": repr(err)})
         raise
-

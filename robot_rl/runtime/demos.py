@@ -38,7 +38,9 @@ def _scripted_factory(cfg: TrainConfig) -> Callable[[Any], Any]:
     raise ValueError("demos.source=scripted on a gym env needs demos.policy ('module:Name')")
 
 
-def record_episode(env: Any, policy: Any, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
+def record_episode(
+    env: Any, policy: Any, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
     """One episode of `policy` in `env`, in the store's form, and whether it succeeded."""
     obs, info = env.reset(seed=seed)
     if hasattr(policy, "reset"):
@@ -48,11 +50,19 @@ def record_episode(env: Any, policy: Any, seed: int) -> tuple[dict[str, np.ndarr
         t_obs = float(info.get("t_obs", time.time()))
         action = np.asarray(policy(obs), np.float32)
         next_obs, reward, terminated, truncated, info = env.step(action)
-        rows.append(obs_to_flat(obs) | {
-            "action": action, "policy_action": action, "reward": np.float32(reward),
-            "terminated": np.bool_(terminated), "truncated": np.bool_(truncated),
-            "intervened": np.bool_(False), "policy_version": np.int64(-1), "t_obs": np.float64(t_obs),
-        })
+        rows.append(
+            obs_to_flat(obs)
+            | {
+                "action": action,
+                "policy_action": action,
+                "reward": np.float32(reward),
+                "terminated": np.bool_(terminated),
+                "truncated": np.bool_(truncated),
+                "intervened": np.bool_(False),
+                "policy_version": np.int64(-1),
+                "t_obs": np.float64(t_obs),
+            }
+        )
         success = success or bool(info.get("success", False))
         obs = next_obs
         if terminated or truncated:
@@ -88,7 +98,7 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
 def prepare_demos(cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print) -> int:
     """Make run_dir/demos.zarr as the config says; returns the number of demo episodes."""
     path = run_dir / "demos.zarr"
-    if cfg.demos.source == "none" or cfg.demos.num_episodes == 0 and cfg.demos.source == "scripted":
+    if cfg.demos.source == "none" or (cfg.demos.num_episodes == 0 and cfg.demos.source == "scripted"):
         return 0
     if path.exists():  # a resumed run keeps its demos
         return EpisodeStore(path, mode="r").n_episodes
@@ -100,6 +110,3 @@ def prepare_demos(cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = 
             dst.append_episode(src.episode(i), src.final_obs(i))
         return n
     return generate_demos(cfg, path, log).n_episodes
-
-
-

@@ -19,6 +19,7 @@ from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.transport import TransitionChunk
 from robot_rl.types import IMAGE_PREFIX
 
+
 def _is_obs_key(key: str) -> bool:
     return key == "state" or key.startswith(IMAGE_PREFIX)
 
@@ -74,7 +75,9 @@ class Ingest:
             self.duplicates_dropped += len(chunk)
             return 0
         if skip < 0:
-            raise RuntimeError(f"actor {chunk.actor_id}: expected step {expected}, got {chunk.seq}: steps missing")
+            raise RuntimeError(
+                f"actor {chunk.actor_id}: expected step {expected}, got {chunk.seq}: steps missing"
+            )
         if skip > 0:
             self.duplicates_dropped += skip
         n = len(chunk)
@@ -100,9 +103,17 @@ class Ingest:
             self._link(stream, stream.rows[-1], obs)
         stream.rows.append(row)
 
-    def _link(self, stream: _ActorStream, prev: dict[str, np.ndarray], next_obs: dict[str, np.ndarray]) -> None:
+    def _link(
+        self, stream: _ActorStream, prev: dict[str, np.ndarray], next_obs: dict[str, np.ndarray]
+    ) -> None:
         """The transition of `prev` is complete once the next observation is known."""
-        args = (prev["action"], float(prev["reward"]), next_obs, bool(prev["terminated"]), bool(prev["truncated"]))
+        args = (
+            prev["action"],
+            float(prev["reward"]),
+            next_obs,
+            bool(prev["terminated"]),
+            bool(prev["truncated"]),
+        )
         self.online.add(*args)
         if self.demo is None:
             return

@@ -21,7 +21,7 @@ from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.runtime.ingest import Ingest
-from robot_rl.runtime.setup import build_agent, is_offline, resolve_device, set_torch_threads
+from robot_rl.runtime.setup import build_agent, is_offline, post_status, resolve_device, set_torch_threads
 from robot_rl.runtime.transport import LearnerTransport
 
 
@@ -33,16 +33,16 @@ class LearnerShared:
     status: Any  # mp.Queue for progress messages
 
 
-def _post(status: Any, msg: dict[str, Any]) -> None:
-    try:
-        status.put_nowait(msg)
-    except Exception:
-        pass
-
-
 class Learner:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, transport: LearnerTransport, shared: LearnerShared,
-                 obs_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        transport: LearnerTransport,
+        shared: LearnerShared,
+        obs_space: gym.spaces.Dict,
+        action_space: gym.spaces.Box,
+    ) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.transport = transport
@@ -77,11 +77,17 @@ class Learner:
         self.weights_version = int(state["weights_version"])
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.ckpt_path, {
-            "agent": self.agent.state_dict(), "calls": self.calls, "grad_steps": self.grad_steps,
-            "start_point": -1 if self.start_point is None else self.start_point,
-            "weights_version": self.weights_version, "env_steps": self.ingest.env_steps,
-        })
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "agent": self.agent.state_dict(),
+                "calls": self.calls,
+                "grad_steps": self.grad_steps,
+                "start_point": -1 if self.start_point is None else self.start_point,
+                "weights_version": self.weights_version,
+                "env_steps": self.ingest.env_steps,
+            },
+        )
 
     def publish(self) -> None:
         self.weights_version += 1
@@ -142,22 +148,37 @@ class Learner:
     def _status(self, metrics: dict[str, float], updates_per_s: float, kind: str = "progress") -> None:
         env_steps = self.ingest.env_steps
         online = env_steps - (self.start_point or env_steps)
-        _post(self.shared.status, {
-            "source": "learner", "kind": kind, "env_steps_received": env_steps, "updates": self.calls,
-            "grad_steps": self.grad_steps, "updates_per_s": updates_per_s,
-            "utd_achieved": self.grad_steps / max(online, 1), "weights_version": self.weights_version,
-            "duplicates_dropped": self.ingest.duplicates_dropped, "demo_transitions": len(self.demo),
-            **{f"learner/{k}": float(v) for k, v in metrics.items()},
-        })
+        post_status(
+            self.shared.status,
+            {
+                "source": "learner",
+                "kind": kind,
+                "env_steps_received": env_steps,
+                "updates": self.calls,
+                "grad_steps": self.grad_steps,
+                "updates_per_s": updates_per_s,
+                "utd_achieved": self.grad_steps / max(online, 1),
+                "weights_version": self.weights_version,
+                "duplicates_dropped": self.ingest.duplicates_dropped,
+                "demo_transitions": len(self.demo),
+                **{f"learner/{k}": float(v) for k, v in metrics.items()},
+            },
+        )
 
 
-def learner_main(cfg: TrainConfig, run_dir: str, transport: LearnerTransport, shared: LearnerShared,
-                 obs_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
+def learner_main(
+    cfg: TrainConfig,
+    run_dir: str,
+    transport: LearnerTransport,
+    shared: LearnerShared,
+    obs_space: gym.spaces.Dict,
+    action_space: gym.spaces.Box,
+) -> None:
     """Entry point of the learner process."""
     set_torch_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     try:
         Learner(cfg, Path(run_dir), transport, shared, obs_space, action_space).run()
     except Exception as err:
-        _post(shared.status, {"source": "learner", "kind": "error", "error": repr(err)})
+        post_status(shared.status, {"source": "learner", "kind": "error", "error": repr(err)})
         raise

@@ -72,7 +72,9 @@ class TransitionSender:
         final = self.store.final_obs(episode) if stop == int(ends[episode]) else None
         if stop == int(ends[episode]) and final is None:
             final = {}  # an episode stored without its last observation still ends here
-        chunk = TransitionChunk(self.actor_id, self.next_seq, start, self.store.steps(self.next_seq, stop), final)
+        chunk = TransitionChunk(
+            self.actor_id, self.next_seq, start, self.store.steps(self.next_seq, stop), final
+        )
         return self._try_send(chunk)
 
     def _try_send(self, chunk: TransitionChunk) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -17,10 +19,14 @@ def set_torch_threads(n: int) -> None:
     """One thread by default: on a shared 2-core box two threads run up to 10x slower."""
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
     torch.set_num_threads(n)
-    try:
+    with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
+
+
+def post_status(status: Any, msg: dict[str, Any]) -> None:
+    """Progress messages are best effort: a full or closed queue must never stop the robot."""
+    with contextlib.suppress(Exception):
+        status.put_nowait(msg)
 
 
 def resolve_device(name: str) -> str:
@@ -31,7 +37,9 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def build_agent(cfg: TrainConfig, obs_space: gym.spaces.Dict, action_space: gym.spaces.Box, device: str) -> Agent:
+def build_agent(
+    cfg: TrainConfig, obs_space: gym.spaces.Dict, action_space: gym.spaces.Box, device: str
+) -> Agent:
     """The agent seam: the config's type names the algorithm."""
     if isinstance(cfg.agent, SACConfig):
         return SACAgent(obs_space, action_space, cfg.agent, device=device, seed=cfg.seed)

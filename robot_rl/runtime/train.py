@@ -41,7 +41,9 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     has_run = (run_dir / "replay.zarr").exists() or (run_dir / "actor_0").exists()
     if has_run and not cfg.resume:
-        raise FileExistsError(f"{run_dir} already holds a run: pass resume=true to continue it, or a new run_dir")
+        raise FileExistsError(
+            f"{run_dir} already holds a run: pass resume=true to continue it, or a new run_dir"
+        )
     if cfg.resume and not has_run:
         raise FileNotFoundError(f"resume=true but {run_dir} holds no run to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -124,10 +126,18 @@ def run_processes(cfg: TrainConfig, run_dir: Path, obs_space: Any, action_space:
     actor_shared = ActorShared(ctx.Event(), trained_through, status)
     learner_shared = LearnerShared(ctx.Event(), trained_through, actor_total, status)
     next_seq = _learner_cursor(run_dir)
-    learner = ctx.Process(target=learner_main, name="learner", daemon=True,
-                          args=(cfg, str(run_dir), transport, learner_shared, obs_space, action_space))
-    actor = ctx.Process(target=actor_main, name="actor", daemon=True,
-                        args=(cfg, str(run_dir), transport, actor_shared, next_seq))
+    learner = ctx.Process(
+        target=learner_main,
+        name="learner",
+        daemon=True,
+        args=(cfg, str(run_dir), transport, learner_shared, obs_space, action_space),
+    )
+    actor = ctx.Process(
+        target=actor_main,
+        name="actor",
+        daemon=True,
+        args=(cfg, str(run_dir), transport, actor_shared, next_seq),
+    )
     learner.start()
     actor.start()
     (run_dir / "pids.json").write_text(json.dumps({"learner": learner.pid, "actor": actor.pid}))
@@ -184,20 +194,29 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.monotonic()
     progress = run_processes(cfg, run_dir, obs_space, action_space)
     train_s = time.monotonic() - t0
-    result = {"train_time_s": train_s, "env_steps": progress.state.get("env_steps", 0),
-              "updates": progress.state.get("updates", 0)}
+    result = {
+        "train_time_s": train_s,
+        "env_steps": progress.state.get("env_steps", 0),
+        "updates": progress.state.get("updates", 0),
+    }
     if cfg.final_eval_episodes > 0:
         result |= final_eval(cfg, run_dir, cfg.final_eval_episodes)
-        progress.logger.log({"env_steps": result["env_steps"], "eval/final_success_rate": result["success_rate"]})
+        progress.logger.log(
+            {"env_steps": result["env_steps"], "eval/final_success_rate": result["success_rate"]}
+        )
         print(
             f"final eval: success {result['success_rate']:.2f} "
-            f"[{result['success_ci_low']:.2f}, {result['success_ci_high']:.2f}] over {result['episodes']} episodes"
+            f"[{result['success_ci_low']:.2f}, {result['success_ci_high']:.2f}]"
+            f" over {result['episodes']} episodes"
             f" | length {result['episode_length']:.1f} | return {result['return']:.2f}",
             flush=True,
         )
     progress.logger.close()
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png")
-    print(f"done in {train_s:.0f}s: {run_dir}/ holds checkpoints/, weights/, metrics.csv, tb/, "
-          "learning_curve.png, eval.json", flush=True)
+    print(
+        f"done in {train_s:.0f}s: {run_dir}/ holds checkpoints/, weights/, metrics.csv, tb/, "
+        "learning_curve.png, eval.json",
+        flush=True,
+    )
     return result

@@ -28,8 +28,15 @@ def test_defaults_are_typed():
 
 
 def test_overrides_reach_the_objects_they_name():
-    cfg = compose(["run_dir=/tmp/x", "agent.num_critics=3", "agent.hidden_dims=[32,16]", "env.control_hz=20",
-                   "env.max_episode_steps=7"])
+    cfg = compose(
+        [
+            "run_dir=/tmp/x",
+            "agent.num_critics=3",
+            "agent.hidden_dims=[32,16]",
+            "env.control_hz=20",
+            "env.max_episode_steps=7",
+        ]
+    )
     env = make_env(cfg.env, seed=0)
     agent = build_agent(cfg, env.observation_space, env.action_space, "cpu")
     assert isinstance(agent, SACAgent)
@@ -65,7 +72,9 @@ def test_resume_keeps_the_runs_overrides_and_todays_win(tmp_path):
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "overrides.yaml").write_text("- agent.num_critics=4\n- total_env_steps=100\n")
     args = resume_overrides(["resume=true", f"run_dir={tmp_path}", "total_env_steps=500"])
-    assert "agent.num_critics=4" in args and "total_env_steps=500" in args and "total_env_steps=100" not in args
+    assert (
+        "agent.num_critics=4" in args and "total_env_steps=500" in args and "total_env_steps=100" not in args
+    )
     cfg = load_run_config(tmp_path)
     assert cfg.agent.num_critics == 4 and cfg.total_env_steps == 100
 

@@ -10,16 +10,22 @@ class _DictEnv(gym.Env):
     """Dict observations with a camera and two state entries; action in [0, 10]."""
 
     def __init__(self) -> None:
-        self.observation_space = spaces.Dict({
-            "cam": spaces.Box(0, 255, (8, 8, 3), np.uint8),
-            "joint_pos": spaces.Box(-1, 1, (3,), np.float64),
-            "gripper": spaces.Box(0, 1, (1,), np.float32),
-        })
+        self.observation_space = spaces.Dict(
+            {
+                "cam": spaces.Box(0, 255, (8, 8, 3), np.uint8),
+                "joint_pos": spaces.Box(-1, 1, (3,), np.float64),
+                "gripper": spaces.Box(0, 1, (1,), np.float32),
+            }
+        )
         self.action_space = spaces.Box(0.0, 10.0, (2,), np.float32)
         self.last_action: np.ndarray | None = None
 
     def _obs(self) -> dict:
-        return {"cam": np.full((8, 8, 3), 7, np.uint8), "joint_pos": np.arange(3.0), "gripper": np.ones(1, np.float32)}
+        return {
+            "cam": np.full((8, 8, 3), 7, np.uint8),
+            "joint_pos": np.arange(3.0),
+            "gripper": np.ones(1, np.float32),
+        }
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

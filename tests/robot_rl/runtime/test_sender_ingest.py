@@ -44,13 +44,17 @@ def _row(seq: int, done: bool) -> dict[str, np.ndarray]:
     }
 
 
-def _act(sender: TransitionSender, channel: FlakyChannel, ingest: Ingest, rng, n_steps: int, seq0: int) -> None:
+def _act(
+    sender: TransitionSender, channel: FlakyChannel, ingest: Ingest, rng, n_steps: int, seq0: int
+) -> None:
     """Record n_steps steps in episodes of random length while the channel opens and closes."""
     seq = seq0
     for _ in range(n_steps):
         channel.open = rng.random() > 0.4
         done = rng.random() < 0.15
-        sender.add_step(_row(seq, done), {"state": np.full(STATE_DIM, seq + 0.5, np.float32)} if done else None)
+        sender.add_step(
+            _row(seq, done), {"state": np.full(STATE_DIM, seq + 0.5, np.float32)} if done else None
+        )
         seq += 1
         if rng.random() < 0.5:
             for chunk in channel.take():
@@ -94,7 +98,7 @@ def test_every_step_arrives_exactly_once(tmp_path):
 
 
 def test_resent_chunks_are_dropped_and_gaps_refused(tmp_path):
-    actor_store, replay_store, online, _, ingest, channel, sender = _make(tmp_path)
+    _, replay_store, online, _, ingest, channel, sender = _make(tmp_path)
     for seq in range(6):
         sender.add_step(_row(seq, seq == 5), {"state": np.zeros(STATE_DIM, np.float32)} if seq == 5 else None)
     chunks = channel.take()
@@ -111,12 +115,12 @@ def test_resent_chunks_are_dropped_and_gaps_refused(tmp_path):
 def test_learner_restart_resumes_from_its_store(tmp_path):
     """A learner that lost its memory rebuilds from replay.zarr; the actor resends from there."""
     rng = np.random.default_rng(1)
-    actor_store, replay_store, _, _, ingest, channel, sender = _make(tmp_path)
+    actor_store, _, _, _, ingest, channel, sender = _make(tmp_path)
     _act(sender, channel, ingest, rng, 150, 0)
     n_actor = actor_store.n_steps + len(sender._rows)
     del ingest  # the learner dies; whatever it held only in memory is gone
 
-    actor_store2, replay_store2, online2, _, ingest2, channel2, _ = _make(tmp_path)
+    _, replay_store2, online2, _, ingest2, channel2, _ = _make(tmp_path)
     restart = ingest2.committed_seq(0)
     assert restart == replay_store2.n_steps  # whole episodes only
     assert len(online2) == replay_store2.n_steps  # buffers refilled from the store

@@ -32,7 +32,11 @@ TINY = [
 def robot_rl(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "robot_rl.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -56,8 +60,15 @@ def test_train_smoke_then_eval(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "final eval: success" in res.stdout
     assert "updates" in res.stdout  # the progress line was shown
-    for name in ["config.yaml", "demos.zarr", "weights/policy.pt", "checkpoints/learner.pt", "metrics.csv",
-                 "learning_curve.png", "eval.json"]:
+    for name in [
+        "config.yaml",
+        "demos.zarr",
+        "weights/policy.pt",
+        "checkpoints/learner.pt",
+        "metrics.csv",
+        "learning_curve.png",
+        "eval.json",
+    ]:
         assert (run / name).exists(), name
     assert EpisodeStore(run / "demos.zarr", mode="r").n_episodes == 2
     assert assert_exactly_once(run) >= 300
@@ -74,10 +85,21 @@ def test_train_smoke_then_eval(tmp_path):
 @pytest.mark.slow
 def test_learner_killed_mid_run_then_resumed_loses_nothing(tmp_path):
     run = tmp_path / "run"
-    args = ["total_env_steps=1200", f"run_dir={run}", *TINY, "final_eval_episodes=0", "max_actor_lead_steps=50"]
+    args = [
+        "total_env_steps=1200",
+        f"run_dir={run}",
+        *TINY,
+        "final_eval_episodes=0",
+        "max_actor_lead_steps=50",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "train", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.cli", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # wait until the learner has trained and checkpointed
@@ -103,8 +125,15 @@ def test_learner_killed_mid_run_then_resumed_loses_nothing(tmp_path):
 @pytest.mark.slow
 def test_gym_env_trains_through_config(tmp_path):
     run = tmp_path / "run"
-    res = robot_rl("train", "env=gym", "env.id=Hopper-v5", "demos=none", "total_env_steps=300",
-                   f"run_dir={run}", *TINY[1:])
+    res = robot_rl(
+        "train",
+        "env=gym",
+        "env.id=Hopper-v5",
+        "demos=none",
+        "total_env_steps=300",
+        f"run_dir={run}",
+        *TINY[1:],
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert assert_exactly_once(run) >= 300
 
@@ -116,12 +145,21 @@ def _egl_available() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _egl_available(), reason="no EGL renderer on this machine (apt: libegl1 libgl1-mesa-dri)")
+@pytest.mark.skipif(
+    not _egl_available(), reason="no EGL renderer on this machine (apt: libegl1 libgl1-mesa-dri)"
+)
 def test_pixel_smoke_two_cameras(tmp_path):
     run = tmp_path / "run"
     os.environ["MUJOCO_GL"] = "egl"
-    res = robot_rl("train", "env=pick_cube_pixels", "env.image_size=[64,64]", "total_env_steps=200",
-                   f"run_dir={run}", *TINY, timeout=400)
+    res = robot_rl(
+        "train",
+        "env=pick_cube_pixels",
+        "env.image_size=[64,64]",
+        "total_env_steps=200",
+        f"run_dir={run}",
+        *TINY,
+        timeout=400,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     replay = EpisodeStore(run / "replay.zarr", mode="r")
     for cam in ("wrist", "front"):
@@ -132,8 +170,12 @@ def test_pixel_smoke_two_cameras(tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "names"),
-    [("no_such_key=1", "no_such_key"), ("total_env_steps=abc", "total_env_steps"),
-     ("replay.demo_ratio=1.5", "demo_ratio"), ("agent.no_such_field=2", "no_such_field")],
+    [
+        ("no_such_key=1", "no_such_key"),
+        ("total_env_steps=abc", "total_env_steps"),
+        ("replay.demo_ratio=1.5", "demo_ratio"),
+        ("agent.no_such_field=2", "no_such_field"),
+    ],
 )
 def test_bad_config_fails_at_start_naming_it(tmp_path, override, names):
     res = robot_rl("train", override, f"run_dir={tmp_path / 'run'}", timeout=120)
