@@ -84,6 +84,7 @@ class Progress:
             self.recent_success = ([*self.recent_success, msg["train/episode_success"]])[-20:]
             row = {k: v for k, v in msg.items() if isinstance(v, (int, float)) and k != "episode"}
             row["train/success_last20"] = float(np.mean(self.recent_success))
+            row |= {k: v for k, v in self.state.items() if k.startswith("learner/")}
             row["learner/updates"] = self.state.get("updates", 0)
             row["learner/updates_per_s"] = self.state.get("updates_per_s", 0.0)
             row["learner/utd_achieved"] = self.state.get("utd_achieved", 0.0)
