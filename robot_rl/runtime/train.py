@@ -199,6 +199,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "train_time_s": train_s,
         "env_steps": progress.state.get("env_steps", 0),
         "updates": progress.state.get("updates", 0),
+        "grad_steps": progress.state.get("grad_steps", 0),
     }
     if cfg.final_eval_episodes > 0:
         result |= final_eval(cfg, run_dir, cfg.final_eval_episodes)
