@@ -21,7 +21,7 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.sender import TransitionSender
-from robot_rl.runtime.setup import build_agent, post_status, set_torch_threads
+from robot_rl.runtime.setup import build_agent, post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.transport import ActorTransport
 from robot_rl.types import Agent, obs_to_flat
 
@@ -33,6 +33,15 @@ class ActorShared:
     stop: Any  # mp.Event: finish the step, store the episode, exit
     trained_through: Any  # mp.Value('q'): env steps the learner's updates have caught up with
     status: Any  # mp.Queue for progress messages (put_nowait, dropped when full)
+    parent_pid: int = 0  # the supervisor; if it dies the actor stops like on `stop`
+
+    def stopping(self) -> bool:
+        if self.stop.is_set():
+            return True
+        if self.parent_pid and supervisor_gone(self.parent_pid):
+            self.stop.set()
+            return True
+        return False
 
 
 class Actor:
@@ -75,7 +84,7 @@ class Actor:
         lead = self.cfg.max_actor_lead_steps
         if lead is None:
             return
-        while self.env_steps - self.shared.trained_through.value > lead and not self.shared.stop.is_set():
+        while self.env_steps - self.shared.trained_through.value > lead and not self.shared.stopping():
             self.sender.flush()  # use the pause to catch up on sending
             time.sleep(0.002)
 
@@ -119,7 +128,7 @@ class Actor:
             t_obs = float(info.get("t_obs", time.time()))
             action = self._policy_action(obs)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
-            stopping = self.shared.stop.is_set()
+            stopping = self.shared.stopping()
             truncated = truncated or (stopping and not terminated)  # a stop ends the episode cleanly
             executed = np.asarray(info.get("executed_action", action), np.float32)
             row = obs_to_flat(obs) | {
@@ -146,7 +155,7 @@ class Actor:
     def run(self) -> None:
         self._refresh_weights()
         episodes = self.store.n_episodes
-        while self.env_steps < self.cfg.total_env_steps and not self.shared.stop.is_set():
+        while self.env_steps < self.cfg.total_env_steps and not self.shared.stopping():
             stats = self.run_episode()
             episodes += 1
             post_status(
@@ -192,7 +201,7 @@ class Actor:
 
     def _drain(self) -> None:
         """Hand the backlog over before exiting; on a stop it stays in the store for a resume."""
-        while self.sender.backlog > 0 and not self.shared.stop.is_set():
+        while self.sender.backlog > 0 and not self.shared.stopping():
             self.sender.flush()
             time.sleep(0.01)
         post_status(

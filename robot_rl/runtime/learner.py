@@ -21,7 +21,14 @@ from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.runtime.ingest import Ingest
-from robot_rl.runtime.setup import build_agent, is_offline, post_status, resolve_device, set_torch_threads
+from robot_rl.runtime.setup import (
+    build_agent,
+    is_offline,
+    post_status,
+    resolve_device,
+    set_torch_threads,
+    supervisor_gone,
+)
 from robot_rl.runtime.transport import LearnerTransport
 
 
@@ -31,6 +38,10 @@ class LearnerShared:
     trained_through: Any  # mp.Value('q'), written here: env steps the updates have caught up with
     actor_total: Any  # mp.Value('q'), -1 until the actors are done: the steps they produced in all
     status: Any  # mp.Queue for progress messages
+    parent_pid: int = 0  # the supervisor; if it dies the learner checkpoints and exits
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or bool(self.parent_pid and supervisor_gone(self.parent_pid))
 
 
 class Learner:
@@ -125,7 +136,7 @@ class Learner:
         if self.weights_version == 0:
             self.publish()  # the actor starts from the learner's initial weights
         last_status, metrics, t0, calls0 = 0.0, {}, time.monotonic(), self.calls
-        while not self.shared.stop.is_set():
+        while not self.shared.stopping():
             owed = self._owed()
             for chunk in self.transport.receive(max_chunks=256, timeout_s=0.0 if owed > 0 else 0.02):
                 self.ingest.add(chunk)

@@ -23,6 +23,11 @@ def set_torch_threads(n: int) -> None:
         torch.set_num_interop_threads(1)
 
 
+def supervisor_gone(parent_pid: int) -> bool:
+    """True once the process that started us has died (we were re-parented): time to stop."""
+    return os.getppid() != parent_pid
+
+
 def post_status(status: Any, msg: dict[str, Any]) -> None:
     """Progress messages are best effort: a full or closed queue must never stop the robot."""
     with contextlib.suppress(Exception):

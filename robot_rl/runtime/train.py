@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import queue
 import time
 from pathlib import Path
@@ -124,8 +125,9 @@ def run_processes(cfg: TrainConfig, run_dir: Path, obs_space: Any, action_space:
     transport = LocalTransport(run_dir / WEIGHTS_FILE, cfg.transport.queue_chunks, ctx)
     status = ctx.Queue(maxsize=10_000)
     trained_through, actor_total = ctx.Value("q", 0), ctx.Value("q", -1)
-    actor_shared = ActorShared(ctx.Event(), trained_through, status)
-    learner_shared = LearnerShared(ctx.Event(), trained_through, actor_total, status)
+    me = os.getpid()
+    actor_shared = ActorShared(ctx.Event(), trained_through, status, parent_pid=me)
+    learner_shared = LearnerShared(ctx.Event(), trained_through, actor_total, status, parent_pid=me)
     next_seq = _learner_cursor(run_dir)
     learner = ctx.Process(
         target=learner_main,

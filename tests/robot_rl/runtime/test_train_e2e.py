@@ -189,3 +189,49 @@ def test_existing_run_is_not_overwritten(tmp_path):
     (run / "actor_0").mkdir(parents=True)
     res = robot_rl("train", f"run_dir={run}", "total_env_steps=10", timeout=120)
     assert res.returncode != 0 and "resume=true" in res.stdout + res.stderr
+
+
+def _actor_steps(run: Path) -> int:
+    try:
+        return EpisodeStore(run / "actor_0" / "episodes.zarr", mode="r").n_steps
+    except (FileNotFoundError, ValueError):  # not created yet
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped) counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_actor_and_learner_stop_when_the_supervisor_is_killed(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.cli", "train", "total_env_steps=100000", f"run_dir={run}", *TINY],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while _actor_steps(run) == 0 and time.monotonic() < deadline:  # an episode is recorded
+            time.sleep(0.5)
+        pids = json.loads((run / "pids.json").read_text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 120  # a bound on a hang, not a speed claim
+        while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in pids.values()), "orphaned actor or learner kept running"
+    finally:
+        proc.kill()
+    actor = EpisodeStore(run / "actor_0" / "episodes.zarr", mode="r")
+    assert actor.n_steps > 0  # what the actor recorded is intact and readable
