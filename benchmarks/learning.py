@@ -5,7 +5,7 @@ one variant's overrides; the figure is the final 50-episode deterministic evalua
 we report the interquartile mean over seeds with a 95% percentile-bootstrap interval, and the
 training wall time. A random policy's success shows the task is not trivial.
 
-    python -m benchmarks.learning                       # all variants, 3 seeds
+    python -m benchmarks.learning                       # all variants, 3 seeds, 2 runs at a time
     python -m benchmarks.learning --variants default --seeds 0 1 2 3 4
 """
 
@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +44,26 @@ def run_variant(name: str, overrides: list[str], seed: int, budget: int, rerun: 
         return json.loads(eval_path.read_text()) | {"run_dir": str(run_dir)}
     if run_dir.exists():
         subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-    cmd = [sys.executable, "-m", "robot_rl.cli", "train", f"seed={seed}", f"run_dir={run_dir}",
-           f"total_env_steps={budget}", "progress=false", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robot_rl.cli",
+        "train",
+        f"seed={seed}",
+        f"run_dir={run_dir}",
+        f"total_env_steps={budget}",
+        "progress=false",
+        *overrides,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.monotonic()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"{name} seed {seed} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    print(f"  {name} seed {seed}: {res.stdout.strip().splitlines()[-2]} ({time.monotonic() - t0:.0f}s)", flush=True)
+    print(
+        f"  {name} seed {seed}: {res.stdout.strip().splitlines()[-2]} ({time.monotonic() - t0:.0f}s)",
+        flush=True,
+    )
     return json.loads(eval_path.read_text()) | {"run_dir": str(run_dir)}
 
 
@@ -77,24 +90,34 @@ def random_policy_success(seeds: list[int], episodes: int = 50) -> list[float]:
 
 def eval_curve(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
     rows = [r for r in read_metrics(Path(run_dir) / "metrics.csv") if r.get("eval/success_rate") is not None]
-    return np.array([r["env_steps"] for r in rows], float), np.array([r["eval/success_rate"] for r in rows], float)
+    return np.array([r["env_steps"] for r in rows], float), np.array(
+        [r["eval/success_rate"] for r in rows], float
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--env-steps", type=int, default=20_000)
-    parser.add_argument("--rerun", action="store_true", help="ignore finished runs in benchmarks/out/learning")
+    parser.add_argument("--env-steps", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is an actor + a learner)")
+    parser.add_argument(
+        "--rerun", action="store_true", help="ignore finished runs in benchmarks/out/learning"
+    )
     args = parser.parse_args()
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
 
-    results: dict[str, list[dict]] = {}
-    for name in args.variants:
-        print(f"{name}: {' '.join(VARIANTS[name]) or '(defaults)'}", flush=True)
-        results[name] = [run_variant(name, VARIANTS[name], s, args.env_steps, args.rerun) for s in args.seeds]
+    jobs = [(name, seed) for seed in args.seeds for name in args.variants]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {
+            job: pool.submit(run_variant, job[0], VARIANTS[job[0]], job[1], args.env_steps, args.rerun)
+            for job in jobs
+        }
+        results = {name: [futures[(name, s)].result() for s in args.seeds] for name in args.variants}
     random_rates = random_policy_success(args.seeds)
 
     rows, payload = [], {"seeds": args.seeds, "env_steps": args.env_steps, "variants": {}}
@@ -102,30 +125,42 @@ def main() -> None:
         success = np.array([r["success_rate"] for r in runs])
         low, high = bootstrap_ci(success) if len(success) > 1 else (float("nan"), float("nan"))
         minutes = np.array([r["train_time_s"] for r in runs]) / 60
-        payload["variants"][name] = {"overrides": VARIANTS[name], "success": success.tolist(),
-                                     "iqm": iqm(success), "ci95": [low, high], "train_minutes": minutes.tolist()}
-        rows.append(f"| {name} | {iqm(success):.2f} | [{low:.2f}, {high:.2f}] | "
-                    f"{', '.join(f'{s:.2f}' for s in success)} | {np.median(minutes):.1f} |")
+        payload["variants"][name] = {
+            "overrides": VARIANTS[name],
+            "success": success.tolist(),
+            "iqm": iqm(success),
+            "ci95": [low, high],
+            "train_minutes": minutes.tolist(),
+        }
+        rows.append(
+            f"| {name} | {iqm(success):.2f} | [{low:.2f}, {high:.2f}] | "
+            f"{', '.join(f'{s:.2f}' for s in success)} | {np.median(minutes):.1f} |"
+        )
     payload["random_policy"] = random_rates
-    rows.append(f"| random policy | {iqm(random_rates):.2f} | - | {', '.join(f'{s:.2f}' for s in random_rates)} | - |")
+    rows.append(
+        f"| random policy | {iqm(random_rates):.2f} | - | {', '.join(f'{s:.2f}' for s in random_rates)} | - |"
+    )
 
     curves = {name: [eval_curve(r["run_dir"]) for r in runs] for name, runs in results.items()}
     png = BENCH_DIR / "results" / "learning_pick_cube.png"
     png.parent.mkdir(exist_ok=True)
     plot_runs(curves, png, xlabel="env steps", ylabel="eval success rate (10 episodes)")
 
-    table = "\n".join([
-        f"## Learning: pick_cube, state observations, {args.env_steps:,} env steps, seeds {args.seeds}",
-        "",
-        "Final evaluation: 50 deterministic episodes per run. IQM over seeds, 95% bootstrap interval.",
-        "Training time is wall time of `robot-rl train` (actor + learner processes) on this machine.",
-        "",
-        "| variant | success IQM | 95% CI | per seed | train minutes (median) |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-        "Curves: `benchmarks/results/learning_pick_cube.png`.",
-    ])
+    table = "\n".join(
+        [
+            f"## Learning: pick_cube, state observations, {args.env_steps:,} env steps, seeds {args.seeds}",
+            "",
+            "Final evaluation: 50 deterministic episodes per run. IQM over seeds, 95% bootstrap interval.",
+            "Training time is wall time of `robot-rl train` (actor + learner processes),"
+            f" {args.jobs} runs at a time on this machine, so a lone run is faster.",
+            "",
+            "| variant | success IQM | 95% CI | per seed | train minutes (median) |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            "Curves: `benchmarks/results/learning_pick_cube.png`.",
+        ]
+    )
     cmd = "python -m benchmarks.learning " + " ".join(sys.argv[1:])
     write_results("learning", payload, table, cmd.strip())
     print(table)
