@@ -28,6 +28,44 @@ def test_ensemble_equals_separate_mlps(layer_norm: bool) -> None:
     torch.testing.assert_close(ens(x, members=subset), expected[[2, 0]], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_ensemble_gradients_equal_separate_mlps(layer_norm: bool) -> None:
+    """The one-unit output layer (multiply-and-sum, not bmm) and the in-place ReLU give the
+    same parameter and input gradients as K separate MLPs."""
+    torch.manual_seed(0)
+    mlps = [MLP(7, [16, 16], 1, layer_norm=layer_norm) for _ in range(3)]
+    for m in mlps:
+        for p in m.parameters():
+            nn.init.normal_(p, std=0.3)
+    ens = EnsembleMLP(7, [16, 16], 3, layer_norm=layer_norm)
+    ens.load_from_mlps(mlps)
+    x = torch.randn(5, 7, requires_grad=True)
+    w = torch.randn(3, 5)
+    (ens(x) * w).sum().backward()
+    x_grad, x.grad = x.grad.clone(), None
+    sum((m(x).squeeze(-1) * w[k]).sum() for k, m in enumerate(mlps)).backward()
+    torch.testing.assert_close(x_grad, x.grad, rtol=1e-5, atol=1e-5)
+    for k, m in enumerate(mlps):
+        linears = [lin for lin in m.modules() if isinstance(lin, nn.Linear)]
+        for i, lin in enumerate(linears):
+            torch.testing.assert_close(ens.weights[i].grad[k], lin.weight.grad.T, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(ens.biases[i].grad[k, 0], lin.bias.grad, rtol=1e-5, atol=1e-5)
+        norms = [ln for ln in m.modules() if isinstance(ln, nn.LayerNorm)]
+        for i, ln in enumerate(norms):
+            torch.testing.assert_close(ens.ln_weights[i].grad[k, 0], ln.weight.grad, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(ens.ln_biases[i].grad[k, 0], ln.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_ensemble_multi_unit_output_matches_members() -> None:
+    torch.manual_seed(0)
+    ens = EnsembleMLP(4, [8], 2, out_dim=3)
+    x = torch.randn(6, 4)
+    expected = torch.stack(
+        [torch.relu(x @ ens.weights[0][k] + ens.biases[0][k]) @ ens.weights[1][k] for k in range(2)]
+    )
+    torch.testing.assert_close(ens(x), expected + ens.biases[1], rtol=1e-5, atol=1e-5)
+
+
 def test_ensemble_detach_params_gives_input_grad_only() -> None:
     ens = EnsembleMLP(4, [8], 2)
     x = torch.randn(3, 4, requires_grad=True)
