@@ -42,8 +42,8 @@ def _hydra_train(argv: list[str]) -> None:
         cfg.run_dir = HydraConfig.get().runtime.output_dir  # resolve ${now:...} once
         try:
             train(to_train_config(cfg))
-        except (RunFailed, FileExistsError, FileNotFoundError) as err:
-            raise SystemExit(str(err)) from err
+        except (RunFailed, OSError, ValueError) as err:  # bad input or a dead process: say what, no trace
+            raise SystemExit(f"error: {err}") from err
 
     sys.argv = [f"{sys.argv[0]} train", *argv]
     _main()

@@ -235,3 +235,13 @@ def test_actor_and_learner_stop_when_the_supervisor_is_killed(tmp_path):
         proc.kill()
     actor = EpisodeStore(run / "actor_0" / "episodes.zarr", mode="r")
     assert actor.n_steps > 0  # what the actor recorded is intact and readable
+
+
+def test_corrupt_demo_store_is_a_clear_error(tmp_path):
+    store = tmp_path / "demos.zarr"
+    store.mkdir()
+    (store / ".zgroup").write_text('{"zarr_format": 2}')  # a zarr group with no data or meta
+    res = robot_rl("train", "demos=zarr", f"demos.path={store}", f"run_dir={tmp_path / 'run'}", timeout=120)
+    assert res.returncode != 0
+    assert "missing 'data' group" in res.stderr and "Traceback" not in res.stderr
+    assert (store / ".zgroup").exists()  # the user's data is left as it was
