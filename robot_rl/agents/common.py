@@ -75,3 +75,19 @@ def prepare_batch(
     tb.reward = tb.reward.float().reshape(b)
     tb.discount = tb.discount.float().reshape(b)
     return tb
+
+
+def pack_policy_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """Flat CPU tensor dict "<name>.<param>" of the modules act() needs (weights_only-loadable)."""
+    return {
+        f"{name}.{k}": v.detach().to("cpu", copy=True)
+        for name, module in modules.items()
+        for k, v in module.state_dict().items()
+    }
+
+
+def unpack_policy_state(state: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module]) -> None:
+    """Inverse of pack_policy_state: load each module from its "<name>." entries."""
+    for name, module in modules.items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})

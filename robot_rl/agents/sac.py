@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.agents.common import build_obs_encoder, make_adam, obs_to_torch, prepare_batch
+from robot_rl.agents.common import (
+    build_obs_encoder,
+    make_adam,
+    obs_to_torch,
+    pack_policy_state,
+    prepare_batch,
+    unpack_policy_state,
+)
 from robot_rl.nets.actor import TanhGaussianActor
 from robot_rl.nets.ensemble import EnsembleMLP
 from robot_rl.types import Batch, Obs
@@ -248,13 +255,10 @@ class SACAgent:
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """Flat CPU tensor dict of what act() needs: "actor.*" and "encoder.*" weights."""
-        state = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
-        state.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
-        return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        return pack_policy_state({"actor": self.actor, "encoder": self.encoder})
 
     def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
-        for prefix, module in (("actor.", self.actor), ("encoder.", self.encoder)):
-            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+        unpack_policy_state(state, {"actor": self.actor, "encoder": self.encoder})
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers, log-temperature, update counter and the sampling RNG."""
