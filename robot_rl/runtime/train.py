@@ -217,7 +217,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
     progress.logger.close()
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png")
+    curves = ("eval/success_rate", "train/success_last20")
+    plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png", ys=curves)
     print(
         f"done in {train_s:.0f}s: {run_dir}/ holds checkpoints/, weights/, metrics.csv, tb/, "
         "learning_curve.png, eval.json",
