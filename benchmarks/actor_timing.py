@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from benchmarks.common import BENCH_DIR, write_results
 
@@ -27,9 +26,21 @@ def run(name: str, hz: float, seconds: float, extra: list[str]) -> dict:
     run_dir = OUT / name
     subprocess.run(["rm", "-rf", str(run_dir)], check=True)
     steps = int(hz * seconds)
-    cmd = [sys.executable, "-m", "robot_rl.cli", "train", "realtime=true", f"env.control_hz={hz}",
-           f"total_env_steps={steps}", f"run_dir={run_dir}", "final_eval_episodes=0", "eval_episodes=0",
-           "max_actor_lead_steps=null", "progress=false", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robot_rl.cli",
+        "train",
+        "realtime=true",
+        f"env.control_hz={hz}",
+        f"total_env_steps={steps}",
+        f"run_dir={run_dir}",
+        "final_eval_episodes=0",
+        "eval_episodes=0",
+        "max_actor_lead_steps=null",
+        "progress=false",
+        *extra,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if res.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
@@ -41,7 +52,9 @@ def run(name: str, hz: float, seconds: float, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--hz", type=float, default=10.0)
     args = parser.parse_args()
@@ -50,7 +63,9 @@ def main() -> None:
         "learner training at full speed": ["agent.utd=50", "learning_starts=64"],
         "learner idle": ["learning_starts=100000000"],
     }
-    results = {name: run(name.replace(" ", "_"), args.hz, args.seconds, extra) for name, extra in cases.items()}
+    results = {
+        name: run(name.replace(" ", "_"), args.hz, args.seconds, extra) for name, extra in cases.items()
+    }
     rows = []
     for name, t in results.items():
         rows.append(
@@ -59,18 +74,23 @@ def main() -> None:
             f"{t['inference_ms_p50']:.2f} | {t['inference_ms_p99']:.2f} | {t['ticks']} | "
             f"{t['grad_steps'] / max(t['train_time_s'], 1e-9):.0f} |"
         )
-    table = "\n".join([
-        f"## Actor timing at {args.hz:g} Hz (nominal period {period:.0f} ms), {args.seconds:g} s per case",
-        "",
-        "Sim actor paced like a robot (`realtime=true`); jitter = measured period - nominal period.",
-        "",
-        "| learner | period p50 ms | period p99 ms | jitter p50 ms | jitter p99 ms | inference p50 ms |"
-        " inference p99 ms | ticks | learner gradient steps/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-    ])
+    table = "\n".join(
+        [
+            f"## Actor timing at {args.hz:g} Hz (nominal period {period:.0f} ms),"
+            f" {args.seconds:g} s per case",
+            "",
+            "Sim actor paced like a robot (`realtime=true`); jitter = measured period - nominal period.",
+            "",
+            "| learner | period p50 ms | period p99 ms | jitter p50 ms | jitter p99 ms | inference p50 ms |"
+            " inference p99 ms | ticks | learner gradient steps/s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
     cmd = "python -m benchmarks.actor_timing " + " ".join(sys.argv[1:])
-    write_results("actor_timing", {"hz": args.hz, "seconds": args.seconds, "cases": results}, table, cmd.strip())
+    write_results(
+        "actor_timing", {"hz": args.hz, "seconds": args.seconds, "cases": results}, table, cmd.strip()
+    )
     print(table)
 
 

@@ -28,9 +28,20 @@ OUT = BENCH_DIR / "out" / "pixels"
 def run(seed: int, device: str, env_steps: int, size: int, extra: list[str]) -> dict:
     run_dir = OUT / f"s{seed}_{device.replace(':', '')}"
     subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-    cmd = [sys.executable, "-m", "robot_rl.cli", "train", "env=pick_cube_pixels", f"env.image_size=[{size},{size}]",
-           f"device={device}", f"seed={seed}", f"total_env_steps={env_steps}", f"run_dir={run_dir}",
-           "progress=false", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robot_rl.cli",
+        "train",
+        "env=pick_cube_pixels",
+        f"env.image_size=[{size},{size}]",
+        f"device={device}",
+        f"seed={seed}",
+        f"total_env_steps={env_steps}",
+        f"run_dir={run_dir}",
+        "progress=false",
+        *extra,
+    ]
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -40,12 +51,16 @@ def run(seed: int, device: str, env_steps: int, size: int, extra: list[str]) -> 
     ups = [r["learner/updates_per_s"] for r in rows if r.get("learner/updates_per_s")]
     result["learner_updates_per_s"] = float(np.median(ups)) if ups else 0.0
     result["env_steps_per_s"] = result["env_steps"] / max(result["train_time_s"], 1e-9)
-    result["curve"] = [(r["env_steps"], r["eval/success_rate"]) for r in rows if r.get("eval/success_rate") is not None]
+    result["curve"] = [
+        (r["env_steps"], r["eval/success_rate"]) for r in rows if r.get("eval/success_rate") is not None
+    ]
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--env-steps", type=int, default=20_000)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -57,18 +72,20 @@ def main() -> None:
     rows = [
         f"| {s} | {r['success_rate']:.2f} | {r['learner_updates_per_s']:.1f} | {r['env_steps_per_s']:.1f} | "
         f"{r['train_time_s'] / 60:.1f} |"
-        for s, r in zip(args.seeds, runs)
+        for s, r in zip(args.seeds, runs, strict=True)
     ]
-    table = "\n".join([
-        f"## Pixels: pick_cube from 2 cameras at {args.size}x{args.size}, {args.env_steps:,} env steps,"
-        f" device {args.device}",
-        "",
-        f"Success IQM over seeds: {iqm(success):.2f} (final 50-episode evaluation per seed).",
-        "",
-        "| seed | success | learner updates/s | env steps/s | train minutes |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-    ])
+    table = "\n".join(
+        [
+            f"## Pixels: pick_cube from 2 cameras at {args.size}x{args.size}, {args.env_steps:,} env steps,"
+            f" device {args.device}",
+            "",
+            f"Success IQM over seeds: {iqm(success):.2f} (final 50-episode evaluation per seed).",
+            "",
+            "| seed | success | learner updates/s | env steps/s | train minutes |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
     cmd = "python -m benchmarks.pixels " + " ".join(sys.argv[1:])
     write_results(f"pixels_{args.device.split(':')[0]}", {"runs": runs, **vars(args)}, table, cmd.strip())
     print(table)
