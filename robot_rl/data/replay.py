@@ -9,6 +9,7 @@ were overwritten is never sampled.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,25 @@ from robot_rl.types import IMAGE_PREFIX, Batch, flat_to_obs
 
 ObsSpec = Mapping[str, tuple[tuple[int, ...], np.dtype]]
 _MAX_REJECTION_ROUNDS = 32
+
+
+def _check_fits_in_memory(
+    capacity: int, spec: dict[str, tuple[tuple[int, ...], np.dtype]], action_dim: int
+) -> None:
+    """Refuse a buffer larger than the machine's memory up front, not with an OOM kill hours in."""
+    per_slot = (
+        sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in spec.values()) + 4 * action_dim + 32
+    )
+    need = capacity * per_slot
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every platform reports it
+        return
+    if need > total:
+        raise ValueError(
+            f"a replay buffer of {capacity:,} frames needs {need / 2**30:.1f} GiB but this machine has "
+            f"{total / 2**30:.1f} GiB; lower replay.capacity"
+        )
 
 
 class ReplayBuffer:
@@ -59,6 +79,7 @@ class ReplayBuffer:
         self.n_step = n_step
         self.rng = np.random.default_rng(seed)
 
+        _check_fits_in_memory(capacity, self.spec, action_dim)
         self.frames = {k: np.zeros((capacity, *shape), dtype) for k, (shape, dtype) in self.spec.items()}
         # transition stored at the slot of its observation frame
         self.has_trans = np.zeros(capacity, bool)

@@ -62,12 +62,15 @@ class Learner:
         spec = ReplayBuffer.obs_spec_from_space(obs_space)
         act_dim = int(action_space.shape[0])
         rc = cfg.replay
-        self.online = ReplayBuffer(rc.capacity, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed)
-        self.demo = ReplayBuffer(rc.capacity, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed + 1)
-        demos_path = run_dir / "demos.zarr"
-        if demos_path.exists():
-            for steps, final_obs in EpisodeStore(demos_path, mode="r").episodes():
-                self.demo.add_episode(steps, final_obs)
+        demos = EpisodeStore(run_dir / "demos.zarr", mode="r") if (run_dir / "demos.zarr").exists() else None
+        # A run of N steps fills at most 2N frames (N steps + one final frame per episode), so a
+        # short pixel run does not reserve memory for replay.capacity frames it will never use.
+        online_frames = min(rc.capacity, 2 * cfg.total_env_steps + 2)
+        demo_frames = min(rc.capacity, online_frames + (2 * demos.n_steps if demos else 0))
+        self.online = ReplayBuffer(online_frames, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed)
+        self.demo = ReplayBuffer(demo_frames, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed + 1)
+        for steps, final_obs in demos.episodes() if demos else ():
+            self.demo.add_episode(steps, final_obs)
         self.ingest = Ingest(self.online, self.demo, EpisodeStore(run_dir / "replay.zarr", mode="a"))
         # an empty buffer gives its share to the other, so demos=none needs no special case
         self.mixer = DemoMixer(self.online, self.demo, 1.0 if is_offline(cfg) else rc.demo_ratio)

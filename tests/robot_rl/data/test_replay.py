@@ -178,3 +178,9 @@ def test_obs_spec_from_space() -> None:
     assert spec == {"state": ((7,), np.dtype(np.float32)), "image_wrist": ((8, 8, 3), np.dtype(np.uint8))}
     state_only = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (3,), np.float32)})
     assert ReplayBuffer.obs_spec_from_space(state_only) == {"state": ((3,), np.dtype(np.float32))}
+
+
+def test_capacity_beyond_memory_is_refused_with_advice():
+    spec = {"state": ((4,), np.dtype(np.float32)), "image_wrist": ((128, 128, 3), np.dtype(np.uint8))}
+    with pytest.raises(ValueError, match=r"lower replay\.capacity"):
+        ReplayBuffer(10**9, spec, action_dim=4)  # ~49 TB of frames
