@@ -58,6 +58,11 @@ class DemoConfig:
     policy: str | None = None  # "module:Class" taking (env); None: the sim task's expert
     path: str | None = None  # zarr store in the diffusion_policy layout
     only_successful: bool = True  # scripted demos that fail are re-drawn
+    # zarr datasets from elsewhere (diffusion_policy, LeRobot exports): their key -> ours, e.g.
+    # {agent_pos: state, img: image_front}. Ours: state, image_<camera>, action.
+    key_map: dict[str, str] = field(default_factory=dict)
+    # Datasets without rewards: count each demo's last step as the success (reward 1, terminated).
+    reward_last_step: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in ("scripted", "zarr", "none"):

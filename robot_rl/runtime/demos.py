@@ -14,7 +14,7 @@ import numpy as np
 from robot_rl.config import DemoConfig, SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
-from robot_rl.types import obs_to_flat
+from robot_rl.types import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
 
 
 def load_policy_factory(import_path: str) -> Callable[[Any], Callable[[Any], np.ndarray]]:
@@ -103,10 +103,93 @@ def prepare_demos(cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = 
     if path.exists():  # a resumed run keeps its demos
         return EpisodeStore(path, mode="r").n_episodes
     if cfg.demos.source == "zarr":
-        src = EpisodeStore(cfg.demos.path, mode="r")
-        n = min(src.n_episodes, cfg.demos.num_episodes) if cfg.demos.num_episodes else src.n_episodes
-        dst = EpisodeStore(path, mode="w")
-        for i in range(n):
-            dst.append_episode(src.episode(i), src.final_obs(i))
-        return n
+        return import_demos(cfg.demos, path)
     return generate_demos(cfg, path, log).n_episodes
+
+
+def _our_key(key: str, key_map: dict[str, str]) -> str:
+    return key_map.get(key, key)
+
+
+def _as_uint8_images(key: str, images: np.ndarray) -> np.ndarray:
+    """Images are stored as uint8; float datasets in [0, 255] or [0, 1] are converted."""
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"demo images '{key}' have dtype {images.dtype}; expected uint8 or float")
+    scale = 255.0 if images.size and float(np.nanmax(images)) <= 1.0 else 1.0
+    return np.clip(np.rint(images * scale), 0, 255).astype(np.uint8)
+
+
+def import_episode(
+    steps: dict[str, np.ndarray], final_obs: dict[str, np.ndarray] | None, demos: DemoConfig
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """One episode of a foreign zarr store in this project's step format.
+
+    Keys are renamed by demos.key_map and anything that is not an observation or a STEP_KEY is
+    dropped; step fields the dataset lacks get their neutral value.
+    """
+    renamed = {_our_key(k, demos.key_map): v for k, v in steps.items()}
+    for needed in ("state", "action"):
+        if needed not in renamed:
+            raise ValueError(
+                f"the demo store has no '{needed}' (keys: {sorted(steps)}); map one with "
+                f"demos.key_map='{{<its key>: {needed}}}'"
+            )
+    out = {k: v for k, v in renamed.items() if k == "state" or k.startswith(IMAGE_PREFIX) or k in STEP_KEYS}
+    t = len(out["action"])
+    last = np.arange(t) == t - 1
+    success_end = demos.reward_last_step
+    defaults = {
+        "policy_action": out["action"],
+        "reward": last.astype(np.float32) if success_end else np.zeros(t, np.float32),
+        "terminated": last & success_end,
+        "truncated": last & (not success_end),
+        "intervened": np.zeros(t, bool),
+        "policy_version": np.full(t, -1, np.int64),
+        "t_obs": np.full(t, np.nan),
+    }
+    for key, value in defaults.items():
+        out.setdefault(key, value)
+    out["state"] = np.asarray(out["state"], np.float32).reshape(t, -1)
+    out["action"] = np.asarray(out["action"], np.float32)
+    for key in [k for k in out if k.startswith(IMAGE_PREFIX)]:
+        out[key] = _as_uint8_images(key, out[key])
+    final = None
+    if final_obs:
+        final = {_our_key(k, demos.key_map): v for k, v in final_obs.items()}
+        final = {k: v for k, v in final.items() if k in out and (k == "state" or k.startswith(IMAGE_PREFIX))}
+    return out, final
+
+
+def import_demos(demos: DemoConfig, path: Path) -> int:
+    """Copy demos from a zarr store (ours or diffusion_policy's layout) into the run."""
+    src = EpisodeStore(demos.path, mode="r")
+    n = min(src.n_episodes, demos.num_episodes) if demos.num_episodes else src.n_episodes
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dst = EpisodeStore(tmp, mode="w")
+    for i in range(n):
+        dst.append_episode(*import_episode(src.episode(i), src.final_obs(i), demos))
+    tmp.rename(path)
+    return n
+
+
+def check_demos_fit(path: Path, obs_space: Any, action_space: Any) -> None:
+    """Demos must have the env's observation keys and shapes and its action size."""
+    if not path.exists():
+        return
+    store = EpisodeStore(path, mode="r")
+    if store.n_episodes == 0:
+        return
+    first = store.steps(0, 1)
+    want = {"state": obs_space["state"].shape}
+    want |= {IMAGE_PREFIX + cam: s.shape for cam, s in obs_space.spaces.get("images", {}).items()}
+    want["action"] = action_space.shape
+    extra = sorted(k for k in first if k.startswith(IMAGE_PREFIX) and k not in want)
+    if extra:
+        raise ValueError(f"demos in {path} have cameras the env does not: {extra}")
+    for key, shape in want.items():
+        got = first[key].shape[1:] if key in first else None
+        if got != tuple(shape):
+            raise ValueError(f"demos in {path}: '{key}' has shape {got}, the env needs {tuple(shape)}")

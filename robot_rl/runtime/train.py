@@ -26,7 +26,7 @@ from robot_rl.eval.metrics import MetricsLogger
 from robot_rl.eval.plots import plot_learning_curve
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.actor import ActorShared, actor_main
-from robot_rl.runtime.demos import prepare_demos
+from robot_rl.runtime.demos import check_demos_fit, prepare_demos
 from robot_rl.runtime.learner import LearnerShared, learner_main
 from robot_rl.runtime.setup import build_agent, set_torch_threads
 from robot_rl.runtime.transport import LocalTransport, load_weights
@@ -193,6 +193,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     obs_space, action_space = env.observation_space, env.action_space
     env.close()
     n_demos = prepare_demos(cfg, run_dir)
+    check_demos_fit(run_dir / "demos.zarr", obs_space, action_space)
     print(f"demos: {n_demos} episodes; training for {cfg.total_env_steps:,} env steps", flush=True)
     t0 = time.monotonic()
     progress = run_processes(cfg, run_dir, obs_space, action_space)

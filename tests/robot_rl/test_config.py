@@ -82,3 +82,16 @@ def test_resume_keeps_the_runs_overrides_and_todays_win(tmp_path):
 def test_resume_without_run_dir_is_refused():
     with pytest.raises(SystemExit, match="run_dir"):
         resume_overrides(["resume=true"])
+
+
+def test_demo_key_map_from_the_command_line():
+    cfg = compose(
+        [
+            "run_dir=/tmp/x",
+            "demos=zarr",
+            "demos.path=/data/pusht.zarr",
+            "demos.key_map={agent_pos:state,img:image_front}",
+            "demos.reward_last_step=true",
+        ]
+    )
+    assert cfg.demos.key_map == {"agent_pos": "state", "img": "image_front"} and cfg.demos.reward_last_step

@@ -60,3 +60,77 @@ def test_scripted_demos_on_a_gym_env_need_a_policy(tmp_path):
     cfg = TrainConfig(env=GymEnvConfig(id="Pendulum-v1"), agent=SACConfig(), demos=DemoConfig())
     with pytest.raises(ValueError, match=r"demos\.policy"):
         prepare_demos(cfg, tmp_path)
+
+
+def _write_foreign_store(path, lengths, state_dim):
+    """A store laid out as diffusion_policy saves one: its own key names, float images, no rewards."""
+    import numcodecs
+    import zarr
+
+    rng = np.random.default_rng(0)
+    n = sum(lengths)
+    data = {
+        "img": rng.uniform(0, 1, (n, 8, 8, 3)).astype(np.float32),
+        "agent_pos": rng.normal(size=(n, state_dim)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+    }
+    root = zarr.open_group(path, mode="w", zarr_format=2)
+    group = root.create_group("data")
+    for key, value in data.items():
+        arr = group.create_array(
+            key,
+            shape=value.shape,
+            chunks=value.shape,
+            dtype=value.dtype,
+            compressors=numcodecs.Blosc(cname="lz4"),
+        )
+        arr[:] = value
+    root.create_group("meta").create_array("episode_ends", data=np.cumsum(lengths).astype(np.int64))
+    return data
+
+
+def test_foreign_zarr_store_imported_through_the_key_map(tmp_path):
+    from robot_rl.runtime.demos import check_demos_fit
+
+    data = _write_foreign_store(tmp_path / "dp.zarr", [5, 7], state_dim=25)
+    cfg = _cfg(
+        source="zarr",
+        path=str(tmp_path / "dp.zarr"),
+        num_episodes=0,
+        reward_last_step=True,
+        key_map={"agent_pos": "state", "img": "image_front"},
+    )
+    assert prepare_demos(cfg, tmp_path / "run") == 2
+    store = EpisodeStore(tmp_path / "run" / "demos.zarr", mode="r")
+    ep = store.episode(1)
+    np.testing.assert_array_equal(ep["state"], data["agent_pos"][5:])
+    assert ep["image_front"].dtype == np.uint8 and ep["image_front"].max() > 200  # [0, 1] floats scaled
+    assert ep["reward"].tolist() == [0.0] * 6 + [1.0] and ep["terminated"][-1] and not ep["truncated"].any()
+
+    from robot_rl.envs.factory import make_env
+
+    no_camera_env = make_env(SimEnvConfig(task="reach"))
+    with pytest.raises(ValueError, match="cameras the env does not"):
+        check_demos_fit(
+            tmp_path / "run" / "demos.zarr", no_camera_env.observation_space, no_camera_env.action_space
+        )
+
+
+def test_foreign_store_without_a_state_key_is_named(tmp_path):
+    _write_foreign_store(tmp_path / "dp.zarr", [3], state_dim=2)
+    cfg = _cfg(source="zarr", path=str(tmp_path / "dp.zarr"))
+    with pytest.raises(ValueError, match=r"no 'state'.*key_map"):
+        prepare_demos(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "demos.zarr").exists()  # nothing half-written
+
+
+def test_demos_of_the_wrong_size_are_refused(tmp_path):
+    from robot_rl.envs.factory import make_env
+    from robot_rl.runtime.demos import check_demos_fit
+
+    _write_foreign_store(tmp_path / "dp.zarr", [4], state_dim=3)
+    cfg = _cfg(source="zarr", path=str(tmp_path / "dp.zarr"), key_map={"agent_pos": "state"})
+    prepare_demos(cfg, tmp_path / "run")
+    env = make_env(SimEnvConfig(task="reach"))
+    with pytest.raises(ValueError, match=r"'state' has shape \(3,\), the env needs \(25,\)"):
+        check_demos_fit(tmp_path / "run" / "demos.zarr", env.observation_space, env.action_space)
