@@ -59,7 +59,8 @@ class DemoConfig:
     path: str | None = None  # zarr store in the diffusion_policy layout
     only_successful: bool = True  # scripted demos that fail are re-drawn
     # zarr datasets from elsewhere (diffusion_policy, LeRobot exports): their key -> ours, e.g.
-    # {agent_pos: state, img: image_front}. Ours: state, image_<camera>, action.
+    # {agent_pos: state, img: image_front}. Ours: state, image_<camera>, action. On the command
+    # line: ++demos.key_map={agent_pos:state,img:image_front} (a dict field is set with ++).
     key_map: dict[str, str] = field(default_factory=dict)
     # Datasets without rewards: count each demo's last step as the success (reward 1, terminated).
     reward_last_step: bool = False

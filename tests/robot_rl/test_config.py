@@ -90,7 +90,7 @@ def test_demo_key_map_from_the_command_line():
             "run_dir=/tmp/x",
             "demos=zarr",
             "demos.path=/data/pusht.zarr",
-            "demos.key_map={agent_pos:state,img:image_front}",
+            "++demos.key_map={agent_pos:state,img:image_front}",
             "demos.reward_last_step=true",
         ]
     )
