@@ -13,39 +13,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 
-from benchmarks.common import BENCH_DIR, write_results
+from benchmarks.common import BENCH_DIR, run_train, write_results
 
 OUT = BENCH_DIR / "out" / "actor_timing"
 
 
 def run(name: str, hz: float, seconds: float, extra: list[str]) -> dict:
     run_dir = OUT / name
-    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-    steps = int(hz * seconds)
-    cmd = [
-        sys.executable,
-        "-m",
-        "robot_rl.cli",
-        "train",
+    overrides = [
         "realtime=true",
         f"env.control_hz={hz}",
-        f"total_env_steps={steps}",
-        f"run_dir={run_dir}",
+        f"total_env_steps={int(hz * seconds)}",
         "final_eval_episodes=0",
         "eval_episodes=0",
         "max_actor_lead_steps=null",
-        "progress=false",
         *extra,
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    evals = run_train(run_dir, overrides)
     timing = json.loads((run_dir / "actor_timing.json").read_text())
-    evals = json.loads((run_dir / "eval.json").read_text())
     timing["grad_steps"] = evals.get("grad_steps", 0)
     timing["train_time_s"] = evals["train_time_s"]
     return timing

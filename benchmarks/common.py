@@ -67,3 +67,19 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, command: st
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS_MD.write_text(text.rstrip() + "\n")
     return path
+
+
+def run_train(run_dir: Path, overrides: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the real `robot-rl train` into a fresh run_dir; returns its eval.json and stdout."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmd = [sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run_dir}", "progress=false", *overrides]
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return json.loads((run_dir / "eval.json").read_text()) | {"run_dir": str(run_dir), "stdout": res.stdout}

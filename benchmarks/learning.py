@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, write_results
+from benchmarks.common import BENCH_DIR, run_train, write_results
 from robot_rl.eval.metrics import read_metrics
 from robot_rl.eval.plots import plot_runs
 from robot_rl.eval.stats import bootstrap_ci, iqm
@@ -42,29 +40,13 @@ def run_variant(name: str, overrides: list[str], seed: int, budget: int, rerun: 
     eval_path = run_dir / "eval.json"
     if eval_path.exists() and not rerun:
         return json.loads(eval_path.read_text()) | {"run_dir": str(run_dir)}
-    if run_dir.exists():
-        subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "robot_rl.cli",
-        "train",
-        f"seed={seed}",
-        f"run_dir={run_dir}",
-        f"total_env_steps={budget}",
-        "progress=false",
-        *overrides,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        raise RuntimeError(f"{name} seed {seed} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    result = run_train(run_dir, [f"seed={seed}", f"total_env_steps={budget}", *overrides])
     print(
-        f"  {name} seed {seed}: {res.stdout.strip().splitlines()[-2]} ({time.monotonic() - t0:.0f}s)",
+        f"  {name} seed {seed}: {result['stdout'].strip().splitlines()[-2]} ({time.monotonic() - t0:.0f}s)",
         flush=True,
     )
-    return json.loads(eval_path.read_text()) | {"run_dir": str(run_dir)}
+    return {k: v for k, v in result.items() if k != "stdout"}
 
 
 def random_policy_success(seeds: list[int], episodes: int = 50) -> list[float]:

@@ -11,14 +11,12 @@ pose in the state) and the device you name.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, write_results
+from benchmarks.common import BENCH_DIR, run_train, write_results
 from robot_rl.eval.metrics import read_metrics
 from robot_rl.eval.stats import iqm
 
@@ -27,26 +25,16 @@ OUT = BENCH_DIR / "out" / "pixels"
 
 def run(seed: int, device: str, env_steps: int, size: int, extra: list[str]) -> dict:
     run_dir = OUT / f"s{seed}_{device.replace(':', '')}"
-    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "robot_rl.cli",
-        "train",
+    overrides = [
         "env=pick_cube_pixels",
         f"env.image_size=[{size},{size}]",
         f"device={device}",
         f"seed={seed}",
         f"total_env_steps={env_steps}",
-        f"run_dir={run_dir}",
-        "progress=false",
         *extra,
     ]
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        raise RuntimeError(f"seed {seed} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    result = json.loads((run_dir / "eval.json").read_text())
+    result = run_train(run_dir, overrides, env={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    result.pop("stdout")
     rows = read_metrics(run_dir / "metrics.csv")
     ups = [r["learner/updates_per_s"] for r in rows if r.get("learner/updates_per_s")]
     result["learner_updates_per_s"] = float(np.median(ups)) if ups else 0.0
