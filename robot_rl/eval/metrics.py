@@ -26,9 +26,7 @@ def _to_scalar(key: str, value: Any) -> Scalar:
     """Turn numbers, numpy scalars and 0-d tensors into a Python int or float."""
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, numbers.Integral):
+    if isinstance(value, numbers.Integral):  # bool included: stored as 0/1
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
