@@ -161,7 +161,7 @@ class Learner:
 
     def _status(self, metrics: dict[str, float], updates_per_s: float, kind: str = "progress") -> None:
         env_steps = self.ingest.env_steps
-        online = env_steps - (self.start_point or env_steps)
+        online = 0 if self.start_point is None else env_steps - self.start_point  # 0 is a valid start
         post_status(
             self.shared.status,
             {
