@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: run test install install-dev sysdeps lint clean
+.PHONY: run test install install-dev sysdeps lint proto clean
 
 # Headless MuJoCo rendering (MUJOCO_GL=egl) for the camera tests: Mesa's EGL, software-rendered.
 SYSDEPS := libegl1 libegl-mesa0 libgl1-mesa-dri
@@ -46,6 +46,10 @@ test: install-dev sysdeps
 lint: install-dev
 	$(BIN)/ruff check robot_rl drivers sim tests benchmarks
 	$(BIN)/ruff format --check robot_rl drivers sim tests benchmarks
+
+# The actor <-> learner wire protocol: regenerate protocol_pb2.py after editing protocol.proto.
+proto: install-dev
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. robot_rl/runtime/net/protocol.proto
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

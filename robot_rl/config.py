@@ -90,17 +90,60 @@ class ReplayConfig:
 
 @dataclass
 class TransportConfig:
-    """Actor <-> learner. `local`: processes on one machine (bounded queue + weights file)."""
+    """Actor <-> learner.
 
-    kind: str = "local"
+    local: processes on one machine (bounded queue + weights file), what `robot-rl train` uses.
+    grpc: `robot-rl learner` on the GPU box and `robot-rl actor --learner HOST:PORT` on each robot
+    (robot_rl/runtime/net/). Both sides read the same config.
+    """
+
+    kind: str = "local"  # local | grpc
     queue_chunks: int = 256  # bounded: when full, transitions wait in the actor's episode store
     chunk_steps: int = 32  # most steps per message when catching up from the store
+    # --- grpc ---
+    listen: str = "127.0.0.1:50051"  # learner: where to listen; localhost unless set otherwise
+    learner: str = "127.0.0.1:50051"  # actor: the learner's HOST:PORT
+    # Every call carries this token. None: the learner writes a random one to
+    # <run_dir>/transport_token (mode 600) and the actor reads token_file or ROBOT_RL_TOKEN.
+    token: str | None = None
+    token_file: str | None = None
+    tls_cert: str | None = None  # learner: server certificate (PEM); enables TLS
+    tls_key: str | None = None  # learner: its private key
+    tls_ca: str | None = None  # actor: CA that signed the learner's certificate; learner: client CA
+    tls_client_cert: str | None = None  # actor: client certificate, when the learner requires one
+    tls_client_key: str | None = None
+    require_client_cert: bool = False  # learner: mutual TLS
+    call_timeout_s: float = 10.0  # deadline of every call (a chunk upload, a heartbeat, a connect)
+    heartbeat_s: float = 1.0
+    lost_after_s: float = 3.0  # no answer for this long: the link is lost, the actor spools
+    reconnect_max_s: float = 5.0  # backoff cap between reconnect attempts
+    when_lost: str = "act"  # act: keep acting on the latest weights | pause: wait for the learner
+    connect_timeout_s: float = 300.0  # an actor waits this long for the learner's first weights
+    max_message_mb: int = 64  # largest message either side accepts (weights, chunks)
+    compression: str = "lz4"  # images on the wire: lz4 | zstd | none (lossless)
+    max_actors: int = 4  # the learner serves at most this many actor ids (sizes its buffers)
 
     def __post_init__(self) -> None:
-        if self.kind != "local":
-            raise ValueError(f"transport.kind '{self.kind}' is not available; use 'local'")
+        if self.kind not in ("local", "grpc"):
+            raise ValueError(f"transport.kind must be local or grpc, got '{self.kind}'")
         if self.queue_chunks < 1 or self.chunk_steps < 1:
             raise ValueError("transport.queue_chunks and transport.chunk_steps must be >= 1")
+        for name in ("listen", "learner"):
+            host, _, port = getattr(self, name).rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+                raise ValueError(f"transport.{name} must be HOST:PORT, got '{getattr(self, name)}'")
+        if self.when_lost not in ("act", "pause"):
+            raise ValueError(f"transport.when_lost must be act or pause, got '{self.when_lost}'")
+        if self.compression not in ("lz4", "zstd", "none"):
+            raise ValueError(f"transport.compression must be lz4, zstd or none, got '{self.compression}'")
+        if min(self.call_timeout_s, self.heartbeat_s, self.reconnect_max_s, self.connect_timeout_s) <= 0:
+            raise ValueError("transport timeouts and periods must be > 0")
+        if self.lost_after_s <= self.heartbeat_s:
+            raise ValueError("transport.lost_after_s must be longer than transport.heartbeat_s")
+        if self.max_message_mb < 1 or self.max_actors < 1:
+            raise ValueError("transport.max_message_mb and transport.max_actors must be >= 1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("transport.tls_cert and transport.tls_key go together")
 
 
 @dataclass
@@ -130,6 +173,7 @@ class TrainConfig:
     device: str = "auto"  # learner device: auto | cpu | cuda | cuda:N
     run_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}_${oc.select:env.task,${oc.select:env.id,env}}"
     resume: bool = False  # continue the run in run_dir from its checkpoint and stores
+    actor_id: int = 0  # `robot-rl actor`: this actor's id; each robot or sim worker needs its own
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -139,6 +183,8 @@ class TrainConfig:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:
             raise ValueError("weights_every_updates and checkpoint_every_updates must be >= 1")
+        if not 0 <= self.actor_id < 2**31:
+            raise ValueError(f"actor_id must be >= 0, got {self.actor_id}")
 
 
 def register_configs() -> None:

@@ -73,6 +73,7 @@ class Actor:
         self.periods_ms: deque[float] = deque(maxlen=100_000)  # start-to-start of control ticks
         self.inference_ms: deque[float] = deque(maxlen=100_000)
         self._tick: float | None = None
+        self.report: dict[str, Any] = {"env_steps": self.env_steps, "episodes": self.store.n_episodes}
 
     def _refresh_weights(self) -> None:
         update = self.transport.poll_weights()
@@ -117,12 +118,22 @@ class Actor:
                 out |= {f"{name}_p50": float(p50), f"{name}_p99": float(p99)}
         return out
 
+    def _wait_for_link(self) -> None:
+        """when_lost=pause: hold still until the learner is back (act: carry on, spooling)."""
+        if self.cfg.transport.when_lost != "pause":
+            return
+        while not self.transport.connected() and not self.shared.stopping():
+            self.transport.raise_if_failed()
+            time.sleep(0.05)
+
     def run_episode(self) -> dict[str, Any]:
         obs, info = self.env.reset()
         ret, length, success, intervened = 0.0, 0, False, 0
         self._tick = None  # a reset is not a control period
         while True:
+            self.transport.raise_if_failed()  # a learner that refused us stops the run with its reason
             self._wait_for_learner()
+            self._wait_for_link()
             self._pace()
             self._refresh_weights()
             t_obs = float(info.get("t_obs", time.time()))
@@ -152,12 +163,32 @@ class Actor:
             if done:
                 return {"return": ret, "length": length, "success": success, "intervened": intervened}
 
-    def run(self) -> None:
+    def _start_weights(self) -> None:
+        """A (re)started actor acts on the learner's current weights, never on fresh random ones."""
+        timeout = self.cfg.transport.connect_timeout_s
+        if not self.transport.wait_for_weights(timeout):
+            raise TimeoutError(
+                f"no weights from the learner within {timeout:.0f} s (transport.connect_timeout_s)"
+            )
         self._refresh_weights()
+
+    def run(self) -> None:
+        self._start_weights()
         episodes = self.store.n_episodes
+        successes: deque[float] = deque(maxlen=20)
         while self.env_steps < self.cfg.total_env_steps and not self.shared.stopping():
             stats = self.run_episode()
             episodes += 1
+            successes.append(float(stats["success"]))
+            self.report = {
+                "env_steps": self.env_steps,
+                "episodes": episodes,
+                "success_last20": float(np.mean(successes)),
+                "last_return": stats["return"],
+                "policy_version": self.policy_version,
+                "backlog": self.sender.backlog + self.transport.pending(),
+            }
+            self.transport.report(self.report)
             post_status(
                 self.shared.status,
                 {
@@ -171,6 +202,7 @@ class Actor:
                     "queue_full_events": self.sender.full_events,
                     **{f"train/episode_{k}": float(v) for k, v in stats.items()},
                     **{f"actor/{k}": v for k, v in self.timing().items()},
+                    **{f"transport/{k}": v for k, v in self.transport.stats().items()},
                 },
             )
             if self.env_steps >= self.next_eval and self.cfg.eval_episodes > 0:
@@ -201,9 +233,12 @@ class Actor:
 
     def _drain(self) -> None:
         """Hand the backlog over before exiting; on a stop it stays in the store for a resume."""
-        while self.sender.backlog > 0 and not self.shared.stopping():
+        while (self.sender.backlog > 0 or self.transport.pending() > 0) and not self.shared.stopping():
+            self.transport.raise_if_failed()
             self.sender.flush()
             time.sleep(0.01)
+        if self.sender.backlog == 0 and self.transport.pending() == 0:
+            self.transport.report({**self.report, "env_steps": self.env_steps, "done": True, "backlog": 0})
         post_status(
             self.shared.status,
             {"source": "actor", "kind": "done", "env_steps": self.env_steps, "backlog": self.sender.backlog},

@@ -65,7 +65,8 @@ class Learner:
         demos = EpisodeStore(run_dir / "demos.zarr", mode="r") if (run_dir / "demos.zarr").exists() else None
         # A run of N steps fills at most 2N frames (N steps + one final frame per episode), so a
         # short pixel run does not reserve memory for replay.capacity frames it will never use.
-        online_frames = min(rc.capacity, 2 * cfg.total_env_steps + 2)
+        actors = cfg.transport.max_actors if cfg.transport.kind == "grpc" else 1
+        online_frames = min(rc.capacity, 2 * cfg.total_env_steps * actors + 2)
         demo_frames = min(rc.capacity, online_frames + (2 * demos.n_steps if demos else 0))
         self.online = ReplayBuffer(online_frames, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed)
         self.demo = ReplayBuffer(demo_frames, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed + 1)
@@ -82,6 +83,8 @@ class Learner:
         self.ckpt_path = run_dir / "checkpoints" / "learner.pt"
         if self.ckpt_path.exists():
             self._restore()
+        # actors send from what the replay store holds: nothing lost, nothing twice
+        self.transport.start({a: self.ingest.committed_seq(a) for a in self.ingest.streams})
 
     def _restore(self) -> None:
         state = load_checkpoint(self.ckpt_path)

@@ -48,8 +48,21 @@ class TransitionSender:
             self._rows = []
         self.flush(final_obs)
 
+    def rewind(self, seq: int) -> None:
+        """Send again from `seq`: the learner lost what came after it (a restart or a cut link)."""
+        recorded = self.store.n_steps + len(self._rows)
+        if not 0 <= seq <= recorded:
+            raise RuntimeError(
+                f"the learner holds {seq} steps of actor {self.actor_id} but this actor recorded "
+                f"{recorded}: a wrong actor_id, or an actor store from another run"
+            )
+        self.next_seq = seq
+
     def flush(self, final_obs: dict[str, np.ndarray] | None = None) -> None:
         """Send the store's backlog, then the live steps, until the channel is full."""
+        rewind = self.transport.take_rewind()
+        if rewind is not None:
+            self.rewind(rewind)
         while self.next_seq < self.store.n_steps:
             if not self._send_from_store():
                 return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,8 +59,40 @@ class ActorTransport(Protocol):
         """Chunks waiting in the channel (for the progress display)."""
         ...
 
+    def take_rewind(self) -> int | None:
+        """After a reconnect or a refusal: the step the learner needs next (send again from it)."""
+        ...
+
+    def pending(self) -> int:
+        """Steps handed over whose arrival the learner has not confirmed yet."""
+        ...
+
+    def wait_for_weights(self, timeout_s: float) -> bool:
+        """Block (at start only) until the learner's weights are there; False on timeout."""
+        ...
+
+    def connected(self) -> bool: ...
+
+    def report(self, stats: dict[str, Any]) -> None:
+        """The actor's episode statistics, for the learner's display."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Link counters for the actor's metrics."""
+        ...
+
+    def raise_if_failed(self) -> None:
+        """Raise the reason the learner refused this actor, if it did (retrying cannot help)."""
+        ...
+
+    def close(self) -> None: ...
+
 
 class LearnerTransport(Protocol):
+    def start(self, cursors: dict[int, int]) -> None:
+        """Open for actors. cursors: per actor id, the steps the learner's replay store holds."""
+        ...
+
     def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
         """Up to max_chunks chunks, waiting at most timeout_s for the first."""
         ...
@@ -123,7 +156,39 @@ class LocalTransport:
         except NotImplementedError:  # macOS has no qsize
             return -1
 
+    def take_rewind(self) -> int | None:
+        return None  # a queue on one machine loses nothing while both sides live
+
+    def pending(self) -> int:
+        return 0
+
+    def wait_for_weights(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.weights_path.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def connected(self) -> bool:
+        return True
+
+    def report(self, stats: dict[str, Any]) -> None:
+        pass  # the supervisor gets the actor's statistics through its status queue
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def raise_if_failed(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
     # learner side
+    def start(self, cursors: dict[int, int]) -> None:
+        pass  # the supervisor told the actor where to resume
+
     def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
         chunks: list[TransitionChunk] = []
         try:

@@ -25,6 +25,9 @@ class FlakyChannel:
             self.sent.append(chunk)
         return self.open
 
+    def take_rewind(self) -> int | None:
+        return None
+
     def take(self) -> list[TransitionChunk]:
         out, self.sent = self.sent, []
         return out

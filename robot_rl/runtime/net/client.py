@@ -1,0 +1,389 @@
+"""The actor's end of the gRPC transport. The control loop never waits on the network.
+
+Three background threads:
+- link: connects (with backoff), then uploads the chunks the actor hands over, one call each,
+  every call with a deadline;
+- heartbeat: beats every `heartbeat_s`; no answer for `lost_after_s` means the learner is lost;
+- weights: holds a stream of weights open and keeps the newest.
+When the link is lost, send() returns False, so steps stay in the actor's episode store (the
+spool); on reconnect the learner says which step it needs next and the actor's sender rewinds
+to it (take_rewind), so nothing is lost and nothing is ingested twice.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from typing import Any
+
+import grpc
+import torch
+
+from robot_rl.config import TransportConfig
+from robot_rl.runtime.net import protocol_pb2 as pb
+from robot_rl.runtime.net.codec import (
+    PROTOCOL_VERSION,
+    SERVICE,
+    WireError,
+    encode_chunk,
+    weights_from_bytes,
+)
+from robot_rl.runtime.net.security import call_metadata, channel_credentials
+from robot_rl.runtime.net.server import grpc_options
+from robot_rl.runtime.transport import TransitionChunk
+
+# Codes that retrying cannot fix: the actor stops with the learner's message.
+FATAL = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+class TransportFailed(RuntimeError):
+    """The learner refused this actor for a reason retrying cannot fix."""
+
+
+def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: int) -> list[pb.Chunk]:
+    """Encode a chunk, halving it until each message fits under the learner's size limit."""
+    msg = encode_chunk(chunk, session, compression)
+    if msg.ByteSize() <= limit:
+        return [msg]
+    n = len(chunk)
+    if n == 1:
+        raise TransportFailed(
+            f"one step is {msg.ByteSize() / 2**20:.1f} MB, over transport.max_message_mb="
+            f"{limit // 2**20}: raise it on both machines"
+        )
+    half = n // 2
+    head = TransitionChunk(
+        chunk.actor_id, chunk.seq, chunk.episode_start, {k: v[:half] for k, v in chunk.rows.items()}
+    )
+    tail = TransitionChunk(
+        chunk.actor_id,
+        chunk.seq + half,
+        chunk.episode_start,
+        {k: v[half:] for k, v in chunk.rows.items()},
+        chunk.final_obs,
+    )
+    return split_to_fit(head, session, compression, limit) + split_to_fit(tail, session, compression, limit)
+
+
+class GrpcActorTransport:
+    """ActorTransport over gRPC (see the module docstring)."""
+
+    def __init__(self, cfg: TransportConfig, actor_id: int, spaces: str, token: str) -> None:
+        self.cfg = cfg
+        self.actor_id = actor_id
+        self.spaces = spaces
+        self.limit = cfg.max_message_mb * 2**20
+        self._meta = call_metadata(token)
+        creds = channel_credentials(cfg)
+        options = [
+            *grpc_options(cfg),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_s * 1000)),
+        ]
+        if creds is None:
+            self._channel = grpc.insecure_channel(cfg.learner, options=options)
+        else:
+            self._channel = grpc.secure_channel(cfg.learner, creds, options=options)
+        method = f"/{SERVICE}/"
+        self._connect = self._channel.unary_unary(
+            method + "Connect", pb.Hello.SerializeToString, pb.Welcome.FromString
+        )
+        self._push = self._channel.unary_unary(
+            method + "PushChunk", pb.Chunk.SerializeToString, pb.Ack.FromString
+        )
+        self._beat = self._channel.unary_unary(
+            method + "Beat", pb.Heartbeat.SerializeToString, pb.HeartbeatReply.FromString
+        )
+        self._watch = self._channel.unary_stream(
+            method + "WatchWeights", pb.WeightsRequest.SerializeToString, pb.Weights.FromString
+        )
+        self._out: queue.Queue[tuple[int, TransitionChunk]] = queue.Queue(maxsize=cfg.queue_chunks)
+        self._lock = threading.Lock()
+        self._session: str | None = None  # None: not connected
+        self._generation = 0  # bumped on every (re)connect and loss: older queued chunks are void
+        self._rewind: int | None = None
+        self._handed_end = 0  # end seq of the last chunk handed over
+        self._acked = 0  # first step the learner does not hold, as it last said
+        self._last_ok = time.monotonic()
+        self._weights: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._returned_version = -1
+        self._weights_arrived = threading.Event()
+        self._stream: Any = None
+        self._report: dict[str, Any] = {}
+        self.trained_through = 0
+        self.learner_done = False
+        self.failure: str | None = None
+        self.counters = {"connects": 0, "losses": 0, "backpressure": 0, "chunks_sent": 0, "bytes_sent": 0}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._guard(fn), name=f"grpc-{fn.__name__}", daemon=True)
+            for fn in (self._link_loop, self._heartbeat_loop, self._weights_loop)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # ---- ActorTransport (called by the control loop; none of these block) ----
+    def send(self, chunk: TransitionChunk) -> bool:
+        with self._lock:
+            if self._session is None or self._rewind is not None or self.failure:
+                return False
+            try:
+                self._out.put_nowait((self._generation, chunk))
+            except queue.Full:
+                return False
+            self._handed_end = chunk.seq + len(chunk)
+            return True
+
+    def take_rewind(self) -> int | None:
+        """Once after each (re)connect or refusal: the step the learner needs next."""
+        with self._lock:
+            seq, self._rewind = self._rewind, None
+            if seq is not None:
+                self._handed_end = seq
+            return seq
+
+    def poll_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        with self._lock:
+            if self._weights is None or self._weights[0] <= self._returned_version:
+                return None
+            self._returned_version = self._weights[0]
+            return self._weights
+
+    def wait_for_weights(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.failure:
+            if self._weights_arrived.wait(0.1):
+                return True
+        self.raise_if_failed()
+        return False
+
+    def connected(self) -> bool:
+        return self._session is not None
+
+    def depth(self) -> int:
+        return self._out.qsize()
+
+    def pending(self) -> int:
+        """Steps handed over that the learner has not acknowledged yet."""
+        with self._lock:
+            return max(0, self._handed_end - self._acked)
+
+    def report(self, stats: dict[str, Any]) -> None:
+        """The actor's episode statistics, carried by the next heartbeat."""
+        self._report = dict(stats)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "link_up": float(self.connected()),
+            "queue_depth": float(self.depth()),
+            "unacked_steps": float(self.pending()),
+            **{k: float(v) for k, v in self.counters.items()},
+        }
+
+    def raise_if_failed(self) -> None:
+        if self.failure:
+            raise TransportFailed(self.failure)
+
+    def close(self, final_beat: bool = True) -> None:
+        if final_beat and self._session is not None:
+            self._send_beat(timeout_s=self.cfg.call_timeout_s)
+        self._stop.set()
+        self._cancel_stream()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        self._channel.close()
+
+    # ---- background ----
+    def _guard(self, fn: Any) -> Any:
+        def run() -> None:
+            try:
+                fn()
+            except TransportFailed as err:
+                self.failure = str(err)
+            except Exception as err:  # a bug here must stop the actor with a message, not hang it
+                self.failure = f"transport thread {fn.__name__} failed: {err!r}"
+
+        return run
+
+    def _fail_on(self, err: grpc.RpcError) -> None:
+        if err.code() in FATAL:
+            raise TransportFailed(
+                f"learner at {self.cfg.learner} refused: {err.code().name}: {err.details()}"
+            )
+
+    def _lose(self, session: str | None) -> None:
+        """The link is gone: void what is queued; the spool keeps the steps."""
+        with self._lock:
+            if session is None or self._session != session:
+                return  # already handled
+            self._session = None
+            self._generation += 1
+            self.counters["losses"] += 1
+        self._cancel_stream()
+        while True:
+            try:
+                self._out.get_nowait()
+            except queue.Empty:
+                break
+
+    def _cancel_stream(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+
+    def _link_loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            if self._session is None:
+                if self._try_connect():
+                    backoff = 0.1
+                else:
+                    self._stop.wait(backoff)
+                    backoff = min(2 * backoff, self.cfg.reconnect_max_s)
+                continue
+            try:
+                generation, chunk = self._out.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if generation == self._generation:
+                self._upload(chunk, generation)
+
+    def _try_connect(self) -> bool:
+        hello = pb.Hello(
+            protocol_version=PROTOCOL_VERSION,
+            actor_id=self.actor_id,
+            spaces=self.spaces,
+            host=socket.gethostname(),
+        )
+        try:
+            welcome = self._connect(hello, timeout=self.cfg.call_timeout_s, metadata=self._meta)
+        except grpc.RpcError as err:
+            self._fail_on(err)
+            return False
+        with self._lock:
+            self._session = welcome.session
+            self._generation += 1
+            self._rewind = welcome.next_seq
+            self._acked = welcome.next_seq
+            self._last_ok = time.monotonic()
+            self.counters["connects"] += 1
+        return True
+
+    def _upload(self, chunk: TransitionChunk, generation: int) -> None:
+        session = self._session
+        if session is None:
+            return
+        for msg in split_to_fit(chunk, session, self.cfg.compression, self.limit):
+            future = self._push.future(msg, timeout=self.cfg.call_timeout_s, metadata=self._meta)
+            while True:  # wait, but give up at once if the heartbeat declares the link lost
+                try:
+                    ack = future.result(timeout=0.05)
+                    break
+                except grpc.FutureTimeoutError:
+                    if generation != self._generation:
+                        future.cancel()
+                        return
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.CANCELLED:
+                        return
+                    if self._session == session:
+                        self._fail_on(err)
+                    self._lose(session)
+                    return
+            with self._lock:
+                self._last_ok = time.monotonic()
+                self._acked = ack.next_seq
+                self.counters["chunks_sent"] += 1
+                self.counters["bytes_sent"] += msg.ByteSize()
+                if not ack.accepted and generation == self._generation:
+                    # queue full (back-pressure) or a gap: send again from where the learner is
+                    self.counters["backpressure"] += 1
+                    self._generation += 1
+                    self._rewind = ack.next_seq
+            if not ack.accepted:
+                self._stop.wait(0.05)
+                return
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.cfg.heartbeat_s):
+            session = self._session
+            if session is None:
+                continue
+            self._send_beat(timeout_s=min(self.cfg.call_timeout_s, self.cfg.lost_after_s))
+            if time.monotonic() - self._last_ok > self.cfg.lost_after_s:
+                self._lose(session)
+
+    def _send_beat(self, timeout_s: float) -> None:
+        session = self._session
+        if session is None:
+            return
+        r = self._report
+        stats = pb.ActorStats(
+            env_steps=int(r.get("env_steps", 0)),
+            episodes=int(r.get("episodes", 0)),
+            success_last20=float(r.get("success_last20", 0.0)),
+            last_return=float(r.get("last_return", 0.0)),
+            policy_version=int(r.get("policy_version", -1)),
+            backlog=int(r.get("backlog", 0)),
+            queue_depth=self.depth(),
+            reconnects=max(0, self.counters["connects"] - 1),
+            backpressure_events=self.counters["backpressure"],
+            done=bool(r.get("done", False)),
+        )
+        try:
+            reply = self._beat(
+                pb.Heartbeat(actor_id=self.actor_id, session=session, stats=stats),
+                timeout=timeout_s,
+                metadata=self._meta,
+            )
+        except grpc.RpcError as err:
+            if self._session == session:
+                self._fail_on(err)
+                if err.code() == grpc.StatusCode.NOT_FOUND:  # the learner restarted
+                    self._lose(session)
+            return
+        self._last_ok = time.monotonic()
+        self.trained_through = reply.trained_through
+        self.learner_done = reply.learner_done
+
+    def _weights_loop(self) -> None:
+        while not self._stop.is_set():
+            session = self._session
+            if session is None:
+                self._stop.wait(0.05)
+                continue
+            have = self._weights[0] if self._weights else 0
+            request = pb.WeightsRequest(actor_id=self.actor_id, session=session, have_version=have)
+            # the stream's deadline bounds it; it is simply reopened
+            self._stream = self._watch(request, timeout=60.0, metadata=self._meta)
+            try:
+                for msg in self._stream:
+                    self._take_weights(msg)
+            except grpc.RpcError as err:
+                if err.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    if self._session == session and err.code() in FATAL:
+                        self._fail_on(err)
+                    self._stop.wait(0.1)
+            finally:
+                self._stream = None
+
+    def _take_weights(self, msg: pb.Weights) -> None:
+        try:
+            version, state = weights_from_bytes(msg.payload)
+        except WireError as err:
+            raise TransportFailed(f"the learner sent weights that do not load: {err}") from err
+        with self._lock:
+            if self._weights is None or version > self._weights[0]:
+                self._weights = (version, state)
+        self._weights_arrived.set()

@@ -1,0 +1,306 @@
+"""The learner's end of the gRPC transport: one server, any number of actors (up to max_actors).
+
+Each actor connects (protocol version and env spaces checked), then pushes chunks, beats every
+`heartbeat_s` and watches a stream of weights. Per actor the server keeps `next_seq`, the first
+step it does not hold: a chunk that would leave a gap is refused and the actor sends again from
+`next_seq`, one it already holds is acknowledged and dropped, so every step is ingested once
+whatever the network did. A full queue refuses chunks (back-pressure); they wait in the actor's
+store. A newer connection of the same actor id supersedes the older one.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import torch
+
+from robot_rl.config import TransportConfig
+from robot_rl.runtime.net import protocol_pb2 as pb
+from robot_rl.runtime.net.codec import (
+    PROTOCOL_VERSION,
+    SERVICE,
+    WireError,
+    decode_chunk,
+    weights_to_bytes,
+)
+from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
+from robot_rl.runtime.transport import TransitionChunk, save_weights
+
+
+def grpc_options(cfg: TransportConfig) -> list[tuple[str, int]]:
+    limit = cfg.max_message_mb * 2**20
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.keepalive_time_ms", 10_000),  # find dead peers on idle connections
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ]
+
+
+@dataclass
+class ActorLink:
+    """What the learner knows of one actor."""
+
+    actor_id: int
+    session: str
+    host: str
+    peer: str
+    next_seq: int  # first step of this actor the learner does not hold
+    connected_at: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+    connects: int = 1
+    chunks: int = 0
+    steps: int = 0
+    bytes: int = 0
+    backpressure: int = 0  # chunks refused because the learner's queue was full
+    duplicates: int = 0  # steps received again and dropped
+    stats: dict[str, Any] = field(default_factory=dict)  # the actor's own, from heartbeats
+
+    def summary(self, now: float) -> dict[str, Any]:
+        return {
+            "actor_id": self.actor_id,
+            "host": self.host,
+            "seen_s_ago": now - self.last_seen,
+            "next_seq": self.next_seq,
+            "connects": self.connects,
+            "chunks": self.chunks,
+            "steps": self.steps,
+            "mbytes": self.bytes / 2**20,
+            "backpressure": self.backpressure,
+            "duplicates": self.duplicates,
+            **self.stats,
+        }
+
+
+class GrpcLearnerTransport:
+    """LearnerTransport over gRPC; start() opens the port once the replay store is restored."""
+
+    def __init__(self, cfg: TransportConfig, run_dir: Path, spaces: str, token: str) -> None:
+        if not is_loopback(cfg.listen) and not cfg.tls_cert:
+            print(f"warning: listening on {cfg.listen} without TLS; the token crosses the network in clear")
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.spaces = spaces
+        self.max_bytes = cfg.max_message_mb * 2**20
+        self._queue: queue.Queue[TransitionChunk] = queue.Queue(maxsize=cfg.queue_chunks)
+        self._lock = threading.Lock()
+        self._links: dict[int, ActorLink] = {}
+        self._cursors: dict[int, int] = {}
+        self._weights: tuple[int, bytes] | None = None
+        self._weights_changed = threading.Condition()
+        self._closing = False
+        self.trained_through = 0  # set by the learner; actors pace on it in sim
+        self.learner_done = False
+        self.rejected = 0  # malformed chunks
+        self._token_check = TokenCheck(token)
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=2 * cfg.max_actors + 8, thread_name_prefix="grpc-learner"),
+            interceptors=[self._token_check],
+            options=grpc_options(cfg),
+            maximum_concurrent_rpcs=4 * cfg.max_actors + 16,
+        )
+        self._server.add_generic_rpc_handlers((self._handlers(),))
+        self.port = 0
+
+    def _handlers(self) -> grpc.GenericRpcHandler:
+        unary = grpc.unary_unary_rpc_method_handler
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Connect": unary(self._connect, pb.Hello.FromString, pb.Welcome.SerializeToString),
+                "PushChunk": unary(self._push_chunk, pb.Chunk.FromString, pb.Ack.SerializeToString),
+                "Beat": unary(self._beat, pb.Heartbeat.FromString, pb.HeartbeatReply.SerializeToString),
+                "WatchWeights": grpc.unary_stream_rpc_method_handler(
+                    self._watch_weights, pb.WeightsRequest.FromString, pb.Weights.SerializeToString
+                ),
+            },
+        )
+
+    # ---- LearnerTransport ----
+    def start(self, cursors: dict[int, int]) -> None:
+        """Open the port. cursors: per actor, the steps the replay store already holds."""
+        self._cursors = dict(cursors)
+        creds = server_credentials(self.cfg)
+        try:
+            if creds is None:
+                self.port = self._server.add_insecure_port(self.cfg.listen)
+            else:
+                self.port = self._server.add_secure_port(self.cfg.listen, creds)
+        except RuntimeError as err:
+            raise OSError(f"cannot listen on {self.cfg.listen} ({err}): is another learner running?") from err
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.cfg.listen}: is the port in use?")
+        self._server.start()
+
+    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
+        chunks: list[TransitionChunk] = []
+        try:
+            chunks.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
+            while len(chunks) < max_chunks:
+                chunks.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return chunks
+
+    def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
+        save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state)  # for eval and resume
+        payload = weights_to_bytes(version, policy_state)
+        with self._weights_changed:
+            self._weights = (version, payload)
+            self._weights_changed.notify_all()
+
+    def close(self, grace_s: float = 1.0) -> None:
+        with self._weights_changed:
+            self._closing = True
+            self._weights_changed.notify_all()
+        self._server.stop(grace_s).wait(grace_s + 1.0)
+
+    # ---- what the display and the learner app read ----
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def actors(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        with self._lock:
+            return [link.summary(now) for link in sorted(self._links.values(), key=lambda x: x.actor_id)]
+
+    def finished_total(self) -> int:
+        """All steps the actors produced, once every actor that connected has finished; else -1."""
+        with self._lock:
+            links = list(self._links.values())
+        if not links or not all(link.stats.get("done") for link in links):
+            return -1
+        return sum(int(link.stats.get("env_steps", 0)) for link in links)
+
+    @property
+    def refused_tokens(self) -> int:
+        return self._token_check.refused
+
+    # ---- handlers (gRPC worker threads) ----
+    def _connect(self, hello: pb.Hello, context: grpc.ServicerContext) -> pb.Welcome:
+        if hello.protocol_version != PROTOCOL_VERSION:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"protocol version mismatch: the learner speaks {PROTOCOL_VERSION}, the actor "
+                f"{hello.protocol_version}; run the same robot-rl version on both machines",
+            )
+        if hello.spaces != self.spaces:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the actor's env differs from the learner's: actor {hello.spaces} vs learner "
+                f"{self.spaces}; use the same env config on both",
+            )
+        with self._lock:
+            old = self._links.get(hello.actor_id)
+            if old is None and len(self._links) >= self.cfg.max_actors:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the learner serves at most {self.cfg.max_actors} actors (transport.max_actors)",
+                )
+            next_seq = old.next_seq if old else self._cursors.get(hello.actor_id, 0)
+            link = ActorLink(hello.actor_id, secrets.token_hex(8), hello.host, context.peer(), next_seq)
+            if old is not None:  # a reconnect: keep the counters
+                link.connects, link.chunks, link.steps = old.connects + 1, old.chunks, old.steps
+                link.bytes, link.backpressure, link.duplicates = old.bytes, old.backpressure, old.duplicates
+            self._links[hello.actor_id] = link
+        version = self._weights[0] if self._weights else 0
+        return pb.Welcome(
+            protocol_version=PROTOCOL_VERSION,
+            session=link.session,
+            next_seq=next_seq,
+            weights_version=version,
+            learner_run=self.run_dir.name,
+        )
+
+    def _link(self, actor_id: int, session: str, context: grpc.ServicerContext) -> ActorLink:
+        with self._lock:
+            link = self._links.get(actor_id)
+        if link is None:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, "unknown actor session (the learner restarted): reconnect"
+            )
+        if link.session != session:
+            context.abort(
+                grpc.StatusCode.ABORTED,
+                f"actor id {actor_id} connected again from {link.host} ({link.peer}); "
+                "every actor needs its own actor_id",
+            )
+        link.last_seen = time.monotonic()
+        return link
+
+    def _push_chunk(self, msg: pb.Chunk, context: grpc.ServicerContext) -> pb.Ack:
+        link = self._link(msg.actor_id, msg.session, context)
+        try:
+            chunk = decode_chunk(msg, self.max_bytes)
+        except WireError as err:
+            self.rejected += 1
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed chunk: {err}")
+        with self._lock:
+            cursor = link.next_seq
+            if chunk.seq > cursor:  # a gap would lose steps: the actor sends again from cursor
+                return pb.Ack(accepted=False, next_seq=cursor)
+            if chunk.seq + len(chunk) <= cursor:
+                link.duplicates += len(chunk)
+                return pb.Ack(accepted=True, next_seq=cursor)
+            try:
+                self._queue.put_nowait(chunk)  # a partial overlap is trimmed by Ingest
+            except queue.Full:
+                link.backpressure += 1
+                return pb.Ack(accepted=False, next_seq=cursor)
+            link.next_seq = chunk.seq + len(chunk)
+            link.chunks += 1
+            link.steps += link.next_seq - cursor
+            link.bytes += msg.ByteSize()
+            return pb.Ack(accepted=True, next_seq=link.next_seq)
+
+    def _beat(self, msg: pb.Heartbeat, context: grpc.ServicerContext) -> pb.HeartbeatReply:
+        link = self._link(msg.actor_id, msg.session, context)
+        s = msg.stats
+        link.stats = {
+            "env_steps": s.env_steps,
+            "episodes": s.episodes,
+            "success_last20": s.success_last20,
+            "last_return": s.last_return,
+            "policy_version": s.policy_version,
+            "backlog": s.backlog,
+            "queue_depth": s.queue_depth,
+            "reconnects": s.reconnects,
+            "actor_backpressure": s.backpressure_events,
+            "done": s.done,
+        }
+        return pb.HeartbeatReply(
+            weights_version=self._weights[0] if self._weights else 0,
+            next_seq=link.next_seq,
+            trained_through=int(self.trained_through),
+            learner_done=self.learner_done,
+        )
+
+    def _newer_than(self, version: int) -> bool:
+        return self._closing or (self._weights is not None and self._weights[0] > version)
+
+    def _watch_weights(self, req: pb.WeightsRequest, context: grpc.ServicerContext) -> Any:
+        """Streams every newer version as it is published (the newest only, if several piled up)."""
+        link = self._link(req.actor_id, req.session, context)
+        have = req.have_version
+        while context.is_active() and link.session == req.session:
+            with self._weights_changed:
+                self._weights_changed.wait_for(lambda have=have: self._newer_than(have), 1.0)
+                if self._closing:
+                    return
+                current = self._weights
+            if current is not None and current[0] > have:
+                have = current[0]
+                yield pb.Weights(version=current[0], payload=current[1])
+            with self._lock:
+                link = self._links.get(req.actor_id, link)
