@@ -2,6 +2,10 @@
 
 robot-rl train [hydra overrides]            train (sim by default); see configs/train.yaml
 robot-rl train resume=true run_dir=<run>     continue a stopped or crashed run
+robot-rl learner [--listen HOST:PORT] [overrides]
+                                            the learner alone, serving actors over gRPC
+robot-rl actor --learner HOST:PORT [overrides]
+                                            an actor on a robot PC (or a sim worker); actor_id=N
 robot-rl eval <run | weights.pt> [--episodes N]
 """
 
@@ -28,25 +32,51 @@ def to_train_config(cfg: DictConfig) -> object:
         raise SystemExit(f"config error: {err}") from err
 
 
-def _hydra_train(argv: list[str]) -> None:
+def _run_app(command: str, argv: list[str]) -> None:
+    """Compose the config with hydra, then run train, learner or actor on it."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
     from robot_rl.config import register_configs
-    from robot_rl.runtime.train import RunFailed, train
+    from robot_rl.runtime.net.client import TransportFailed
+    from robot_rl.runtime.train import RunFailed
 
     register_configs()
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> None:
         cfg.run_dir = HydraConfig.get().runtime.output_dir  # resolve ${now:...} once
+        typed = to_train_config(cfg)
         try:
-            train(to_train_config(cfg))
-        except (RunFailed, OSError, ValueError) as err:  # bad input or a dead process: say what, no trace
-            raise SystemExit(f"error: {err}") from err
+            if command == "train":
+                from robot_rl.runtime.train import train
 
-    sys.argv = [f"{sys.argv[0]} train", *argv]
+                train(typed)
+            elif command == "learner":
+                from robot_rl.runtime.learner_app import serve
+
+                serve(typed)
+            else:
+                from robot_rl.runtime.actor_app import run_actor
+
+                run_actor(typed)
+        except (RunFailed, TransportFailed, OSError, ValueError, TimeoutError) as err:
+            raise SystemExit(f"error: {err}") from err  # bad input or a dead peer: say what, no trace
+
+    sys.argv = [f"{sys.argv[0]} {command}", *argv]
     _main()
+
+
+def _network_overrides(command: str, argv: list[str]) -> list[str]:
+    """`--learner HOST:PORT` / `--listen HOST:PORT` -> transport overrides; gRPC for both apps."""
+    parser = argparse.ArgumentParser(prog=f"robot-rl {command}", add_help=False)
+    flag = "--learner" if command == "actor" else "--listen"
+    parser.add_argument(flag, dest="address")
+    known, rest = parser.parse_known_args(argv)
+    extra = ["transport.kind=grpc"]
+    if known.address:
+        extra.append(f"transport.{flag[2:]}={known.address}")
+    return [*extra, *rest]
 
 
 def _key(override: str) -> str:
@@ -131,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command == "train":
-        _hydra_train(resume_overrides(rest))
+        _run_app("train", resume_overrides(rest))
+    elif command in ("learner", "actor"):
+        _run_app(command, resume_overrides(_network_overrides(command, rest)))
     elif command == "eval":
         _eval(rest)
     else:

@@ -237,7 +237,8 @@ class Actor:
             self.transport.raise_if_failed()
             self.sender.flush()
             time.sleep(0.01)
-        if self.sender.backlog == 0 and self.transport.pending() == 0:
+        finished = self.env_steps >= self.cfg.total_env_steps  # a stop is not an end: a resume follows
+        if finished and self.sender.backlog == 0 and self.transport.pending() == 0:
             self.transport.report({**self.report, "env_steps": self.env_steps, "done": True, "backlog": 0})
         post_status(
             self.shared.status,

@@ -139,8 +139,7 @@ class Learner:
         return total >= 0 and self.ingest.env_steps >= total and self._owed() <= 0
 
     def run(self) -> None:
-        if self.weights_version == 0:
-            self.publish()  # the actor starts from the learner's initial weights
+        self.publish()  # actors (also reconnecting ones) start from the learner's current weights
         last_status, metrics, t0, calls0 = 0.0, {}, time.monotonic(), self.calls
         while not self.shared.stopping():
             owed = self._owed()

@@ -38,9 +38,10 @@ class RunFailed(RuntimeError):
     """A process of the run died; the message says how to resume."""
 
 
-def prepare_run_dir(cfg: TrainConfig) -> Path:
+def prepare_run_dir(cfg: TrainConfig, holds_run: tuple[str, ...] = ("replay.zarr", "actor_0")) -> Path:
+    """Create run_dir, or check it for resume; holds_run: the entries that mark a run there."""
     run_dir = Path(cfg.run_dir)
-    has_run = (run_dir / "replay.zarr").exists() or (run_dir / "actor_0").exists()
+    has_run = any((run_dir / name).exists() for name in holds_run)
     if has_run and not cfg.resume:
         raise FileExistsError(
             f"{run_dir} already holds a run: pass resume=true to continue it, or a new run_dir"
