@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_rl.config import TrainConfig
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.actor import Actor, ActorShared
@@ -74,7 +75,9 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
     env = make_env(cfg.env, seed=cfg.seed)
     spaces = spaces_json(env.observation_space, env.action_space)
     env.close()
-    transport = GrpcActorTransport(cfg.transport, cfg.actor_id, spaces, actor_token(cfg.transport, run_dir))
+    recorded = EpisodeStore(run_dir / f"actor_{cfg.actor_id}" / "episodes.zarr", mode="a").n_steps
+    token = actor_token(cfg.transport, run_dir)
+    transport = GrpcActorTransport(cfg.transport, cfg.actor_id, spaces, token, recorded_steps=recorded)
     status: queue.Queue = queue.Queue(maxsize=10_000)
     shared = ActorShared(threading.Event(), _LearnerTrainedThrough(transport), status)
     print(

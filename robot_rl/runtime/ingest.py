@@ -1,9 +1,10 @@
 """Learner-side ingest: chunks -> replay buffers and the learner's replay store, exactly once.
 
-Each actor's steps arrive in seq order. A chunk that starts below the next expected seq is
-trimmed (already ingested); one that starts above it is an error (a gap would lose data). Whole
-episodes are committed to the learner's replay store, so after a crash the learner knows, from
-the store alone, the seq up to which it holds everything.
+Each actor's steps arrive in seq order and are held until their episode ends; the whole episode
+then enters the replay buffers and the learner's replay store together, so after a crash the
+learner knows, from the store alone, the seq up to which it holds everything. A chunk that
+starts below the next expected seq is trimmed (already ingested); one that starts above it is an
+error (a gap would lose data).
 
 Steps a person acted on (intervened) also go to the demo buffer, as in HIL-SERL.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import ActorRestarted, TransitionChunk
 from robot_rl.types import IMAGE_PREFIX
 
 
@@ -28,7 +29,6 @@ def _is_obs_key(key: str) -> bool:
 class _ActorStream:
     next_seq: int
     rows: list[dict[str, np.ndarray]] = field(default_factory=list)  # the episode in progress
-    in_demo_segment: bool = False
 
 
 class Ingest:
@@ -39,17 +39,15 @@ class Ingest:
         self.streams: dict[int, _ActorStream] = {}
         self.received = 0  # env steps ingested in this process's life, all actors
         self.duplicates_dropped = 0
+        self.forgotten = 0  # steps of episodes an actor lost when it restarted mid-episode
         self._restore()
 
     def _restore(self) -> None:
         """Refill the buffers from the replay store (a resumed learner) without re-committing."""
         for steps, final_obs in self.store.episodes():
             n = len(steps["reward"])
-            actor_id = int(steps["actor_id"][0])
-            stream = self.streams.setdefault(actor_id, _ActorStream(next_seq=0))
-            for i in range(n):
-                self._add_row(stream, {k: v[i] for k, v in steps.items()}, first=i == 0)
-            self._end_episode(stream, final_obs, commit=False)
+            stream = self.streams.setdefault(int(steps["actor_id"][0]), _ActorStream(next_seq=0))
+            self._add_to_buffers([{k: v[i] for k, v in steps.items()} for i in range(n)], final_obs)
             stream.next_seq += n
 
     @property
@@ -66,8 +64,12 @@ class Ingest:
         stream = self.streams.get(actor_id)
         return 0 if stream is None else stream.next_seq - len(stream.rows)
 
-    def add(self, chunk: TransitionChunk) -> int:
+    def add(self, item: TransitionChunk | ActorRestarted) -> int:
         """Ingest one chunk; returns the number of new steps."""
+        if isinstance(item, ActorRestarted):
+            self.forget_from(item.actor_id, item.seq)
+            return 0
+        chunk = item
         expected = self.next_seq(chunk.actor_id)
         stream = self.streams[chunk.actor_id]
         skip = expected - chunk.seq
@@ -78,64 +80,78 @@ class Ingest:
             raise RuntimeError(
                 f"actor {chunk.actor_id}: expected step {expected}, got {chunk.seq}: steps missing"
             )
-        if skip > 0:
-            self.duplicates_dropped += skip
+        self.duplicates_dropped += skip
         n = len(chunk)
         for i in range(skip, n):
+            if chunk.seq + i == chunk.episode_start and stream.rows:
+                raise RuntimeError("a new episode started before the previous one ended")
             row = {k: v[i] for k, v in chunk.rows.items()}
             row["actor_id"] = np.int64(chunk.actor_id)
             row["seq"] = np.int64(chunk.seq + i)
-            first = chunk.seq + i == chunk.episode_start
-            self._add_row(stream, row, first)
-        if chunk.ends_episode:
-            self._end_episode(stream, chunk.final_obs or None)
+            stream.rows.append(row)
         stream.next_seq = chunk.seq + n
+        if chunk.ends_episode:
+            self._add_to_buffers(stream.rows, chunk.final_obs or None)
+            steps = {k: np.stack([r[k] for r in stream.rows]) for k in stream.rows[0]}
+            self.store.append_episode(steps, chunk.final_obs or None)
+            stream.rows = []
         self.received += n - skip
         return n - skip
 
-    def _add_row(self, stream: _ActorStream, row: dict[str, np.ndarray], first: bool) -> None:
-        obs = {k: v for k, v in row.items() if _is_obs_key(k)}
-        if first:
-            if stream.rows:
-                raise RuntimeError("a new episode started before the previous one ended")
-            self.online.start_episode(obs)
-        else:
-            self._link(stream, stream.rows[-1], obs)
-        stream.rows.append(row)
+    def forget_from(self, actor_id: int, seq: int) -> None:
+        """The actor restarted and no longer has its steps from `seq` on: drop them here too.
 
-    def _link(
-        self, stream: _ActorStream, prev: dict[str, np.ndarray], next_obs: dict[str, np.ndarray]
-    ) -> None:
-        """The transition of `prev` is complete once the next observation is known."""
-        args = (
-            prev["action"],
-            float(prev["reward"]),
-            next_obs,
-            bool(prev["terminated"]),
-            bool(prev["truncated"]),
-        )
-        self.online.add(*args)
-        if self.demo is None:
-            return
-        if bool(prev["intervened"]):
-            if not stream.in_demo_segment:
-                self.demo.start_episode({k: v for k, v in prev.items() if _is_obs_key(k)})
-                stream.in_demo_segment = True
-            self.demo.add(*args)
-        else:
-            stream.in_demo_segment = False
+        Only steps of the episode in progress can go: the actor stores an episode before it
+        sends its end, so anything committed here is in the actor's store.
+        """
+        stream = self.streams.setdefault(actor_id, _ActorStream(next_seq=0))
+        committed = stream.next_seq - len(stream.rows)
+        if seq < committed:
+            raise RuntimeError(
+                f"actor {actor_id} says it holds {seq} steps but the replay store has {committed} of it"
+            )
+        if seq < stream.next_seq:
+            self.forgotten += stream.next_seq - seq
+            stream.rows = stream.rows[: seq - committed]
+            stream.next_seq = seq
 
-    def _end_episode(
-        self, stream: _ActorStream, final_obs: dict[str, np.ndarray] | None, commit: bool = True
+    def _add_to_buffers(
+        self, rows: list[dict[str, np.ndarray]], final_obs: dict[str, np.ndarray] | None
     ) -> None:
-        last = stream.rows[-1]
-        if final_obs:
-            self._link(stream, last, final_obs)
-        elif bool(last["terminated"]):
-            # no next observation needed: the target does not bootstrap past a terminal
-            self._link(stream, last, {k: v for k, v in last.items() if _is_obs_key(k)})
-        if commit:
-            steps = {k: np.stack([r[k] for r in stream.rows]) for k in stream.rows[0]}
-            self.store.append_episode(steps, final_obs or None)
-        stream.rows = []
-        stream.in_demo_segment = False
+        """One whole episode into the online buffer, and its intervened segments into the demo buffer.
+
+        Episodes enter the buffers only once complete, so a partial one that an actor lost (a
+        restart mid-episode) never has to be taken back out.
+        """
+        self.online.start_episode(_obs(rows[0]))
+        in_demo_segment = False
+        for i, prev in enumerate(rows):
+            if i + 1 < len(rows):
+                next_obs = _obs(rows[i + 1])
+            elif final_obs:
+                next_obs = final_obs
+            elif bool(prev["terminated"]):
+                next_obs = _obs(prev)  # no next observation needed: no bootstrap past a terminal
+            else:
+                break  # an episode stored without its last observation: its last step has no target
+            args = (
+                prev["action"],
+                float(prev["reward"]),
+                next_obs,
+                bool(prev["terminated"]),
+                bool(prev["truncated"]),
+            )
+            self.online.add(*args)
+            if self.demo is None:
+                continue
+            if bool(prev["intervened"]):
+                if not in_demo_segment:
+                    self.demo.start_episode(_obs(prev))
+                    in_demo_segment = True
+                self.demo.add(*args)
+            else:
+                in_demo_segment = False
+
+
+def _obs(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v for k, v in row.items() if _is_obs_key(k)}

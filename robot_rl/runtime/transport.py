@@ -46,6 +46,14 @@ class TransitionChunk:
         return self.final_obs is not None
 
 
+@dataclass
+class ActorRestarted:
+    """In the chunk stream: the actor restarted and holds only `seq` steps; forget any after."""
+
+    actor_id: int
+    seq: int
+
+
 class ActorTransport(Protocol):
     def send(self, chunk: TransitionChunk) -> bool:
         """Hand a chunk over without blocking; False when the channel is full."""
@@ -93,7 +101,7 @@ class LearnerTransport(Protocol):
         """Open for actors. cursors: per actor id, the steps the learner's replay store holds."""
         ...
 
-    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
+    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk | ActorRestarted]:
         """Up to max_chunks chunks, waiting at most timeout_s for the first."""
         ...
 

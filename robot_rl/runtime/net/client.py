@@ -13,6 +13,7 @@ to it (take_rewind), so nothing is lost and nothing is ingested twice.
 from __future__ import annotations
 
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -78,8 +79,13 @@ def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: 
 class GrpcActorTransport:
     """ActorTransport over gRPC (see the module docstring)."""
 
-    def __init__(self, cfg: TransportConfig, actor_id: int, spaces: str, token: str) -> None:
+    def __init__(
+        self, cfg: TransportConfig, actor_id: int, spaces: str, token: str, recorded_steps: int = 0
+    ) -> None:
+        """recorded_steps: what the actor's store holds as it starts (the learner drops any more)."""
         self.cfg = cfg
+        self.incarnation = secrets.token_hex(8)
+        self.recorded_steps = recorded_steps
         self.actor_id = actor_id
         self.spaces = spaces
         self.limit = cfg.max_message_mb * 2**20
@@ -265,6 +271,8 @@ class GrpcActorTransport:
             actor_id=self.actor_id,
             spaces=self.spaces,
             host=socket.gethostname(),
+            incarnation=self.incarnation,
+            recorded=self.recorded_steps,
         )
         try:
             welcome = self._connect(hello, timeout=self.cfg.call_timeout_s, metadata=self._meta)

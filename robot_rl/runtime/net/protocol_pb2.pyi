@@ -39,16 +39,20 @@ class Chunk(_message.Message):
     def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., seq: _Optional[int] = ..., episode_start: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[Array, _Mapping]]] = ..., ends_episode: _Optional[bool] = ..., final_obs: _Optional[_Iterable[_Union[Array, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("protocol_version", "actor_id", "spaces", "host")
+    __slots__ = ("protocol_version", "actor_id", "spaces", "host", "incarnation", "recorded")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     SPACES_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     actor_id: int
     spaces: str
     host: str
-    def __init__(self, protocol_version: _Optional[int] = ..., actor_id: _Optional[int] = ..., spaces: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    recorded: int
+    def __init__(self, protocol_version: _Optional[int] = ..., actor_id: _Optional[int] = ..., spaces: _Optional[str] = ..., host: _Optional[str] = ..., incarnation: _Optional[str] = ..., recorded: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("protocol_version", "session", "next_seq", "weights_version", "learner_run")

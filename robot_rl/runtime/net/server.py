@@ -32,7 +32,7 @@ from robot_rl.runtime.net.codec import (
     weights_to_bytes,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
-from robot_rl.runtime.transport import TransitionChunk, save_weights
+from robot_rl.runtime.transport import ActorRestarted, TransitionChunk, save_weights
 
 
 def grpc_options(cfg: TransportConfig) -> list[tuple[str, int]]:
@@ -54,6 +54,7 @@ class ActorLink:
 
     actor_id: int
     session: str
+    incarnation: str
     host: str
     peer: str
     next_seq: int  # first step of this actor the learner does not hold
@@ -93,7 +94,7 @@ class GrpcLearnerTransport:
         self.run_dir = Path(run_dir)
         self.spaces = spaces
         self.max_bytes = cfg.max_message_mb * 2**20
-        self._queue: queue.Queue[TransitionChunk] = queue.Queue(maxsize=cfg.queue_chunks)
+        self._queue: queue.Queue[TransitionChunk | ActorRestarted] = queue.Queue(maxsize=cfg.queue_chunks)
         self._lock = threading.Lock()
         self._links: dict[int, ActorLink] = {}
         self._cursors: dict[int, int] = {}
@@ -143,8 +144,8 @@ class GrpcLearnerTransport:
             raise OSError(f"cannot listen on {self.cfg.listen}: is the port in use?")
         self._server.start()
 
-    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
-        chunks: list[TransitionChunk] = []
+    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk | ActorRestarted]:
+        chunks: list[TransitionChunk | ActorRestarted] = []
         try:
             chunks.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
             while len(chunks) < max_chunks:
@@ -209,7 +210,17 @@ class GrpcLearnerTransport:
                     f"the learner serves at most {self.cfg.max_actors} actors (transport.max_actors)",
                 )
             next_seq = old.next_seq if old else self._cursors.get(hello.actor_id, 0)
-            link = ActorLink(hello.actor_id, secrets.token_hex(8), hello.host, context.peer(), next_seq)
+            restarted = old is not None and old.incarnation != hello.incarnation
+            if restarted and hello.recorded < next_seq:
+                # the actor died mid-episode: the steps it sent of that episode died with it
+                try:
+                    self._queue.put_nowait(ActorRestarted(hello.actor_id, hello.recorded))
+                except queue.Full:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "the learner's queue is full: retry")
+                next_seq = hello.recorded
+            link = ActorLink(
+                hello.actor_id, secrets.token_hex(8), hello.incarnation, hello.host, context.peer(), next_seq
+            )
             if old is not None:  # a reconnect: keep the counters
                 link.connects, link.chunks, link.steps = old.connects + 1, old.chunks, old.steps
                 link.bytes, link.backpressure, link.duplicates = old.bytes, old.backpressure, old.duplicates
@@ -247,6 +258,8 @@ class GrpcLearnerTransport:
             self.rejected += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed chunk: {err}")
         with self._lock:
+            if self._links.get(msg.actor_id) is not link:  # superseded while this chunk decoded
+                context.abort(grpc.StatusCode.ABORTED, f"actor id {msg.actor_id} connected again")
             cursor = link.next_seq
             if chunk.seq > cursor:  # a gap would lose steps: the actor sends again from cursor
                 return pb.Ack(accepted=False, next_seq=cursor)
