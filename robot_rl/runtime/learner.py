@@ -176,6 +176,7 @@ class Learner:
                 "utd_achieved": self.grad_steps / max(online, 1),
                 "weights_version": self.weights_version,
                 "duplicates_dropped": self.ingest.duplicates_dropped,
+                "forgotten_steps": self.ingest.forgotten,  # partial episodes of actors that restarted
                 "demo_transitions": len(self.demo),
                 **{f"learner/{k}": float(v) for k, v in metrics.items()},
             },

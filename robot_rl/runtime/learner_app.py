@@ -90,7 +90,8 @@ class LearnerDisplay:
             f"[{now - self.t0:6.0f}s] learner: received {s.get('env_steps_received', 0):,}"
             f" | updates {s.get('updates', 0):,} @ {s.get('updates_per_s', 0.0):.0f}/s"
             f" | UTD {s.get('utd_achieved', 0.0):.2f} | queue {self.transport.depth()}"
-            f" | weights v{s.get('weights_version', 0)} | actors {len(actors)}",
+            f" | weights v{s.get('weights_version', 0)} | actors {len(actors)}"
+            f" | partial episodes dropped on actor restarts: {s.get('forgotten_steps', 0)} steps",
             flush=True,
         )
         lost_after = self.cfg.transport.lost_after_s
