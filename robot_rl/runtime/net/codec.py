@@ -26,6 +26,7 @@ SERVICE = "robot_rl.v1.Learner"
 # dtypes a chunk may carry (the episode store's own); anything else is refused
 ALLOWED_DTYPES = {"|u1", "|b1", "<f4", "<f8", "<i8", "<i4"}
 MAX_ARRAY_DIMS = 5
+BLOSC_HEADER = 16  # version, flags, typesize (1 byte each), then uint32 nbytes, blocksize, cbytes
 
 
 class WireError(ValueError):
@@ -72,12 +73,30 @@ def decode_array(arr: pb.Array, max_bytes: int) -> np.ndarray:
         if len(arr.data) != nbytes:
             raise WireError(f"array '{arr.key}': {len(arr.data)} bytes for shape {shape} {arr.dtype}")
         return np.frombuffer(arr.data, dtype=dtype).reshape(shape).copy()
+    _check_blosc_header(arr, nbytes, f"shape {shape} {arr.dtype}")
+    if nbytes == 0:
+        return np.empty(shape, dtype)
     out = np.empty(nbytes, np.uint8)
     try:  # decoding into a buffer of the announced size: a bomb cannot grow past it
         codec.decode(arr.data, out=out)
     except (RuntimeError, ValueError) as err:
         raise WireError(f"array '{arr.key}': {arr.codec} data does not decode ({err})") from err
     return out.view(dtype).reshape(shape)
+
+
+def _check_blosc_header(arr: pb.Array, nbytes: int, what: str) -> None:
+    """Blosc trusts its header: a payload announcing fewer bytes than the shape would leave part of
+    the array uninitialised, and one shorter than it announces would be read past its end."""
+    data = arr.data
+    if len(data) < BLOSC_HEADER:
+        raise WireError(f"array '{arr.key}': {len(data)} bytes of {arr.codec} data, shorter than its header")
+    announced = int.from_bytes(data[4:8], "little")
+    cbytes = int.from_bytes(data[12:16], "little")
+    if announced != nbytes or cbytes != len(data):
+        raise WireError(
+            f"array '{arr.key}': {arr.codec} data announces {announced} bytes in {cbytes}, but {what} "
+            f"needs {nbytes} and {len(data)} arrived"
+        )
 
 
 def encode_chunk(chunk: TransitionChunk, session: str, compression: str) -> pb.Chunk:
