@@ -1,0 +1,362 @@
+"""What crosses the wire decodes to what was sent, and anything malformed is refused by name."""
+
+import io
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from numcodecs import Blosc
+
+from robot_rl.runtime.net import protocol_pb2 as pb
+from robot_rl.runtime.net.codec import (
+    WireError,
+    decode_array,
+    decode_chunk,
+    encode_array,
+    encode_chunk,
+    spaces_json,
+    weights_from_bytes,
+    weights_to_bytes,
+)
+from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.types import STEP_KEYS
+
+LIMIT = 2**20
+H, W = 12, 16
+
+
+def _rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "state": rng.standard_normal((n, 3)).astype(np.float32),
+        "image_wrist": rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        "policy_action": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        "reward": rng.standard_normal(n).astype(np.float32),
+        "terminated": np.zeros(n, bool),
+        "truncated": rng.random(n) < 0.5,
+        "intervened": rng.random(n) < 0.5,
+        "policy_version": np.arange(n, dtype=np.int64) * 3,
+        "t_obs": 1.7e9 + np.arange(n, dtype=np.float64) / 10,
+    }
+
+
+def _final(seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "state": rng.standard_normal(3).astype(np.float32),
+        "image_wrist": rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+    }
+
+
+def _msg(rows: dict[str, np.ndarray], final=None, seq: int = 10, start: int = 8) -> pb.Chunk:
+    return encode_chunk(TransitionChunk(3, seq, start, rows, final), "s", "lz4")
+
+
+# ---------------------------------------------------------------- arrays and chunks
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.arange(12, dtype=np.float32).reshape(4, 3) / 7,
+        np.array([True, False, True]),
+        np.array([-(2**62), 0, 2**62], dtype=np.int64),
+        np.array([np.pi, -np.e, 1e300]),
+        np.arange(6, dtype=np.int32),
+        np.zeros((0, 3), np.float32),
+    ],
+    ids=["float32", "bool", "int64", "float64", "int32", "empty"],
+)
+def test_array_round_trip(value):
+    arr = encode_array("x", value, "lz4")
+    assert arr.codec == ""  # only images are compressed
+    out = decode_array(arr, LIMIT)
+    assert out.dtype == value.dtype and out.shape == value.shape
+    np.testing.assert_array_equal(out, value)
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_image_round_trip(compression):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, H, W, 3), dtype=np.uint8)
+    images[:, : H // 2] = 0  # a compressible half
+    arr = encode_array("image_wrist", images, compression)
+    assert arr.codec == ("" if compression == "none" else compression)
+    if compression != "none":
+        assert len(arr.data) < images.nbytes
+    np.testing.assert_array_equal(decode_array(arr, LIMIT), images)
+
+
+def test_big_endian_arrives_little_endian():
+    value = np.arange(4, dtype=">f4")
+    arr = encode_array("x", value, "none")
+    assert arr.dtype == "<f4"
+    np.testing.assert_array_equal(decode_array(arr, LIMIT), value)
+
+
+@pytest.mark.parametrize("final", [None, {}, "obs"], ids=["mid-episode", "ends-without-obs", "ends"])
+def test_chunk_round_trip(final):
+    rows = _rows(6)
+    final_obs = _final() if final == "obs" else final
+    chunk = decode_chunk(_msg(rows, final_obs), LIMIT)
+    assert (chunk.actor_id, chunk.seq, chunk.episode_start, len(chunk)) == (3, 10, 8, 6)
+    assert chunk.ends_episode == (final is not None)
+    assert set(chunk.rows) == set(rows)
+    for key, value in rows.items():
+        assert chunk.rows[key].dtype == value.dtype
+        np.testing.assert_array_equal(chunk.rows[key], value)
+    if final == "obs":
+        for key, value in final_obs.items():
+            np.testing.assert_array_equal(chunk.final_obs[key], value)
+    else:
+        assert chunk.final_obs == final_obs
+
+
+# ---------------------------------------------------------------- malformed arrays
+def test_object_dtype_refused():
+    arr = pb.Array(key="state", dtype="|O", shape=[1], data=b"\0" * 8)
+    with pytest.raises(WireError, match=r"'state': dtype '\|O' is not allowed"):
+        decode_array(arr, LIMIT)
+
+
+def test_big_endian_dtype_string_refused():
+    arr = pb.Array(key="state", dtype=">f4", shape=[1], data=b"\0" * 4)
+    with pytest.raises(WireError, match="not allowed"):
+        decode_array(arr, LIMIT)
+
+
+@pytest.mark.parametrize("n_bytes", [11, 13, 0])
+def test_data_length_must_match_shape(n_bytes):
+    arr = pb.Array(key="state", dtype="<f4", shape=[3], data=b"\0" * n_bytes)
+    with pytest.raises(WireError, match=rf"'state': {n_bytes} bytes for shape \(3,\) <f4"):
+        decode_array(arr, LIMIT)
+
+
+@pytest.mark.parametrize("shape", [[-1, 3], [1, 1, 1, 1, 1, 1]])
+def test_bad_shape_refused(shape):
+    with pytest.raises(WireError, match="bad shape"):
+        decode_array(pb.Array(key="x", dtype="<f4", shape=shape, data=b""), LIMIT)
+
+
+def test_array_over_the_size_limit_refused_before_decoding():
+    arr = pb.Array(key="image_wrist", dtype="|u1", shape=[1024, 1024, 3], data=b"", codec="lz4")
+    with pytest.raises(WireError, match=r"3145728 bytes decoded is over the 1048576 limit"):
+        decode_array(arr, LIMIT)
+
+
+def test_unknown_codec_refused():
+    arr = pb.Array(key="image_wrist", dtype="|u1", shape=[1, 2, 2, 3], data=b"\0" * 12, codec="gzip")
+    with pytest.raises(WireError, match="unknown array codec 'gzip'"):
+        decode_array(arr, LIMIT)
+
+
+def _compressed(value: np.ndarray, shape: tuple[int, ...], data: bytes | None = None) -> pb.Array:
+    """An lz4 image array that claims `shape`, carrying `value` compressed (or `data`)."""
+    blosc = Blosc(cname="lz4", clevel=5, shuffle=Blosc.NOSHUFFLE)
+    payload = data if data is not None else bytes(blosc.encode(value))
+    return pb.Array(key="image_wrist", dtype="|u1", shape=list(shape), data=payload, codec="lz4")
+
+
+def test_garbage_compressed_bytes_refused():
+    with pytest.raises(WireError, match="'image_wrist'"):
+        decode_array(_compressed(None, (1, 4, 4, 3), os.urandom(200)), LIMIT)
+
+
+@pytest.mark.parametrize("cname", ["lz4", "zstd"])
+def test_garbage_behind_a_valid_header_refused(cname):
+    blosc = Blosc(cname=cname, clevel=5, shuffle=Blosc.NOSHUFFLE)
+    payload = bytes(blosc.encode(np.zeros(4800, np.uint8)))
+    body = np.random.default_rng(0).bytes(len(payload) - 16)
+    arr = pb.Array(
+        key="image_wrist", dtype="|u1", shape=[100, 4, 4, 3], data=payload[:16] + body, codec=cname
+    )
+    with pytest.raises(WireError, match=f"'image_wrist': {cname} data does not decode"):
+        decode_array(arr, LIMIT)
+
+
+def test_compression_bomb_refused():
+    """1 MB of zeros compresses to a few KB; the shape allows 48 bytes."""
+    with pytest.raises(WireError, match="'image_wrist'"):
+        decode_array(_compressed(np.zeros(2**20, np.uint8), (1, 4, 4, 3)), LIMIT)
+
+
+def test_compressed_payload_shorter_than_its_shape_refused():
+    """Announcing fewer bytes than the shape would leave part of the image uninitialised memory."""
+    with pytest.raises(WireError, match="'image_wrist'"):
+        decode_array(_compressed(np.full(24, 7, np.uint8), (1, 4, 4, 3)), LIMIT)
+
+
+@pytest.mark.parametrize("cut", [1, 5, 40])
+@pytest.mark.parametrize("compressible", [True, False])
+def test_truncated_compressed_payload_refused(cut, compressible):
+    """Blosc trusts its header: a short buffer must not be read past its end."""
+    rng = np.random.default_rng(0)
+    value = np.zeros(48, np.uint8) if compressible else rng.integers(0, 256, 48, dtype=np.uint8)
+    arr = _compressed(value, (1, 4, 4, 3))
+    arr.data = arr.data[: max(0, len(arr.data) - cut)]
+    with pytest.raises(WireError, match="'image_wrist'"):
+        decode_array(arr, LIMIT)
+
+
+def test_compressed_payload_with_trailing_bytes_refused():
+    arr = _compressed(np.zeros(48, np.uint8), (1, 4, 4, 3))
+    arr.data += b"tail"
+    with pytest.raises(WireError, match="'image_wrist'"):
+        decode_array(arr, LIMIT)
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_empty_image_array_round_trip(compression):
+    value = np.zeros((0, H, W, 3), np.uint8)
+    out = decode_array(encode_array("image_wrist", value, compression), LIMIT)
+    assert out.shape == value.shape and out.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- malformed chunks
+@pytest.mark.parametrize("key", ["state", *STEP_KEYS])
+def test_chunk_missing_key_refused(key):
+    rows = _rows(3)
+    del rows[key]
+    with pytest.raises(WireError, match=rf"chunk rows lack \['{key}'\]"):
+        decode_chunk(_msg(rows), LIMIT)
+
+
+def test_chunk_unknown_key_refused():
+    rows = _rows(3) | {"secret_sauce": np.zeros(3, np.float32)}
+    with pytest.raises(WireError, match=r"unknown keys \['secret_sauce'\]"):
+        decode_chunk(_msg(rows), LIMIT)
+
+
+def test_chunk_rows_of_different_lengths_refused():
+    rows = _rows(3)
+    rows["reward"] = rows["reward"][:2]
+    with pytest.raises(WireError, match=r"share one length >= 1, got \[2, 3\]"):
+        decode_chunk(_msg(rows), LIMIT)
+
+
+def test_chunk_of_scalars_refused():
+    rows = {k: v[0] for k, v in _rows(1).items()}
+    with pytest.raises(WireError, match="share one length"):
+        decode_chunk(_msg(rows), LIMIT)
+
+
+def test_chunk_of_zero_steps_refused():
+    with pytest.raises(WireError, match="share one length >= 1"):
+        decode_chunk(_msg({k: v[:0] for k, v in _rows(2).items()}), LIMIT)
+
+
+def test_chunk_row_key_twice_refused():
+    msg = _msg(_rows(2))
+    msg.rows.append(msg.rows[0])
+    with pytest.raises(WireError, match="twice"):
+        decode_chunk(msg, LIMIT)
+
+
+@pytest.mark.parametrize(("seq", "start"), [(3, 4), (-1, -1)])
+def test_chunk_seq_before_its_episode_refused(seq, start):
+    with pytest.raises(WireError, match="inconsistent"):
+        decode_chunk(_msg(_rows(2), seq=seq, start=start), LIMIT)
+
+
+def test_final_obs_keys_must_match_the_rows():
+    final = _final()
+    del final["image_wrist"]
+    with pytest.raises(WireError, match=r"final observation keys \['state'\] do not match"):
+        decode_chunk(_msg(_rows(2), final), LIMIT)
+    with pytest.raises(WireError, match="final observation keys"):
+        decode_chunk(_msg(_rows(2), _final() | {"image_other": _final()["image_wrist"]}), LIMIT)
+
+
+def test_final_obs_shapes_must_match_the_rows():
+    final = _final() | {"state": np.zeros(4, np.float32)}
+    with pytest.raises(WireError, match="final observation shapes"):
+        decode_chunk(_msg(_rows(2), final), LIMIT)
+
+
+def test_malformed_array_inside_a_chunk_names_it():
+    msg = _msg(_rows(2))
+    msg.rows[1].data = msg.rows[1].data[:-1]
+    with pytest.raises(WireError, match=f"array '{msg.rows[1].key}'"):
+        decode_chunk(msg, LIMIT)
+
+
+# ---------------------------------------------------------------- weights
+def test_weights_round_trip():
+    state = {"encoder.weight": torch.randn(4, 3), "head.bias": torch.arange(2.0), "steps": torch.tensor(5)}
+    version, out = weights_from_bytes(weights_to_bytes(42, state))
+    assert version == 42 and set(out) == set(state)
+    for key, value in state.items():
+        assert torch.equal(out[key], value)
+
+
+def test_weights_detached_and_contiguous():
+    w = torch.randn(3, 4, requires_grad=True)
+    _, out = weights_from_bytes(weights_to_bytes(1, {"w": w.t()}))
+    assert not out["w"].requires_grad and out["w"].is_contiguous()
+    assert torch.equal(out["w"], w.detach().t())
+
+
+class Payload:
+    """A class a pickle would rebuild by importing and calling it."""
+
+    def __init__(self) -> None:
+        self.x = 1
+
+
+class RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # a loader that runs this creates the file
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_weights_carrying_a_class_refused():
+    payload = _saved({"version": torch.tensor(1), "policy": {"w": Payload()}})
+    with pytest.raises(WireError, match="does not load as weights"):
+        weights_from_bytes(payload)
+
+
+def test_weights_carrying_a_callable_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    payload = _saved({"version": torch.tensor(1), "policy": {"w": RunsCode(str(marker))}})
+    with pytest.raises(WireError, match="does not load as weights"):
+        weights_from_bytes(payload)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        (b"not a torch file", "does not load"),
+        (_saved({"policy": {}}), "does not load"),
+        (_saved({"version": torch.tensor(1), "policy": {"w": [1.0, 2.0]}}), "not a dict of tensors"),
+        (_saved({"version": torch.tensor(1), "policy": [torch.zeros(1)]}), "not a dict of tensors"),
+    ],
+    ids=["garbage", "no-version", "list-value", "list-policy"],
+)
+def test_weights_of_the_wrong_shape_refused(payload, match):
+    with pytest.raises(WireError, match=match):
+        weights_from_bytes(payload)
+
+
+# ---------------------------------------------------------------- spaces
+def test_spaces_json_names_the_env():
+    box = gym.spaces.Box(-1, 1, (2,), np.float32)
+    obs = gym.spaces.Dict(
+        {
+            "state": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            "images": gym.spaces.Dict({"wrist": gym.spaces.Box(0, 255, (H, W, 3), np.uint8)}),
+        }
+    )
+    same = gym.spaces.Dict({"images": obs["images"], "state": obs["state"]})  # other key order
+    assert spaces_json(obs, box) == spaces_json(same, box)
+    assert spaces_json(obs, box) != spaces_json(obs, gym.spaces.Box(-1, 1, (3,), np.float32))
+    assert '"shape": [12, 16, 3]' in spaces_json(obs, box)
