@@ -108,6 +108,18 @@ class LearnerTransport(Protocol):
     def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None: ...
 
 
+def take_from_queue(q: Any, max_items: int, timeout_s: float) -> list[Any]:
+    """Up to max_items items, waiting at most timeout_s for the first (either kind of queue)."""
+    items: list[Any] = []
+    try:
+        items.append(q.get(timeout=timeout_s) if timeout_s > 0 else q.get_nowait())
+        while len(items) < max_items:
+            items.append(q.get_nowait())
+    except queue.Empty:
+        pass
+    return items
+
+
 def save_weights(path: Path, version: int, policy_state: dict[str, torch.Tensor]) -> None:
     """Write weights so a reader never sees a half-written file (write, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,15 +209,8 @@ class LocalTransport:
     def start(self, cursors: dict[int, int]) -> None:
         pass  # the supervisor told the actor where to resume
 
-    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk]:
-        chunks: list[TransitionChunk] = []
-        try:
-            chunks.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
-            while len(chunks) < max_chunks:
-                chunks.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return chunks
+    def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk | ActorRestarted]:
+        return take_from_queue(self._queue, max_chunks, timeout_s)
 
     def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
         save_weights(self.weights_path, version, policy_state)

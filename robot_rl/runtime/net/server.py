@@ -32,7 +32,7 @@ from robot_rl.runtime.net.codec import (
     weights_to_bytes,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
-from robot_rl.runtime.transport import ActorRestarted, TransitionChunk, save_weights
+from robot_rl.runtime.transport import ActorRestarted, TransitionChunk, save_weights, take_from_queue
 
 
 def grpc_options(cfg: TransportConfig) -> list[tuple[str, int]]:
@@ -145,14 +145,7 @@ class GrpcLearnerTransport:
         self._server.start()
 
     def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk | ActorRestarted]:
-        chunks: list[TransitionChunk | ActorRestarted] = []
-        try:
-            chunks.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
-            while len(chunks) < max_chunks:
-                chunks.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return chunks
+        return take_from_queue(self._queue, max_chunks, timeout_s)
 
     def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
         save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state)  # for eval and resume
