@@ -108,7 +108,8 @@ class GrpcLearnerTransport:
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=2 * cfg.max_actors + 8, thread_name_prefix="grpc-learner"),
             interceptors=[self._token_check],
-            options=grpc_options(cfg),
+            # no SO_REUSEPORT: a second learner on the port must fail, not share its actors
+            options=[*grpc_options(cfg), ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=4 * cfg.max_actors + 16,
         )
         self._server.add_generic_rpc_handlers((self._handlers(),))
