@@ -202,8 +202,11 @@ class GrpcActorTransport:
             raise TransportFailed(self.failure)
 
     def close(self, final_beat: bool = True) -> None:
-        if final_beat and self._session is not None:
-            self._send_beat(timeout_s=self.cfg.call_timeout_s)
+        if final_beat and self._session is not None and not self.failure:
+            try:
+                self._send_beat(timeout_s=self.cfg.call_timeout_s)
+            except TransportFailed as err:  # closing must still stop the threads and the channel
+                self.failure = str(err)
         self._stop.set()
         self._cancel_stream()
         for t in self._threads:
