@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Reliability = Literal["best_effort", "reliable"]
 
@@ -67,6 +67,7 @@ class ServiceFailed(TransportError):
     not decode the request)."""
 
 
+@runtime_checkable
 class Publisher(Protocol):
     """Handle made by `Transport.create_publisher`: sends messages of one type on one topic."""
 
@@ -82,6 +83,7 @@ class Handle(Protocol):
     def cancel(self) -> None: ...
 
 
+@runtime_checkable
 class Transport(Protocol):
     """What a node needs from ROS 2. Names are ROS names ("/wrist_cam/image_raw"); types are ROS
     type names ("sensor_msgs/msg/Image", "std_srvs/srv/Trigger")."""

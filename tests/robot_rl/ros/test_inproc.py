@@ -15,10 +15,12 @@ pytest.importorskip("rosbags", reason="rosbags not installed (pip install rosbag
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.transport import (
+    Publisher,
     QoS,
     ServiceFailed,
     ServiceTimeout,
     ServiceUnavailable,
+    Transport,
 )
 
 JOINTS = ["joint1", "joint2", "joint3"]
@@ -50,6 +52,7 @@ def test_joint_states_reach_a_subscriber_on_another_node(
     received: list[object] = []
     env.subscribe("/arm/joint_states", codec.JOINT_STATE, received.append, QoS.sensor_data())
     publisher = arm.create_publisher("/arm/joint_states", codec.JOINT_STATE, QoS.sensor_data())
+    assert isinstance(arm, Transport) and isinstance(publisher, Publisher)
     publisher.publish(codec.joint_state_msg(JOINTS, [0.1, 0.2, 0.3], [0.0, 0.0, 0.0], 10.0))
     assert received == []  # nothing runs until the receiving node spins
     _spin_until(env, lambda: bool(received))

@@ -22,7 +22,7 @@ zenoh = pytest.importorskip("zenoh", reason="eclipse-zenoh not installed (pip in
 
 from robot_rl.ros import codec  # noqa: E402
 from robot_rl.ros.rmw_zenoh_keys import Attachment, entity_token, node_token  # noqa: E402
-from robot_rl.ros.transport import QoS, ServiceFailed, ServiceUnavailable  # noqa: E402
+from robot_rl.ros.transport import Publisher, QoS, ServiceFailed, ServiceUnavailable, Transport  # noqa: E402
 from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport  # noqa: E402
 
 PEER = Path(__file__).with_name("zenoh_peer.py")
@@ -77,6 +77,7 @@ def test_joint_states_and_garbled_payloads_between_sessions(
         "/arm/joint_states", codec.JOINT_STATE, lambda m: received.append(codec.joint_state_from_msg(m)[1][0])
     )
     publisher = arm.create_publisher("/arm/joint_states", codec.JOINT_STATE, QoS.sensor_data())
+    assert isinstance(arm, Transport) and isinstance(publisher, Publisher)
     sent = iter(range(1, 10_000))
 
     def publish_and_spin() -> None:
