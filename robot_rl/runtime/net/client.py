@@ -378,6 +378,8 @@ class GrpcActorTransport:
             request = pb.WeightsRequest(actor_id=self.actor_id, session=session, have_version=have)
             # the stream's deadline bounds it; it is simply reopened
             self._stream = self._watch(request, timeout=60.0, metadata=self._meta)
+            if self._stop.is_set() or self._session != session:  # close() or a loss came meanwhile
+                self._stream.cancel()
             try:
                 for msg in self._stream:
                     self._take_weights(msg)
