@@ -58,6 +58,7 @@ class ActorLink:
     host: str
     peer: str
     next_seq: int  # first step of this actor the learner does not hold
+    complete: int = 0  # steps of its episodes taken whole: its replay store will hold them
     connected_at: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
     connects: int = 1
@@ -204,7 +205,15 @@ class GrpcLearnerTransport:
                     f"the learner serves at most {self.cfg.max_actors} actors (transport.max_actors)",
                 )
             next_seq = old.next_seq if old else self._cursors.get(hello.actor_id, 0)
+            complete = old.complete if old else next_seq
             restarted = old is not None and old.incarnation != hello.incarnation
+            if restarted and hello.recorded < complete:  # the learner cannot forget whole episodes
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"actor {hello.actor_id} ({hello.host}) holds {hello.recorded} steps but the learner has "
+                    f"{complete} steps of whole episodes from actor {hello.actor_id}: every robot needs its "
+                    "own actor_id, and an actor resumes with its own run_dir",
+                )
             if restarted and hello.recorded < next_seq:
                 # the actor died mid-episode: the steps it sent of that episode died with it
                 try:
@@ -215,6 +224,7 @@ class GrpcLearnerTransport:
             link = ActorLink(
                 hello.actor_id, secrets.token_hex(8), hello.incarnation, hello.host, context.peer(), next_seq
             )
+            link.complete = complete
             if old is not None:  # a reconnect: keep the counters
                 link.connects, link.chunks, link.steps = old.connects + 1, old.chunks, old.steps
                 link.bytes, link.backpressure, link.duplicates = old.bytes, old.backpressure, old.duplicates
@@ -266,6 +276,8 @@ class GrpcLearnerTransport:
                 link.backpressure += 1
                 return pb.Ack(accepted=False, next_seq=cursor)
             link.next_seq = chunk.seq + len(chunk)
+            if chunk.ends_episode:
+                link.complete = link.next_seq
             link.chunks += 1
             link.steps += link.next_seq - cursor
             link.bytes += msg.ByteSize()
