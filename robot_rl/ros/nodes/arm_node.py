@@ -1,0 +1,252 @@
+"""Arm node: an Arm driver behind ROS 2 topics, with the SafetyFilter on every command path.
+
+Names follow crisp_controllers (a Cartesian controller stack for ROS 2 arms), so a policy client
+written against it drives this node unchanged: it publishes `joint_states` (JointState) and
+`current_pose` (PoseStamped) and follows `target_pose` (PoseStamped) and `target_twist`
+(TwistStamped). Services: `estop` (std_srvs/SetBool: true latches, false releases) and `hold`
+(std_srvs/Trigger).
+
+Rule (DESIGN.md): no command outside the safety limits reaches a driver. So every command, from
+either topic, goes through SafetyFilter.filter() against a fresh state read; only ok/clipped
+commands are sent, a hold verdict calls arm.hold(). A watchdog holds the arm when the commands
+stop (a crashed policy must not leave a twist running), and a latched e-stop refuses everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.arm import Arm, ArmError
+from drivers.safety import PoseCommand, SafetyFilter, TwistCommand
+from robot_rl.ros import codec
+from robot_rl.ros.transport import SENSOR_DATA, QoS, Transport
+
+log = logging.getLogger(__name__)
+# A servo target: only the newest matters, and an older one queued behind it would be stale anyway.
+COMMAND_QOS = QoS.reliable(depth=1)
+
+
+@dataclass(frozen=True)
+class ArmNodeParams:
+    """The node's declared parameters. Stamps of commands are judged on the node's clock, which
+    must be the clock the driver stamps its state with (the safety filter compares them)."""
+
+    state_rate_hz: float = 200.0  # joint_states / current_pose; >= 100 Hz for a servo loop
+    watchdog_timeout_s: float = 0.2  # hold when no command passed for this long
+    base_frame: str = "base"  # frame of poses and twists; commands in another frame are refused
+    joint_names: tuple[str, ...] = ()  # () -> joint1..jointN, as many as the driver reports
+    initial_gripper: float = -1.0  # gripper value sent with commands until set_gripper() (-1 open)
+    joint_states_topic: str = "joint_states"
+    current_pose_topic: str = "current_pose"
+    target_pose_topic: str = "target_pose"
+    target_twist_topic: str = "target_twist"
+    estop_service: str = "estop"
+    hold_service: str = "hold"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.state_rate_hz, (int, float)) and 100.0 <= self.state_rate_hz <= 2000.0):
+            raise ValueError(
+                f"ArmNodeParams.state_rate_hz must be in [100, 2000], got {self.state_rate_hz!r}"
+            )
+        if not (isinstance(self.watchdog_timeout_s, (int, float)) and 0 < self.watchdog_timeout_s <= 5.0):
+            raise ValueError(
+                f"ArmNodeParams.watchdog_timeout_s must be in (0, 5] s, got {self.watchdog_timeout_s!r}"
+            )
+        if not -1.0 <= self.initial_gripper <= 1.0:
+            raise ValueError(
+                f"ArmNodeParams.initial_gripper must be in [-1, 1], got {self.initial_gripper!r}"
+            )
+
+
+class ArmNode:
+    """Publishes the arm's state and forwards filtered commands to it.
+
+    counters: received (commands decoded), passed (reached the driver: ok + clipped), clipped,
+    held (hold verdicts), refused_estop, wrong_frame, bad_stamp, watchdog_holds, driver_errors,
+    state_errors. Garbled payloads never reach the node: the transport drops and counts them in
+    `transport.dropped_garbled`.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        arm: Arm,
+        safety: SafetyFilter,
+        params: ArmNodeParams | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.params = p = params or ArmNodeParams()
+        self.arm, self.safety, self.clock = arm, safety, clock
+        self.counters: Counter[str] = Counter()
+        self.estopped = False
+        self.gripper_command = p.initial_gripper
+        self._last_pass: float | None = None  # node clock time of the last command that moved the arm
+        self._watchdog_fired = False
+        self._joint_names: Sequence[str] = p.joint_names
+        self._joint_pub = transport.create_publisher(p.joint_states_topic, codec.JOINT_STATE, SENSOR_DATA)
+        self._pose_pub = transport.create_publisher(p.current_pose_topic, codec.POSE_STAMPED, SENSOR_DATA)
+        self._handles = [
+            transport.subscribe(p.target_pose_topic, codec.POSE_STAMPED, self._on_target_pose, COMMAND_QOS),
+            transport.subscribe(
+                p.target_twist_topic, codec.TWIST_STAMPED, self._on_target_twist, COMMAND_QOS
+            ),
+            transport.create_timer(1.0 / p.state_rate_hz, self._on_state_timer),
+            # Checked 4x per timeout, so a stalled command stream is held within 1.25 timeouts.
+            transport.create_timer(p.watchdog_timeout_s / 4, self._on_watchdog),
+            transport.create_service(p.estop_service, codec.SET_BOOL, self._on_estop),
+            transport.create_service(p.hold_service, codec.TRIGGER, self._on_hold),
+        ]
+
+    # ---- state ------------------------------------------------------------------------------
+    def _on_state_timer(self) -> None:
+        try:
+            reading = self.arm.state()
+            if not self._joint_names:
+                self._joint_names = tuple(f"joint{i + 1}" for i in range(len(reading.joint_positions)))
+            joints = codec.joint_state_msg(
+                self._joint_names, reading.joint_positions, reading.joint_velocities, reading.stamp
+            )
+            pose = codec.pose_stamped_msg(
+                reading.ee_position, reading.ee_quat_wxyz, reading.stamp, self.params.base_frame
+            )
+        except (ArmError, ValueError) as exc:  # ValueError: a reading the messages cannot carry
+            self.counters["state_errors"] += 1
+            log.warning("arm state not published: %s", exc)
+            return
+        self._joint_pub.publish(joints)
+        self._pose_pub.publish(pose)
+
+    # ---- commands ---------------------------------------------------------------------------
+    def set_gripper(self, position: float) -> None:
+        """Gripper value carried by the following commands (PoseStamped has no gripper field);
+        the safety filter clips it to [-1, 1]."""
+        self.gripper_command = float(position)
+
+    def _on_target_pose(self, msg: Any) -> None:
+        parsed = self._parse(msg, codec.pose_from_msg)
+        if parsed is not None:
+            position, quat, stamp = parsed
+            self._command(PoseCommand(position, quat, self.gripper_command, stamp))
+
+    def _on_target_twist(self, msg: Any) -> None:
+        parsed = self._parse(msg, codec.twist_from_msg)
+        if parsed is not None:
+            linear, angular, stamp = parsed
+            self._command(TwistCommand(linear, angular, self.gripper_command, stamp))
+
+    def _parse(self, msg: Any, decode: Callable[[Any], Any]) -> Any | None:
+        """Decoded fields, or None (counted) for a message the filter cannot judge: a bad stamp,
+        or a frame other than the base frame the safety limits are written in."""
+        self.counters["received"] += 1
+        if msg.header.frame_id not in ("", self.params.base_frame):
+            self.counters["wrong_frame"] += 1
+            return None
+        try:
+            return decode(msg)
+        except codec.CodecError:
+            self.counters["bad_stamp"] += 1
+            return None
+
+    def _command(self, command: PoseCommand | TwistCommand) -> None:
+        if self.estopped:
+            self.counters["refused_estop"] += 1
+            return
+        try:
+            state = self.arm.state().ee
+        except ArmError as exc:
+            log.warning("arm state unreadable, command judged without it: %s", exc)
+            state = None  # the filter holds without a state
+        now = self.clock()
+        decision = self.safety.filter(command, state, now)
+        if decision.hold or decision.command is None:
+            self.counters["held"] += 1
+            self._hold()
+            return
+        try:
+            if isinstance(decision.command, PoseCommand):
+                self.arm.move_to_pose(decision.command)
+            else:
+                self.arm.move_twist(decision.command)
+        except ArmError as exc:
+            self.counters["driver_errors"] += 1
+            log.error("driver refused a filtered command: %s", exc)
+            self._hold()
+            return
+        self.counters["passed"] += 1
+        self.counters["clipped"] += int(decision.clipped)
+        self._last_pass, self._watchdog_fired = now, False
+
+    def _hold(self) -> None:
+        try:
+            self.arm.hold()
+        except ArmError as exc:
+            self.counters["driver_errors"] += 1
+            log.error("arm.hold() failed: %s", exc)
+
+    def _on_watchdog(self) -> None:
+        if self._last_pass is None or self._watchdog_fired:
+            return
+        if self.clock() - self._last_pass > self.params.watchdog_timeout_s:
+            self._watchdog_fired = True  # once per silence: hold() each tick would fight an operator
+            self.counters["watchdog_holds"] += 1
+            self._hold()
+
+    # ---- services ---------------------------------------------------------------------------
+    def _on_estop(self, request: Any) -> Any:
+        if not request.data:
+            self.estopped = False
+            self._hold()  # resume from where the arm is, not from the last target
+            return codec.set_bool_response(True, "e-stop released")
+        self.estopped = True  # latched before stop(), so no command slips in if stop() fails
+        try:
+            self.arm.stop()
+        except ArmError as exc:
+            self.counters["driver_errors"] += 1
+            return codec.set_bool_response(False, f"e-stop latched, but arm.stop() failed: {exc}")
+        return codec.set_bool_response(True, "e-stop latched: commands refused until released")
+
+    def _on_hold(self, request: Any) -> Any:
+        try:
+            self.arm.hold()
+        except ArmError as exc:
+            return codec.trigger_response(False, f"arm.hold() failed: {exc}")
+        return codec.trigger_response(True, "holding")
+
+    def destroy(self) -> None:
+        """Cancel subscriptions, timers and services; the transport is the caller's to shut down."""
+        for handle in self._handles:
+            handle.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the MuJoCo twin arm over zenoh (rmw_zenoh format) until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-rate-hz", type=float, default=200.0)
+    parser.add_argument("--watchdog-timeout-s", type=float, default=0.2)
+    args = parser.parse_args(argv)
+    from drivers.safety import SafetyLimits
+    from drivers.sim_arm import SimArm, SimArmConfig
+    from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
+
+    arm = SimArm(SimArmConfig(realtime=True), clock=time.time)
+    # The twin's reachable box in front of the table, with servo-step limits for a 10..100 Hz policy.
+    limits = SafetyLimits((0.2, -0.3, 0.05), (0.7, 0.3, 0.6), 0.03, 0.2, 0.25, 1.0, 30.0, 0.2)
+    transport = ZenohTransport(ZenohConfig(node_name="arm_node"))
+    ArmNode(transport, arm, SafetyFilter(limits), ArmNodeParams(args.state_rate_hz, args.watchdog_timeout_s))
+    try:
+        transport.spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        transport.shutdown()
+        arm.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""ArmNode over the in-process transport with the MuJoCo twin (state only, no GL).
+
+The twin is wrapped in a recording double, so the tests can check the one rule that matters:
+nothing outside the safety limits ever reached the driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from drivers.arm import ArmReading
+from drivers.safety import ArmState, PoseCommand, SafetyFilter, SafetyLimits, TwistCommand
+from drivers.sim_arm import SimArm
+from robot_rl.ros import codec
+from robot_rl.ros.inproc import InprocBus, InprocTransport
+from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
+
+LIMITS = SafetyLimits((0.2, -0.3, 0.05), (0.7, 0.3, 0.6), 0.03, 0.2, 0.25, 1.0, 30.0, 0.2)
+
+
+class Clock:
+    """The one clock the twin stamps its state with and the node judges commands on; tests step it."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class RecordingArm:
+    """The twin, recording every command it is sent together with the state it was sent in."""
+
+    def __init__(self, inner: SimArm) -> None:
+        self.inner = inner
+        self.sent: list[tuple[PoseCommand | TwistCommand, ArmState]] = []
+        self.holds = 0
+        self.stops = 0
+
+    def state(self) -> ArmReading:
+        return self.inner.state()
+
+    def move_to_pose(self, command: PoseCommand) -> None:
+        self.sent.append((command, self.inner.state().ee))
+        self.inner.move_to_pose(command)
+
+    def move_twist(self, command: TwistCommand) -> None:
+        self.sent.append((command, self.inner.state().ee))
+        self.inner.move_twist(command)
+
+    def joint_target(self, q: np.ndarray) -> None:
+        raise AssertionError("the arm node never sends joint targets")
+
+    def gripper(self, position: float) -> None:
+        raise AssertionError("the arm node sends the gripper with each command")
+
+    def hold(self) -> None:
+        self.holds += 1
+        self.inner.hold()
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.inner.stop()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def twin() -> SimArm:
+    return SimArm()  # building the model is the slow part; tests only read it and hold it
+
+
+class Rig:
+    def __init__(self, twin: SimArm, params: ArmNodeParams | None = None) -> None:
+        self.clock = Clock()
+        twin._clock = self.clock  # stamps on the test's clock, so commands and state share one
+        twin.hold()
+        self.arm = RecordingArm(twin)
+        self.bus = InprocBus()
+        self.transport = InprocTransport(self.bus)
+        self.node = ArmNode(self.transport, self.arm, SafetyFilter(LIMITS), params, clock=self.clock)
+        self.client = InprocTransport(self.bus)
+        self.pose_pub = self.client.create_publisher("target_pose", codec.POSE_STAMPED)
+        self.twist_pub = self.client.create_publisher("target_twist", codec.TWIST_STAMPED)
+
+    def drain(self) -> None:
+        while self.transport.spin_once(0.0):
+            pass
+
+    def spin_until(self, done: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            self.transport.spin_once(0.005)
+            self.client.spin_once(0.0)
+
+    def ee(self) -> tuple[np.ndarray, np.ndarray]:
+        reading = self.arm.state()
+        return reading.ee_position, reading.ee_quat_wxyz
+
+    def send_pose(self, position: Any, quat: Any, stamp: float | None = None, frame: str = "base") -> None:
+        stamp = self.clock.t if stamp is None else stamp
+        self.pose_pub.publish(codec.pose_stamped_msg(position, quat, stamp, frame))
+        self.drain()
+
+
+def test_state_is_published_at_the_configured_rate(twin: SimArm) -> None:
+    rig = Rig(twin, ArmNodeParams(state_rate_hz=200.0))
+    joints: list[Any] = []
+    poses: list[Any] = []
+    rig.client.subscribe("joint_states", codec.JOINT_STATE, joints.append)
+    rig.client.subscribe("current_pose", codec.POSE_STAMPED, poses.append)
+    rig.spin_until(lambda: len(joints) >= 20 and len(poses) >= 20)
+    assert len(joints) >= 20 and len(poses) >= 20
+    names, q, _, stamp = codec.joint_state_from_msg(joints[-1])
+    assert names == [f"joint{i}" for i in range(1, 8)] and stamp == pytest.approx(1000.0)
+    np.testing.assert_allclose(q, twin.state().joint_positions)
+    position, _, _ = codec.pose_from_msg(poses[-1])
+    assert poses[-1].header.frame_id == "base"
+    np.testing.assert_allclose(position, twin.state().ee_position)
+
+
+def test_fuzzed_commands_never_leave_the_safety_limits(twin: SimArm) -> None:
+    rig = Rig(twin)
+    rng = np.random.default_rng(0)
+    check = SafetyFilter(LIMITS)
+    for i in range(300):
+        position, quat = rig.ee()
+        now = rig.clock.t
+        kind = i % 10
+        if kind == 0:  # garbled bytes on the wire
+            payload = codec.get_codec().encode(
+                codec.pose_stamped_msg(position, quat, now, "base"), codec.POSE_STAMPED
+            )
+            cut = payload[: int(rng.integers(0, len(payload)))]  # truncated, or random bytes
+            rig.bus.deliver("/target_pose", codec.POSE_STAMPED, cut if i % 20 else rng.bytes(len(cut)))
+            rig.drain()
+        elif kind == 1:  # a small step near the ee, mostly passed as is
+            rig.send_pose(position + rng.normal(0, 0.01, 3), quat)
+        elif kind == 2:  # NaN / inf anywhere
+            bad = position.copy()
+            bad[rng.integers(3)] = rng.choice([np.nan, np.inf, -np.inf])
+            rig.send_pose(bad, quat)
+        elif kind == 3:  # huge, far outside the box
+            rig.send_pose(rng.choice([-1, 1], 3) * 1e300, rng.normal(size=4) * 1e200)
+        elif kind == 4:  # inside the box but far from the ee: clipped to one step
+            rig.send_pose(rng.uniform(LIMITS.workspace_low, LIMITS.workspace_high), rng.normal(size=4))
+        elif kind == 5:  # stale or from the future
+            rig.send_pose(position, quat, now + rng.choice([-5.0, -0.5, 0.5, 5.0]))
+        elif kind == 6:  # a frame the limits are not written in
+            rig.send_pose(position, quat, frame="camera_link")
+        elif kind == 7:  # a nanosec field no clock produces
+            msg = codec.pose_stamped_msg(position, quat, now, "base")
+            msg.header.stamp.nanosec = 2_000_000_000
+            rig.pose_pub.publish(msg)
+            rig.drain()
+        else:  # twists: random, huge, NaN
+            scale = rng.choice([0.1, 10.0, 1e300, np.nan])
+            twist = codec.twist_stamped_msg(
+                rng.normal(size=3) * scale, rng.normal(size=3) * scale, now, "base"
+            )
+            rig.twist_pub.publish(twist)
+            rig.drain()
+        if i % 5 == 4:  # let the twin move and time pass, so states stay fresh and poses change
+            twin.advance(0.01)
+            rig.clock.t += 0.01
+    assert rig.arm.sent, "no command passed at all: the test exercised nothing"
+    for command, state in rig.arm.sent:
+        assert check.within_limits(command, state), command
+        if isinstance(command, PoseCommand):
+            assert np.all(
+                (LIMITS.workspace_low <= command.position) & (command.position <= LIMITS.workspace_high)
+            )
+    c = rig.node.counters
+    assert c["passed"] == len(rig.arm.sent) and c["clipped"] > 0 and c["held"] > 0
+    assert c["wrong_frame"] == 30 and c["bad_stamp"] == 30
+    assert rig.transport.dropped_garbled["/target_pose"] > 0
+    assert rig.arm.holds >= c["held"]
+
+
+def test_watchdog_holds_once_after_the_timeout(twin: SimArm) -> None:
+    rig = Rig(twin, ArmNodeParams(watchdog_timeout_s=0.1))
+    rig.send_pose(*rig.ee())
+    assert rig.node.counters["passed"] == 1
+    holds = rig.arm.holds
+    rig.spin_until(lambda: False, timeout_s=0.1)  # watchdog ticks, but the command is still fresh
+    assert rig.node.counters["watchdog_holds"] == 0
+    rig.clock.t += 0.15
+    rig.spin_until(lambda: rig.node.counters["watchdog_holds"] > 0)
+    rig.spin_until(lambda: False, timeout_s=0.1)
+    assert rig.node.counters["watchdog_holds"] == 1 and rig.arm.holds == holds + 1
+
+
+def test_estop_latches_until_released(twin: SimArm) -> None:
+    rig = Rig(twin)
+    response = rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(True))
+    assert response.success and rig.arm.stops == 1 and rig.node.estopped
+    rig.send_pose(*rig.ee())
+    rig.twist_pub.publish(codec.twist_stamped_msg([0.01, 0, 0], [0, 0, 0], rig.clock.t, "base"))
+    rig.drain()
+    assert rig.arm.sent == [] and rig.node.counters["refused_estop"] == 2
+    response = rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(False))
+    assert response.success and not rig.node.estopped
+    rig.send_pose(*rig.ee())
+    assert len(rig.arm.sent) == 1
+
+
+def test_hold_service_and_hold_verdicts_call_arm_hold(twin: SimArm) -> None:
+    rig = Rig(twin)
+    response = rig.transport.call_service("hold", codec.TRIGGER, codec.trigger_request())
+    assert response.success and rig.arm.holds == 1
+    rig.send_pose(*rig.ee(), stamp=rig.clock.t - 1.0)  # stale
+    assert rig.node.counters["held"] == 1 and rig.arm.holds == 2 and rig.arm.sent == []
+
+
+def test_params_below_a_servo_rate_are_refused() -> None:
+    with pytest.raises(ValueError, match="state_rate_hz"):
+        ArmNodeParams(state_rate_hz=50.0)
+    with pytest.raises(ValueError, match="watchdog_timeout_s"):
+        ArmNodeParams(watchdog_timeout_s=0.0)
