@@ -71,17 +71,13 @@ class RecordingArm:
         self.inner.close()
 
 
-@pytest.fixture(scope="module")
-def twin() -> SimArm:
-    return SimArm()  # building the model is the slow part; tests only read it and hold it
-
-
 class Rig:
-    def __init__(self, twin: SimArm, params: ArmNodeParams | None = None) -> None:
+    """A node on its own bus over a fresh twin that stamps its state on the test's clock."""
+
+    def __init__(self, params: ArmNodeParams | None = None) -> None:
         self.clock = Clock()
-        twin._clock = self.clock  # stamps on the test's clock, so commands and state share one
-        twin.hold()
-        self.arm = RecordingArm(twin)
+        self.twin = SimArm(clock=self.clock)
+        self.arm = RecordingArm(self.twin)
         self.bus = InprocBus()
         self.transport = InprocTransport(self.bus)
         self.node = ArmNode(self.transport, self.arm, SafetyFilter(LIMITS), params, clock=self.clock)
@@ -109,8 +105,8 @@ class Rig:
         self.drain()
 
 
-def test_state_is_published_at_the_configured_rate(twin: SimArm) -> None:
-    rig = Rig(twin, ArmNodeParams(state_rate_hz=200.0))
+def test_state_is_published_at_the_configured_rate() -> None:
+    rig = Rig(ArmNodeParams(state_rate_hz=200.0))
     joints: list[Any] = []
     poses: list[Any] = []
     rig.client.subscribe("joint_states", codec.JOINT_STATE, joints.append)
@@ -119,14 +115,14 @@ def test_state_is_published_at_the_configured_rate(twin: SimArm) -> None:
     assert len(joints) >= 20 and len(poses) >= 20
     names, q, _, stamp = codec.joint_state_from_msg(joints[-1])
     assert names == [f"joint{i}" for i in range(1, 8)] and stamp == pytest.approx(1000.0)
-    np.testing.assert_allclose(q, twin.state().joint_positions)
+    np.testing.assert_allclose(q, rig.twin.state().joint_positions)
     position, _, _ = codec.pose_from_msg(poses[-1])
     assert poses[-1].header.frame_id == "base"
-    np.testing.assert_allclose(position, twin.state().ee_position)
+    np.testing.assert_allclose(position, rig.twin.state().ee_position)
 
 
-def test_fuzzed_commands_never_leave_the_safety_limits(twin: SimArm) -> None:
-    rig = Rig(twin)
+def test_fuzzed_commands_never_leave_the_safety_limits() -> None:
+    rig = Rig()
     rng = np.random.default_rng(0)
     check = SafetyFilter(LIMITS)
     for i in range(300):
@@ -167,7 +163,7 @@ def test_fuzzed_commands_never_leave_the_safety_limits(twin: SimArm) -> None:
             rig.twist_pub.publish(twist)
             rig.drain()
         if i % 5 == 4:  # let the twin move and time pass, so states stay fresh and poses change
-            twin.advance(0.01)
+            rig.twin.advance(0.01)
             rig.clock.t += 0.01
     assert rig.arm.sent, "no command passed at all: the test exercised nothing"
     for command, state in rig.arm.sent:
@@ -183,8 +179,8 @@ def test_fuzzed_commands_never_leave_the_safety_limits(twin: SimArm) -> None:
     assert rig.arm.holds >= c["held"]
 
 
-def test_watchdog_holds_once_after_the_timeout(twin: SimArm) -> None:
-    rig = Rig(twin, ArmNodeParams(watchdog_timeout_s=0.1))
+def test_watchdog_holds_once_after_the_timeout() -> None:
+    rig = Rig(ArmNodeParams(watchdog_timeout_s=0.1))
     rig.send_pose(*rig.ee())
     assert rig.node.counters["passed"] == 1
     holds = rig.arm.holds
@@ -196,8 +192,8 @@ def test_watchdog_holds_once_after_the_timeout(twin: SimArm) -> None:
     assert rig.node.counters["watchdog_holds"] == 1 and rig.arm.holds == holds + 1
 
 
-def test_estop_latches_until_released(twin: SimArm) -> None:
-    rig = Rig(twin)
+def test_estop_latches_until_released() -> None:
+    rig = Rig()
     response = rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(True))
     assert response.success and rig.arm.stops == 1 and rig.node.estopped
     rig.send_pose(*rig.ee())
@@ -210,8 +206,8 @@ def test_estop_latches_until_released(twin: SimArm) -> None:
     assert len(rig.arm.sent) == 1
 
 
-def test_hold_service_and_hold_verdicts_call_arm_hold(twin: SimArm) -> None:
-    rig = Rig(twin)
+def test_hold_service_and_hold_verdicts_call_arm_hold() -> None:
+    rig = Rig()
     response = rig.transport.call_service("hold", codec.TRIGGER, codec.trigger_request())
     assert response.success and rig.arm.holds == 1
     rig.send_pose(*rig.ee(), stamp=rig.clock.t - 1.0)  # stale
