@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import CUT_MODES, TcpProxy, find_free_port
+from net_proxy import CUT_MODES, TcpProxy, find_free_port
 
 from robot_rl.config import TransportConfig
 from robot_rl.data.episode_store import EpisodeStore
@@ -257,6 +257,19 @@ def closing() -> Iterator[list]:
     yield things
     for thing in reversed(things):
         thing.close()
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[[int], TcpProxy]]:
+    proxies: list[TcpProxy] = []
+
+    def make(target_port: int) -> TcpProxy:
+        proxies.append(TcpProxy(target_port))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
 
 
 def _learner(closing: list, tmp_path: Path, delay_s: float = 0.0, **overrides) -> Learner:

@@ -1,4 +1,7 @@
-"""Helpers for the network tests: a free port, and a TCP proxy the test can cut and restore."""
+"""Helpers for the network tests: a free port, and a TCP proxy the test can cut and restore.
+
+A plain module (not conftest.py) so the tests import it by a name no other folder uses.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,6 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Iterator
-
-import pytest
 
 CUT_MODES = ("refuse", "blackhole", "stall")
 
@@ -138,21 +138,3 @@ class TcpProxy:
                 break
         _close(src)
         _close(dst)
-
-
-@pytest.fixture
-def free_port() -> int:
-    return find_free_port()
-
-
-@pytest.fixture
-def make_proxy() -> Iterator:
-    proxies: list[TcpProxy] = []
-
-    def make(target_port: int) -> TcpProxy:
-        proxies.append(TcpProxy(target_port))
-        return proxies[-1]
-
-    yield make
-    for p in proxies:
-        p.close()
