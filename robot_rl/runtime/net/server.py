@@ -99,7 +99,7 @@ class GrpcLearnerTransport:
         self._lock = threading.Lock()
         self._links: dict[int, ActorLink] = {}
         self._cursors: dict[int, int] = {}
-        self._weights: tuple[int, bytes] | None = None
+        self._weights: tuple[int, bytes] | None = None  # version, serialised pb.Weights
         self._weights_changed = threading.Condition()
         self._closing = False
         self.trained_through = 0  # set by the learner; actors pace on it in sim
@@ -125,7 +125,10 @@ class GrpcLearnerTransport:
                 "PushChunk": unary(self._push_chunk, pb.Chunk.FromString, pb.Ack.SerializeToString),
                 "Beat": unary(self._beat, pb.Heartbeat.FromString, pb.HeartbeatReply.SerializeToString),
                 "WatchWeights": grpc.unary_stream_rpc_method_handler(
-                    self._watch_weights, pb.WeightsRequest.FromString, pb.Weights.SerializeToString
+                    # serialised once per version in publish_weights, not once per actor stream
+                    self._watch_weights,
+                    pb.WeightsRequest.FromString,
+                    bytes,
                 ),
             },
         )
@@ -151,9 +154,10 @@ class GrpcLearnerTransport:
 
     def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
         save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state)  # for eval and resume
-        payload = weights_to_bytes(version, policy_state)
+        message = pb.Weights(version=version, payload=weights_to_bytes(version, policy_state))
+        serialised = message.SerializeToString()
         with self._weights_changed:
-            self._weights = (version, payload)
+            self._weights = (version, serialised)
             self._weights_changed.notify_all()
 
     def close(self, grace_s: float = 1.0) -> None:
@@ -320,6 +324,6 @@ class GrpcLearnerTransport:
                 current = self._weights
             if current is not None and current[0] > have:
                 have = current[0]
-                yield pb.Weights(version=current[0], payload=current[1])
+                yield current[1]
             with self._lock:
                 link = self._links.get(req.actor_id, link)
