@@ -98,7 +98,8 @@ class Arm(Protocol):
     """An arm driver. Commands return once sent (they do not wait for the motion to finish)."""
 
     def state(self) -> ArmReading:
-        """The newest measurement. ArmError when the arm cannot be read or is in a fault."""
+        """The newest measurement; ArmError when the arm cannot be read. A fault (protective stop,
+        reflex) leaves the measurement valid: it shows as an ArmError from the next command."""
 
     def move_to_pose(self, command: PoseCommand) -> None:
         """Servo the ee towards an absolute pose (a small step: the filter bounds it)."""

@@ -13,6 +13,9 @@ control type (pose <-> twist <-> joints) stops the running motion first, because
 to change the control signal type mid-motion. A twist runs for twist_duration_s and then ends:
 the arm stops by itself if the node stops commanding. The measured wrench is franky's
 O_F_ext_hat_K (base frame; franky counts forces the robot applies as positive).
+
+To check on hardware besides the above: state() reads the gripper width on every call, which in
+libfranka is a network read of the gripper; if that is slow, cache it apart from the arm state.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class FrankaConfig:
         for name in ("twist_duration_s", "max_joint_step_rad", "gripper_speed", "grasp_force_n"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FrankaConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        self.joint_low = tuple(float(x) for x in self.joint_low)  # hydra hands over lists
+        self.joint_high = tuple(float(x) for x in self.joint_high)
         if len(self.joint_low) != 7 or len(self.joint_high) != 7:
             raise ValueError("FrankaConfig.joint_low / joint_high need 7 values (rad)")
 
@@ -203,7 +208,10 @@ class FrankaArm:
         self._send_gripper(gripper)
 
     def joint_target(self, q: np.ndarray) -> None:
-        current = self.state().joint_positions
+        try:
+            current = np.asarray(self.robot.state.q, float).ravel()
+        except Exception as exc:
+            raise self._map(exc, "read joints") from exc
         target = check_joint_target(q, self._low, self._high, current, self.cfg.max_joint_step_rad)
         self._enter("joint", "joint_target")
         sdk = self.sdk

@@ -81,6 +81,8 @@ class URConfig:
         for name in ("command_period_s", "twist_acceleration", "stop_deceleration", "max_joint_step_rad"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"URConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        self.joint_low = tuple(float(x) for x in self.joint_low)  # hydra hands over lists
+        self.joint_high = tuple(float(x) for x in self.joint_high)
         if len(self.joint_low) != 6 or len(self.joint_high) != 6:
             raise ValueError("URConfig.joint_low / joint_high need 6 values (rad)")
 
@@ -174,7 +176,7 @@ class URArm:
         q = self._read("getActualQ", self.receive.getActualQ, 6)
         qd = self._read("getActualQd", self.receive.getActualQd, 6)
         wrench = self._read("getActualTCPForce", self.receive.getActualTCPForce, 6)
-        controller_time = float(self.receive.getTimestamp())
+        controller_time = float(self._read("getTimestamp", lambda: [self.receive.getTimestamp()], 1)[0])
         gripper = self._gripper.position() if self._gripper is not None else None
         return reading(
             pose[:3], rotvec_to_quat(pose[3:]), self._clock(), q, qd, wrench, gripper, controller_time

@@ -12,6 +12,9 @@ UFACTORY manual's convention), converted to and from the project's (w, x, y, z) 
 Every call returns a code (0 = done); move commands in servo mode (set_mode(1): poses via
 set_servo_cartesian, joints via set_servo_angle_j) and in Cartesian velocity mode (set_mode(5):
 twists via vc_set_cartesian_velocity, which stops by itself after twist_duration_s).
+
+To check on hardware besides the above: state() reads the gripper position over the tool modbus
+on every call when a gripper is configured; if that is slow, read it less often.
 """
 
 from __future__ import annotations

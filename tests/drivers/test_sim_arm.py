@@ -129,6 +129,7 @@ def test_needs_no_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
     arm = SimArm()
     arm.move_to_pose(PoseCommand(arm.state().ee_position, arm.state().ee_quat_wxyz, 0.0, 0.0))
     arm.advance(0.1)
+    assert arm.state().vendor_stamp == pytest.approx(0.1)
 
 
 def test_runs_with_gl_disabled() -> None:
