@@ -50,13 +50,20 @@ def machine_line(m: dict[str, Any]) -> str:
     )
 
 
-def write_results(name: str, payload: dict[str, Any], markdown: str, command: str) -> Path:
-    """Write results/<name>.json and replace this benchmark's section of RESULTS.md."""
+def write_results(
+    name: str, payload: dict[str, Any], markdown: str, command: str, section: bool = True
+) -> Path:
+    """Write results/<name>.json and replace this benchmark's section of RESULTS.md.
+
+    section=False (a smoke run) writes the JSON only, leaving RESULTS.md as it is.
+    """
     m = machine()
     out_dir = BENCH_DIR / "results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps({"name": name, "machine": m, "command": command, **payload}, indent=2))
+    if not section:
+        return path
 
     section = (
         f"<!-- {name}:begin -->\n{markdown.strip()}\n\n{machine_line(m)} Command: `{command}`\n"
