@@ -195,6 +195,20 @@ def check_joint_target(
     return target
 
 
+def check_arm_config(config: object, positive: tuple[str, ...], joints: int) -> None:
+    """Shared start-up checks of a real arm's config: the named fields > 0, and joint_low /
+    joint_high as float tuples (hydra hands over lists) of `joints` values each."""
+    name = type(config).__name__
+    for field in positive:
+        if not getattr(config, field) > 0:
+            raise ValueError(f"{name}.{field} must be > 0, got {getattr(config, field)!r}")
+    low = tuple(float(x) for x in config.joint_low)  # type: ignore[attr-defined]
+    high = tuple(float(x) for x in config.joint_high)  # type: ignore[attr-defined]
+    if len(low) != joints or len(high) != joints:
+        raise ValueError(f"{name}.joint_low / joint_high need {joints} values (rad)")
+    config.joint_low, config.joint_high = low, high  # type: ignore[attr-defined]
+
+
 class GripperDeadband:
     """Decides when a gripper command is worth sending.
 

@@ -35,6 +35,7 @@ from drivers.arm import (
     ArmProtectiveStop,
     ArmReading,
     GripperDeadband,
+    check_arm_config,
     check_gripper,
     check_joint_target,
     check_pose_command,
@@ -73,13 +74,8 @@ class FrankaConfig:
     def __post_init__(self) -> None:
         if not 0 < self.dynamics_factor <= 1:
             raise ValueError(f"FrankaConfig.dynamics_factor must be in (0, 1], got {self.dynamics_factor}")
-        for name in ("twist_duration_s", "max_joint_step_rad", "gripper_speed", "grasp_force_n"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"FrankaConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        self.joint_low = tuple(float(x) for x in self.joint_low)  # hydra hands over lists
-        self.joint_high = tuple(float(x) for x in self.joint_high)
-        if len(self.joint_low) != 7 or len(self.joint_high) != 7:
-            raise ValueError("FrankaConfig.joint_low / joint_high need 7 values (rad)")
+        positive = ("twist_duration_s", "max_joint_step_rad", "gripper_speed", "grasp_force_n")
+        check_arm_config(self, positive, joints=7)
 
 
 class FrankaArm:

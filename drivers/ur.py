@@ -33,6 +33,7 @@ from drivers.arm import (
     ArmReading,
     GripperDeadband,
     GripperDevice,
+    check_arm_config,
     check_gripper,
     check_joint_target,
     check_pose_command,
@@ -78,13 +79,8 @@ class URConfig:
             raise ValueError(f"URConfig.lookahead_time_s must be in [0.03, 0.2], got {self.lookahead_time_s}")
         if not 100 <= self.servo_gain <= 2000:
             raise ValueError(f"URConfig.servo_gain must be in [100, 2000], got {self.servo_gain}")
-        for name in ("command_period_s", "twist_acceleration", "stop_deceleration", "max_joint_step_rad"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"URConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        self.joint_low = tuple(float(x) for x in self.joint_low)  # hydra hands over lists
-        self.joint_high = tuple(float(x) for x in self.joint_high)
-        if len(self.joint_low) != 6 or len(self.joint_high) != 6:
-            raise ValueError("URConfig.joint_low / joint_high need 6 values (rad)")
+        positive = ("command_period_s", "twist_acceleration", "stop_deceleration", "max_joint_step_rad")
+        check_arm_config(self, positive, joints=6)
 
 
 class URArm:

@@ -36,6 +36,7 @@ from drivers.arm import (
     ArmProtectiveStop,
     ArmReading,
     GripperDeadband,
+    check_arm_config,
     check_gripper,
     check_joint_target,
     check_pose_command,
@@ -82,13 +83,11 @@ class XArmConfig:
     def __post_init__(self) -> None:
         if self.dof not in (5, 6, 7):
             raise ValueError(f"XArmConfig.dof must be 5, 6 or 7, got {self.dof!r}")
-        self.joint_low = tuple(self.joint_low) if self.joint_low is not None else (-_TWO_PI,) * self.dof
-        self.joint_high = tuple(self.joint_high) if self.joint_high is not None else (_TWO_PI,) * self.dof
-        if len(self.joint_low) != self.dof or len(self.joint_high) != self.dof:
-            raise ValueError(f"XArmConfig.joint_low / joint_high need {self.dof} values (rad)")
-        for name in ("twist_duration_s", "max_joint_step_rad", "gripper_speed"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"XArmConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.joint_low is None:
+            self.joint_low = (-_TWO_PI,) * self.dof
+        if self.joint_high is None:
+            self.joint_high = (_TWO_PI,) * self.dof
+        check_arm_config(self, ("twist_duration_s", "max_joint_step_rad", "gripper_speed"), joints=self.dof)
 
 
 class XArmArm:
