@@ -13,7 +13,6 @@ import json
 import queue
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +47,14 @@ class ActorDisplay(Progress):
         self.transport = transport
 
     def show(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.cfg.progress or (not force and now - self.last_print < 3.0):
+        if not self.clock.due(force):
             return
-        self.last_print = now
         s, t = self.state, self.transport.stats()
         success = f"{sum(self.recent_success) / len(self.recent_success):.2f}" if self.recent_success else "-"
         evals = f"{s['eval/success_rate']:.2f}" if "eval/success_rate" in s else "-"
         link = "up" if t["link_up"] else "LOST, spooling"
         print(
-            f"[{now - self.t0:6.0f}s] actor {self.cfg.actor_id}: env {s.get('env_steps', 0):,}/"
+            f"[{self.clock.elapsed_s():6.0f}s] actor {self.cfg.actor_id}: env {s.get('env_steps', 0):,}/"
             f"{self.cfg.total_env_steps:,} | episodes {s.get('episode', 0)} | success(last 20) {success}"
             f" | eval {evals} | weights v{s.get('policy_version', -1)} | link {link}"
             f" | unacked {int(t['unacked_steps'])} backlog {s.get('backlog', 0)}"

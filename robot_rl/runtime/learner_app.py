@@ -23,7 +23,7 @@ from robot_rl.runtime.net.codec import spaces_json
 from robot_rl.runtime.net.security import TOKEN_FILE, learner_token
 from robot_rl.runtime.net.server import GrpcLearnerTransport
 from robot_rl.runtime.setup import set_torch_threads
-from robot_rl.runtime.train import RunFailed, prepare_run_dir
+from robot_rl.runtime.train import PrintClock, RunFailed, prepare_run_dir
 
 
 class _TrainedThrough:
@@ -61,8 +61,7 @@ class LearnerDisplay:
         self.logger = MetricsLogger(run_dir)
         self.state: dict[str, Any] = {}
         self.errors: list[str] = []
-        self.t0 = time.monotonic()
-        self.last_print = 0.0
+        self.clock = PrintClock(cfg.progress)
 
     def handle(self, msg: dict[str, Any]) -> None:
         if msg.get("kind") == "error":
@@ -80,14 +79,12 @@ class LearnerDisplay:
         self.logger.log(row)
 
     def show(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.cfg.progress or (not force and now - self.last_print < 3.0):
+        if not self.clock.due(force):
             return
-        self.last_print = now
         s = self.state
         actors = self.transport.actors()
         print(
-            f"[{now - self.t0:6.0f}s] learner: received {s.get('env_steps_received', 0):,}"
+            f"[{self.clock.elapsed_s():6.0f}s] learner: received {s.get('env_steps_received', 0):,}"
             f" | updates {s.get('updates', 0):,} @ {s.get('updates_per_s', 0.0):.0f}/s"
             f" | UTD {s.get('utd_achieved', 0.0):.2f} | queue {self.transport.depth()}"
             f" | weights v{s.get('weights_version', 0)} | actors {len(actors)}"

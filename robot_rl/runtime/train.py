@@ -64,14 +64,33 @@ def _learner_cursor(run_dir: Path, actor_id: int = 0) -> int:
     return int(np.count_nonzero(store.steps(0, store.n_steps)["actor_id"] == actor_id))
 
 
+class PrintClock:
+    """When a progress line is due: every few seconds while enabled, or when forced at the end."""
+
+    def __init__(self, enabled: bool, period_s: float = 3.0) -> None:
+        self.enabled = enabled
+        self.period_s = period_s
+        self.t0 = time.monotonic()
+        self._last = 0.0
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < self.period_s):
+            return False
+        self._last = now
+        return True
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.t0
+
+
 class Progress:
     """Merges status messages into metrics rows and a one-line display every few seconds."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
         self.cfg = cfg
         self.logger = MetricsLogger(run_dir)
-        self.t0 = time.monotonic()
-        self.last_print = 0.0
+        self.clock = PrintClock(cfg.progress)
         self.state: dict[str, Any] = {}
         self.recent_success: list[float] = []
         self.errors: list[str] = []
@@ -90,21 +109,19 @@ class Progress:
             row["learner/updates"] = self.state.get("updates", 0)
             row["learner/updates_per_s"] = self.state.get("updates_per_s", 0.0)
             row["learner/utd_achieved"] = self.state.get("utd_achieved", 0.0)
-            row["time_s"] = time.monotonic() - self.t0
+            row["time_s"] = self.clock.elapsed_s()
             self.logger.log(row)
         elif kind == "eval":
             self.logger.log({k: v for k, v in msg.items() if isinstance(v, (int, float))})
 
     def show(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.cfg.progress or (not force and now - self.last_print < 3.0):
+        if not self.clock.due(force):
             return
-        self.last_print = now
         s = self.state
         success = f"{np.mean(self.recent_success):.2f}" if self.recent_success else "-"
         evals = f"{s['eval/success_rate']:.2f}" if "eval/success_rate" in s else "-"
         print(
-            f"[{now - self.t0:6.0f}s] env {s.get('env_steps', 0):,}/{self.cfg.total_env_steps:,}"
+            f"[{self.clock.elapsed_s():6.0f}s] env {s.get('env_steps', 0):,}/{self.cfg.total_env_steps:,}"
             f" | episodes {s.get('episode', 0)} | success(last 20) {success} | eval {evals}"
             f" | updates {s.get('updates', 0):,} @ {s.get('updates_per_s', 0.0):.0f}/s"
             f" | UTD {s.get('utd_achieved', 0.0):.2f} | queue {s.get('queue_depth', 0)}"
