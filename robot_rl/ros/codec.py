@@ -34,10 +34,22 @@ JOINT_STATE = "sensor_msgs/msg/JointState"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 WRENCH_STAMPED = "geometry_msgs/msg/WrenchStamped"
+FLOAT64 = "std_msgs/msg/Float64"  # a gripper command in [-1 open, +1 closed]
+BOOL = "std_msgs/msg/Bool"  # a task's success signal (the twin's, a reward classifier's)
 TRIGGER = "std_srvs/srv/Trigger"
 SET_BOOL = "std_srvs/srv/SetBool"
 
-MESSAGE_TYPES = (HEADER, IMAGE, CAMERA_INFO, JOINT_STATE, POSE_STAMPED, TWIST_STAMPED, WRENCH_STAMPED)
+MESSAGE_TYPES = (
+    HEADER,
+    IMAGE,
+    CAMERA_INFO,
+    JOINT_STATE,
+    POSE_STAMPED,
+    TWIST_STAMPED,
+    WRENCH_STAMPED,
+    FLOAT64,
+    BOOL,
+)
 SERVICE_TYPES = (TRIGGER, SET_BOOL)
 
 # .srv files of the services we use; rosbags' stores carry no std_srvs. An empty request gets
@@ -444,6 +456,33 @@ def wrench_from_msg(msg: Any) -> tuple[np.ndarray, np.ndarray, float]:
     """(force (3,), torque (3,), stamp_s) of a WrenchStamped."""
     _check_type(msg, WRENCH_STAMPED)
     return _from_xyz(msg.wrench.force), _from_xyz(msg.wrench.torque), stamp_from_time(msg.header.stamp)
+
+
+# --- std_msgs scalars ------------------------------------------------------------------------
+
+
+def float64_msg(value: float) -> Any:
+    """std_msgs/Float64 (no header: the newest value is the command)."""
+    return _new(FLOAT64, data=float(value))
+
+
+def float64_from_msg(msg: Any) -> float:
+    """The value of a std_msgs/Float64; CodecError when it is not finite."""
+    _check_type(msg, FLOAT64)
+    value = float(msg.data)
+    if not math.isfinite(value):
+        raise CodecError(f"Float64 value must be finite, got {value}")
+    return value
+
+
+def bool_msg(value: bool) -> Any:
+    """std_msgs/Bool."""
+    return _new(BOOL, data=bool(value))
+
+
+def bool_from_msg(msg: Any) -> bool:
+    _check_type(msg, BOOL)
+    return bool(msg.data)
 
 
 # --- std_srvs -------------------------------------------------------------------------------

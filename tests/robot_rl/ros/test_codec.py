@@ -161,6 +161,16 @@ def test_twist_and_wrench_round_trip(distro: str) -> None:
 
 
 @pytest.mark.parametrize("distro", DISTROS)
+def test_gripper_command_and_success_scalars_round_trip(distro: str) -> None:
+    assert codec.float64_from_msg(_round_trip(codec.float64_msg(-0.25), codec.FLOAT64, distro)) == -0.25
+    assert codec.bool_from_msg(_round_trip(codec.bool_msg(True), codec.BOOL, distro)) is True
+    with pytest.raises(CodecError, match="finite"):
+        codec.float64_from_msg(codec.float64_msg(float("nan")))
+    with pytest.raises(CodecError, match="expected a std_msgs/msg/Bool"):
+        codec.bool_from_msg(codec.float64_msg(1.0))
+
+
+@pytest.mark.parametrize("distro", DISTROS)
 def test_header_and_std_srvs_round_trip(distro: str) -> None:
     header = _round_trip(codec.header_msg(1.5, "world"), codec.HEADER, distro)
     assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1, 500_000_000, "world")
@@ -230,6 +240,8 @@ _SAMPLES = {
     codec.TWIST_STAMPED: codec.twist_stamped_msg([0.1, 0, 0], [0, 0, 0.1], 1.0, "base_link"),
     codec.WRENCH_STAMPED: codec.wrench_stamped_msg([0, 0, 5], [0, 0, 0], 1.0, "ft_sensor"),
     codec.HEADER: codec.header_msg(1.0, "base_link"),
+    codec.FLOAT64: codec.float64_msg(0.5),
+    codec.BOOL: codec.bool_msg(True),
     "std_srvs/srv/Trigger_Request": codec.trigger_request(),
     "std_srvs/srv/Trigger_Response": codec.trigger_response(True, "ok"),
     "std_srvs/srv/SetBool_Request": codec.set_bool_request(True),
@@ -242,6 +254,8 @@ _READERS = {
     codec.POSE_STAMPED: codec.pose_from_msg,
     codec.TWIST_STAMPED: codec.twist_from_msg,
     codec.WRENCH_STAMPED: codec.wrench_from_msg,
+    codec.FLOAT64: codec.float64_from_msg,
+    codec.BOOL: codec.bool_from_msg,
 }
 
 
