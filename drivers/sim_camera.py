@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -59,10 +60,12 @@ class SimCamera:
         data: mujoco.MjData,
         config: SimCameraConfig | None = None,
         lock: threading.RLock | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.cfg = config or SimCameraConfig()
         self.model, self.data = model, data
         self._lock = lock
+        self._clock = clock
         self.camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, self.cfg.camera)
         if self.camera_id < 0:
             names = [model.camera(i).name for i in range(model.ncam)]
@@ -70,12 +73,17 @@ class SimCamera:
         self._intrinsics = self._compute_intrinsics()
         self._renderer: mujoco.Renderer | None = None
         self._frame: Frame | None = None
+        self._frame_sim_time = -1.0  # sim time of self._frame: render again only when it moved
         self._frame_number = 0
 
     @classmethod
-    def for_arm(cls, arm: SimArm, config: SimCameraConfig | None = None) -> SimCamera:
-        """A camera of the twin arm's scene, rendering under the arm's lock."""
-        return cls(arm.model, arm.data, config, lock=arm.lock)
+    def for_arm(
+        cls, arm: SimArm, config: SimCameraConfig | None = None, clock: Callable[[], float] | None = None
+    ) -> SimCamera:
+        """A camera of the twin arm's scene, rendering under the arm's lock. clock: what frames are
+        stamped with (the arm's clock, e.g. time.time, so frames and joint states line up);
+        None stamps with sim time."""
+        return cls(arm.model, arm.data, config, lock=arm.lock, clock=clock)
 
     @property
     def name(self) -> str:
@@ -121,7 +129,7 @@ class SimCamera:
             raise CameraNotStarted(f"{self.name}: latest() before start()")
         with self._lock or nullcontext():
             sim_time = float(self.data.time)
-            if self._frame is not None and self._frame.stamp == sim_time:
+            if self._frame is not None and self._frame_sim_time == sim_time:
                 return self._frame
             renderer.update_scene(self.data, camera=self.camera_id)
             color = renderer.render().copy()
@@ -130,12 +138,13 @@ class SimCamera:
         frame = Frame(
             color,
             depth,
-            sim_time,
+            sim_time if self._clock is None else self._clock(),
             self._frame_number,
-            "sim_time",
+            "sim_time" if self._clock is None else "system_time",
             self.cfg.depth_scale_m if depth is not None else None,
         )
         self._frame = check_frame(frame, self._intrinsics, self.name)
+        self._frame_sim_time = sim_time
         return self._frame
 
     def _render_depth(self, renderer: mujoco.Renderer) -> np.ndarray:
