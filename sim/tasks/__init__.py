@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import gymnasium
 
+from sim.randomize import DomainRandomization
 from sim.tasks.base import SimConfig, SimTaskEnv
 from sim.tasks.pick_cube import PickCubeEnv
 from sim.tasks.push import PushEnv
@@ -26,12 +27,15 @@ def make_sim_env(
     max_episode_steps: int | None = None,
     arm_xml: str | None = None,
     randomize: bool = True,
+    domain_randomization: DomainRandomization | None = None,
     seed: int | None = None,
 ) -> gymnasium.Env:
     """Build a task env. seed, when given, seeds the first reset (later resets continue the stream).
 
     The env truncates itself at max_episode_steps (task default when None); it is returned
     unwrapped so that env.unwrapped is the task and no TimeLimit double-counts.
+    randomize draws the start (object placement, ee start); domain_randomization, when given,
+    also draws the scene's physics, latency, cameras and lights at every reset (sim/randomize.py).
     """
     if task not in TASKS:
         raise ValueError(f"unknown sim task {task!r}; choose one of {sorted(TASKS)}")
@@ -45,6 +49,7 @@ def make_sim_env(
         max_episode_steps=max_episode_steps,
         arm_xml=arm_xml,
         randomize=randomize,
+        domain_randomization=domain_randomization,
     )
     env = TASKS[task](config)
     if seed is not None:
@@ -52,4 +57,4 @@ def make_sim_env(
     return env
 
 
-__all__ = ["TASKS", "SimConfig", "SimTaskEnv", "make_sim_env"]
+__all__ = ["TASKS", "DomainRandomization", "SimConfig", "SimTaskEnv", "make_sim_env"]

@@ -10,6 +10,11 @@ Action: float32 in [-1, 1]: (dx, dy, dz, gripper) or, with rotation=True,
 per control tick and added to the ee target, which is clipped to the workspace box. The gripper
 command is absolute: -1 fully open, +1 closed.
 
+Domain randomisation (SimConfig.domain_randomization, sim/randomize.py) draws masses, friction,
+camera and light poses at every reset from the env's np_random, and delays each action by the
+episode's latency_steps physics steps. reset_scene(rng) redraws it and re-places the objects
+without touching the arm (for the twin).
+
 What a scripted expert may read from env.unwrapped: ee_position(), ee_quat(), gripper_width(),
 object_pose() (position, wxyz quaternion of the task object), goal (np.ndarray or None),
 workspace_low / workspace_high, pos_scale, dt.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +36,7 @@ from gymnasium import spaces
 
 from sim.assets import FINGER_JOINTS, build_model
 from sim.controller import DiffIKController, clip_to_workspace
+from sim.randomize import DomainRandomization, Randomizer
 
 TABLE_Z = 0.0
 # Tool pointing straight down, fingers closing along world y (Panda home orientation).
@@ -55,6 +62,7 @@ class SimConfig:
     ee_start: tuple[float, float, float] = (0.45, 0.0, 0.2)
     ee_start_noise: float = 0.02
     extra: dict[str, Any] = field(default_factory=dict)
+    domain_randomization: DomainRandomization | None = None  # None: the scene as built, no latency
 
 
 class SimTaskEnv(gym.Env):
@@ -83,6 +91,13 @@ class SimTaskEnv(gym.Env):
         gripper = self.model.actuator("gripper")
         self._gripper_act = gripper.id
         self._gripper_range = self.model.actuator_ctrlrange[gripper.id].copy()
+        dr = self.cfg.domain_randomization
+        self._randomizer = Randomizer(self.model, dr) if dr is not None and dr.enabled else None
+        self.latency_steps = 0  # this episode's, physics steps
+        # Delayed commands: (physics step it takes effect, target_pos, target_quat, gripper ctrl).
+        self._pending: deque[tuple[int, np.ndarray, np.ndarray, float]] = deque()
+        self._physics_step = 0
+        self._cmd_pos, self._cmd_quat = self.ctrl.target_pos, self.ctrl.target_quat  # set by reset
         self._renderer: mujoco.Renderer | None = None
         if self.cfg.cameras:
             for cam in self.cfg.cameras:
@@ -134,16 +149,36 @@ class SimTaskEnv(gym.Env):
         """Opening between the finger pads, m (0 closed, 0.08 fully open)."""
         return float(self.data.qpos[self._finger_qpos].sum())
 
-    def _set_gripper(self, command: float) -> None:
+    def _gripper_ctrl(self, command: float) -> float:
         lo, hi = self._gripper_range
         # -1 open -> high end of ctrlrange, +1 closed -> low end
-        self.data.ctrl[self._gripper_act] = hi + (lo - hi) * (np.clip(command, -1, 1) + 1) / 2
+        return hi + (lo - hi) * (np.clip(command, -1, 1) + 1) / 2
+
+    def _set_gripper(self, command: float) -> None:
+        self.data.ctrl[self._gripper_act] = self._gripper_ctrl(command)
+
+    # ---- scene ------------------------------------------------------------------------------
+    def _randomize(self, rng: np.random.Generator) -> None:
+        self.latency_steps = self._randomizer.apply(rng) if self._randomizer is not None else 0
+        self._pending.clear()
+
+    def reset_scene(self, rng: np.random.Generator) -> None:
+        """Redraw the domain randomisation and re-place the task's objects; the arm stays put.
+
+        For a scene reset outside reset() (the twin's, under its arm lock): the arm keeps its
+        pose and targets, and pending delayed actions are dropped.
+        """
+        self._randomize(rng)
+        self._reset_task(rng)
+        mujoco.mj_forward(self.model, self.data)
 
     # ---- gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         rng = self.np_random
         mujoco.mj_resetData(self.model, self.data)
+        self._randomize(rng)
+        self._physics_step = 0
         noise = self.cfg.ee_start_noise if self.cfg.randomize else 0.0
         start = np.array(self.cfg.ee_start) + rng.uniform(-noise, noise, 3)
         self.ctrl.target_pos, self.ctrl.target_quat = start, EE_DOWN_QUAT.copy()
@@ -155,6 +190,7 @@ class SimTaskEnv(gym.Env):
         self._reset_task(rng)
         mujoco.mj_forward(self.model, self.data)
         self.ctrl.target_pos, self.ctrl.target_quat = self.ctrl.ee_pose(self.data)
+        self._cmd_pos, self._cmd_quat = self.ctrl.target_pos, self.ctrl.target_quat
         self._steps = 0
         return self._obs(), {"success": False, "t_obs": self._t_obs}
 
@@ -162,19 +198,22 @@ class SimTaskEnv(gym.Env):
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         if a.shape != self.action_space.shape:
             raise ValueError(f"action shape {a.shape}, expected {self.action_space.shape}")
-        target = self.ctrl.target_pos + a[:3] * self.pos_scale
-        self.ctrl.target_pos = clip_to_workspace(target, self.workspace_low, self.workspace_high)
+        # The commanded target accumulates actions; with latency the controller follows it late.
+        target = self._cmd_pos + a[:3] * self.pos_scale
+        self._cmd_pos = clip_to_workspace(target, self.workspace_low, self.workspace_high)
         if self.cfg.rotation:
-            self._rotate_target(a[3:6] * self.rot_scale)
-        self._set_gripper(a[-1])
-        model, data, apply = self.model, self.data, self.ctrl.apply
-        for _ in range(self.n_substeps):
-            # step1 computes kinematics of the current state, so the IK sees fresh poses.
-            mujoco.mj_step1(model, data)
-            apply(data)
-            mujoco.mj_step2(model, data)
+            self._cmd_quat = _turned(self._cmd_quat, a[3:6] * self.rot_scale)
+        gripper = self._gripper_ctrl(a[-1])
+        if self.latency_steps == 0:
+            self.ctrl.target_pos, self.ctrl.target_quat = self._cmd_pos, self._cmd_quat
+            self.data.ctrl[self._gripper_act] = gripper
+            self._simulate(self.n_substeps)
+        else:
+            due = self._physics_step + self.latency_steps
+            self._pending.append((due, self._cmd_pos, self._cmd_quat, gripper))
+            self._simulate_delayed()
         # Refresh poses and contacts so obs and success see the state after the last substep.
-        mujoco.mj_forward(model, data)
+        mujoco.mj_forward(self.model, self.data)
         self._steps += 1
         success = self._is_success()
         truncated = self._steps >= self.max_episode_steps and not success
@@ -183,15 +222,23 @@ class SimTaskEnv(gym.Env):
         info["t_obs"] = self._t_obs
         return obs, float(success), success, truncated, info
 
-    def _rotate_target(self, rotvec_world: np.ndarray) -> None:
-        dq = np.empty(4)
-        angle = float(np.linalg.norm(rotvec_world))
-        if angle < 1e-9:
-            return
-        mujoco.mju_axisAngle2Quat(dq, rotvec_world / angle, angle)
-        out = np.empty(4)
-        mujoco.mju_mulQuat(out, dq, self.ctrl.target_quat)
-        self.ctrl.target_quat = out / np.linalg.norm(out)
+    def _simulate(self, n: int) -> None:
+        model, data, apply = self.model, self.data, self.ctrl.apply
+        for _ in range(n):
+            # step1 computes kinematics of the current state, so the IK sees fresh poses.
+            mujoco.mj_step1(model, data)
+            apply(data)
+            mujoco.mj_step2(model, data)
+        self._physics_step += n
+
+    def _simulate_delayed(self) -> None:
+        """One control tick, switching targets at the physics step each delayed command is due."""
+        pending = self._pending
+        for _ in range(self.n_substeps):
+            while pending and pending[0][0] <= self._physics_step:
+                _, self.ctrl.target_pos, self.ctrl.target_quat, gripper = pending.popleft()
+                self.data.ctrl[self._gripper_act] = gripper
+            self._simulate(1)
 
     def _obs(self) -> dict[str, Any]:
         d = self.data
@@ -227,3 +274,14 @@ class SimTaskEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+def _turned(quat: np.ndarray, rotvec_world: np.ndarray) -> np.ndarray:
+    """quat turned by a world-frame rotation vector (rad), renormalised."""
+    angle = float(np.linalg.norm(rotvec_world))
+    if angle < 1e-9:
+        return quat
+    dq, out = np.empty(4), np.empty(4)
+    mujoco.mju_axisAngle2Quat(dq, rotvec_world / angle, angle)
+    mujoco.mju_mulQuat(out, dq, quat)
+    return out / np.linalg.norm(out)
