@@ -17,6 +17,41 @@ from robot_rl.agents.sac import SACConfig
 
 
 @dataclass
+class DomainRandomizationConfig:
+    """sim/randomize.py's ranges as lists (hydra's form), drawn at every reset; defaults: off.
+
+    e.g. env.domain_randomization.mass_scale=[0.8,1.2] env.domain_randomization.latency_steps=[0,25]
+    ++env.domain_randomization.camera_pos_m={front:0.02} (a dict field is set with ++)
+    """
+
+    mass_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # x task objects' mass
+    friction_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # table, object, fingers
+    latency_steps: list[int] = field(default_factory=lambda: [0, 0])  # physics steps, 2 ms each at 500 Hz
+    camera_pos_m: dict[str, float] = field(default_factory=dict)  # {camera: +-m per axis}
+    camera_rot_rad: dict[str, float] = field(default_factory=dict)  # {camera: most turn, rad}
+    light_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # x diffuse and ambient
+    light_pos_m: float = 0.0  # +-m per axis, every light
+
+    def __post_init__(self) -> None:
+        self.to_sim()  # a bad range fails here, named, before any env is built
+
+    def to_sim(self) -> Any:
+        """The sim's DomainRandomization (None when every range is off: the scene as built)."""
+        from sim.randomize import DomainRandomization
+
+        dr = DomainRandomization(
+            mass_scale=tuple(self.mass_scale),
+            friction_scale=tuple(self.friction_scale),
+            latency_steps=tuple(self.latency_steps),
+            camera_pos_m=dict(self.camera_pos_m),
+            camera_rot_rad=dict(self.camera_rot_rad),
+            light_scale=tuple(self.light_scale),
+            light_pos_m=self.light_pos_m,
+        )
+        return dr if dr.enabled else None
+
+
+@dataclass
 class SimEnvConfig:
     """A MuJoCo task from sim/ (see sim.tasks.make_sim_env)."""
 
@@ -30,7 +65,8 @@ class SimEnvConfig:
     rotation: bool = False
     max_episode_steps: int | None = None  # None: the task's default
     arm_xml: str | None = None  # an external MJCF arm (e.g. MuJoCo Menagerie's panda)
-    randomize: bool = True
+    randomize: bool = True  # start placement (objects, ee); domain_randomization: the scene itself
+    domain_randomization: DomainRandomizationConfig = field(default_factory=DomainRandomizationConfig)
 
     def __post_init__(self) -> None:
         if self.control_hz <= 0 or self.physics_hz < self.control_hz:

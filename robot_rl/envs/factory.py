@@ -24,6 +24,7 @@ def make_env(cfg: SimEnvConfig | GymEnvConfig, seed: int | None = None) -> gym.E
             max_episode_steps=cfg.max_episode_steps,
             arm_xml=cfg.arm_xml,
             randomize=cfg.randomize,
+            domain_randomization=cfg.domain_randomization.to_sim(),
             seed=seed,
         )
     if isinstance(cfg, GymEnvConfig):
