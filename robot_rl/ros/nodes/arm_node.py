@@ -3,26 +3,37 @@
 Names follow crisp_controllers (a Cartesian controller stack for ROS 2 arms), so a policy client
 written against it drives this node unchanged: it publishes `joint_states` (JointState) and
 `current_pose` (PoseStamped) and follows `target_pose` (PoseStamped) and `target_twist`
-(TwistStamped). Services: `estop` (std_srvs/SetBool: true latches, false releases) and `hold`
-(std_srvs/Trigger).
+(TwistStamped). The gripper: `gripper/command` (std_msgs/Float64, -1 open .. +1 closed) in,
+`gripper/joint_states` (JointState, one joint "gripper", opening width in m) out. Services:
+`estop` (std_srvs/SetBool: true latches, false releases) and `hold` (std_srvs/Trigger).
 
-Rule (DESIGN.md): no command outside the safety limits reaches a driver. So every command, from
-either topic, goes through SafetyFilter.filter() against a fresh state read; only ok/clipped
+Rule (DESIGN.md): no command outside the safety limits reaches a driver. So every pose or twist
+command goes through SafetyFilter.filter() against a fresh state read; only ok/clipped
 commands are sent, a hold verdict calls arm.hold(). A watchdog holds the arm when the commands
 stop (a crashed policy must not leave a twist running), and a latched e-stop refuses everything.
+A gripper command is clipped to [-1, 1] as the filter clips a pose command's gripper, sent at
+once, and carried by the following pose / twist commands; it does not feed the watchdog, so a
+gripper stream alone cannot keep a twist alive.
+
+An optional guard (sim/twin_guard.py's TwinGuard: the MuJoCo twin mirroring this arm's joints)
+judges every command the filter passed, gripper commands included, before the driver sees it:
+a command it refuses (table, self-collision, joint limits, workspace) holds the arm instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from drivers.arm import Arm, ArmError
+import numpy as np
+
+from drivers.arm import Arm, ArmError, ArmReading
 from drivers.safety import PoseCommand, SafetyFilter, TwistCommand
 from robot_rl.ros import codec
 from robot_rl.ros.transport import SENSOR_DATA, QoS, Transport
@@ -30,6 +41,22 @@ from robot_rl.ros.transport import SENSOR_DATA, QoS, Transport
 log = logging.getLogger(__name__)
 # A servo target: only the newest matters, and an older one queued behind it would be stale anyway.
 COMMAND_QOS = QoS.reliable(depth=1)
+GUARD_LOG_PERIOD_S = 1.0  # a refusing guard logs its reason at most this often (commands come at 100 Hz)
+
+
+class GuardVerdictLike(Protocol):
+    ok: bool
+    reason: str
+
+
+class CommandGuard(Protocol):
+    """Judges commands against a twin of the arm (sim/twin_guard.TwinGuard is one)."""
+
+    def mirror(self, joint_positions: np.ndarray) -> None:
+        """Take the arm's measured joints (rad); ValueError when they are malformed."""
+
+    def check(self, command: PoseCommand | TwistCommand, reading: ArmReading | None) -> GuardVerdictLike:
+        """ok: the command may go to the arm; reason: why not."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +68,14 @@ class ArmNodeParams:
     watchdog_timeout_s: float = 0.2  # hold when no command passed for this long
     base_frame: str = "base"  # frame of poses and twists; commands in another frame are refused
     joint_names: tuple[str, ...] = ()  # () -> joint1..jointN, as many as the driver reports
-    initial_gripper: float = -1.0  # gripper value sent with commands until set_gripper() (-1 open)
+    initial_gripper: float = -1.0  # gripper value sent with commands until a gripper command (-1 open)
+    gripper_max_width_m: float = 0.08  # opening at -1 (fully open); the Panda hand's 8 cm
     joint_states_topic: str = "joint_states"
     current_pose_topic: str = "current_pose"
     target_pose_topic: str = "target_pose"
     target_twist_topic: str = "target_twist"
+    gripper_command_topic: str = "gripper/command"
+    gripper_state_topic: str = "gripper/joint_states"
     estop_service: str = "estop"
     hold_service: str = "hold"
 
@@ -62,14 +92,20 @@ class ArmNodeParams:
             raise ValueError(
                 f"ArmNodeParams.initial_gripper must be in [-1, 1], got {self.initial_gripper!r}"
             )
+        width = self.gripper_max_width_m
+        if not (isinstance(width, (int, float)) and 0.0 < width <= 1.0):
+            raise ValueError(f"ArmNodeParams.gripper_max_width_m must be in (0, 1] m, got {width!r}")
 
 
 class ArmNode:
     """Publishes the arm's state and forwards filtered commands to it.
 
     counters: received (commands decoded), passed (reached the driver: ok + clipped), clipped,
-    held (hold verdicts), refused_estop, wrong_frame, bad_stamp, watchdog_holds, driver_errors,
-    state_errors. Garbled payloads never reach the node: the transport drops and counts them in
+    held (hold verdicts), refused_estop (pose, twist and gripper), wrong_frame, bad_stamp,
+    watchdog_holds, driver_errors, state_errors; gripper_received, gripper_passed,
+    gripper_clipped, bad_gripper (not a finite number), gripper_state_errors; guard_refused,
+    guard_errors (the guard raised: the command is refused), guard_mirror_errors. Garbled
+    payloads never reach the node: the transport drops and counts them in
     `transport.dropped_garbled`.
     """
 
@@ -80,21 +116,28 @@ class ArmNode:
         safety: SafetyFilter,
         params: ArmNodeParams | None = None,
         clock: Callable[[], float] = time.time,
+        guard: CommandGuard | None = None,
     ) -> None:
         self.params = p = params or ArmNodeParams()
-        self.arm, self.safety, self.clock = arm, safety, clock
+        self.arm, self.safety, self.clock, self.guard = arm, safety, clock, guard
         self.counters: Counter[str] = Counter()
         self.estopped = False
         self.gripper_command = p.initial_gripper
         self._last_pass: float | None = None  # node clock time of the last command that moved the arm
         self._watchdog_fired = False
+        self._guard_logged_at: float | None = None  # node clock time of the last refusal logged
+        self._guard_unlogged = 0  # refusals since then
         self._joint_names: Sequence[str] = p.joint_names
         self._joint_pub = transport.create_publisher(p.joint_states_topic, codec.JOINT_STATE, SENSOR_DATA)
         self._pose_pub = transport.create_publisher(p.current_pose_topic, codec.POSE_STAMPED, SENSOR_DATA)
+        self._gripper_pub = transport.create_publisher(p.gripper_state_topic, codec.JOINT_STATE, SENSOR_DATA)
         self._handles = [
             transport.subscribe(p.target_pose_topic, codec.POSE_STAMPED, self._on_target_pose, COMMAND_QOS),
             transport.subscribe(
                 p.target_twist_topic, codec.TWIST_STAMPED, self._on_target_twist, COMMAND_QOS
+            ),
+            transport.subscribe(
+                p.gripper_command_topic, codec.FLOAT64, self._on_gripper_command, COMMAND_QOS
             ),
             transport.create_timer(1.0 / p.state_rate_hz, self._on_state_timer),
             # Checked 4x per timeout, so a stalled command stream is held within 1.25 timeouts.
@@ -121,12 +164,75 @@ class ArmNode:
             return
         self._joint_pub.publish(joints)
         self._pose_pub.publish(pose)
+        self._publish_gripper(reading)
+        if self.guard is not None:
+            try:
+                self.guard.mirror(reading.joint_positions)
+            except ValueError as exc:  # the next command's check mirrors again, and refuses if it must
+                self.counters["guard_mirror_errors"] += 1
+                log.warning("twin guard could not mirror the joints: %s", exc)
+
+    def _publish_gripper(self, reading: ArmReading) -> None:
+        """The opening width in metres (0 closed .. gripper_max_width_m open), as the sim tasks'
+        gripper_width() reports it; readings are in command units (-1 open .. +1 closed)."""
+        if reading.gripper is None:
+            return
+        g = float(reading.gripper)
+        if not math.isfinite(g):
+            self.counters["gripper_state_errors"] += 1
+            return
+        width = (1.0 - g) / 2.0 * self.params.gripper_max_width_m
+        self._gripper_pub.publish(codec.joint_state_msg(("gripper",), [width], [0.0], reading.stamp))
 
     # ---- commands ---------------------------------------------------------------------------
-    def set_gripper(self, position: float) -> None:
-        """Gripper value carried by the following commands (PoseStamped has no gripper field);
-        the safety filter clips it to [-1, 1]."""
-        self.gripper_command = float(position)
+    def _on_gripper_command(self, msg: Any) -> None:
+        self.counters["gripper_received"] += 1
+        try:
+            value = codec.float64_from_msg(msg)
+        except codec.CodecError:  # NaN / inf: no value to clip towards
+            self.counters["bad_gripper"] += 1
+            return
+        self.set_gripper(value)
+
+    def set_gripper(self, position: float) -> bool:
+        """Move the gripper now (-1 open .. +1 closed) and carry the value with the following pose /
+        twist commands (PoseStamped has no gripper field). Clipped to [-1, 1] as the safety filter
+        clips a command's gripper; refused while the e-stop is latched or when the guard refuses.
+        Whether it reached the driver. Not a watchdog feed: a gripper stream moves no joint."""
+        if self.estopped:
+            self.counters["refused_estop"] += 1
+            return False
+        value = float(position)
+        if not math.isfinite(value):
+            self.counters["bad_gripper"] += 1
+            return False
+        clipped = min(max(value, -1.0), 1.0)
+        if not self._gripper_guarded(clipped):
+            return False
+        try:
+            self.arm.gripper(clipped)
+        except ArmError as exc:
+            self.counters["driver_errors"] += 1
+            log.error("driver refused a gripper command: %s", exc)
+            return False
+        self.counters["gripper_passed"] += 1
+        self.counters["gripper_clipped"] += int(clipped != value)
+        self.gripper_command = clipped
+        return True
+
+    def _gripper_guarded(self, value: float) -> bool:
+        """The guard's verdict on moving the fingers with the arm where it is (an opening hand
+        near the table can still hit it). True without a guard: the gripper then needs no state."""
+        if self.guard is None:
+            return True
+        try:
+            reading = self.arm.state()
+        except ArmError as exc:
+            self.counters["guard_refused"] += 1
+            self._log_refusal(f"arm state unreadable: {exc}")
+            return False
+        here = PoseCommand(reading.ee_position, reading.ee_quat_wxyz, value, self.clock())
+        return self._guard_passes(here, reading)
 
     def _on_target_pose(self, msg: Any) -> None:
         parsed = self._parse(msg, codec.pose_from_msg)
@@ -157,15 +263,19 @@ class ArmNode:
         if self.estopped:
             self.counters["refused_estop"] += 1
             return
+        reading: ArmReading | None
         try:
-            state = self.arm.state().ee
+            reading = self.arm.state()
         except ArmError as exc:
             log.warning("arm state unreadable, command judged without it: %s", exc)
-            state = None  # the filter holds without a state
+            reading = None  # the filter holds without a state
         now = self.clock()
-        decision = self.safety.filter(command, state, now)
+        decision = self.safety.filter(command, None if reading is None else reading.ee, now)
         if decision.hold or decision.command is None:
             self.counters["held"] += 1
+            self._hold()
+            return
+        if not self._guard_passes(decision.command, reading):
             self._hold()
             return
         try:
@@ -181,6 +291,29 @@ class ArmNode:
         self.counters["passed"] += 1
         self.counters["clipped"] += int(decision.clipped)
         self._last_pass, self._watchdog_fired = now, False
+
+    def _guard_passes(self, command: PoseCommand | TwistCommand, reading: ArmReading | None) -> bool:
+        """The guard's verdict (True without a guard); a guard that raises refuses."""
+        if self.guard is None:
+            return True
+        try:
+            verdict = self.guard.check(command, reading)
+            ok, reason = bool(verdict.ok), str(verdict.reason)
+        except Exception as exc:  # whatever fails in the guard, the command does not go
+            self.counters["guard_errors"] += 1
+            ok, reason = False, f"guard failed: {type(exc).__name__}: {exc}"
+        if not ok:
+            self.counters["guard_refused"] += 1
+            self._log_refusal(reason)
+        return ok
+
+    def _log_refusal(self, reason: str) -> None:
+        now = self.clock()
+        self._guard_unlogged += 1
+        if self._guard_logged_at is not None and now - self._guard_logged_at < GUARD_LOG_PERIOD_S:
+            return
+        log.warning("twin guard refused %d command(s), the last: %s", self._guard_unlogged, reason)
+        self._guard_logged_at, self._guard_unlogged = now, 0
 
     def _hold(self) -> None:
         try:

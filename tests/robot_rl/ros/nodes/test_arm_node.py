@@ -1,7 +1,8 @@
 """ArmNode over the in-process transport with the MuJoCo twin (state only, no GL).
 
 The twin is wrapped in a recording double, so the tests can check the one rule that matters:
-nothing outside the safety limits ever reached the driver.
+nothing outside the safety limits ever reached the driver. The twin-guard hook is tested in
+tests/sim/test_twin_guard.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from drivers.sim_arm import SimArm
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
+from sim.assets import FINGER_JOINTS
 
 LIMITS = SafetyLimits((0.2, -0.3, 0.05), (0.7, 0.3, 0.6), 0.03, 0.2, 0.25, 1.0, 30.0, 0.2)
 
@@ -39,6 +41,7 @@ class RecordingArm:
     def __init__(self, inner: SimArm) -> None:
         self.inner = inner
         self.sent: list[tuple[PoseCommand | TwistCommand, ArmState]] = []
+        self.grippers: list[float] = []
         self.holds = 0
         self.stops = 0
 
@@ -57,7 +60,8 @@ class RecordingArm:
         raise AssertionError("the arm node never sends joint targets")
 
     def gripper(self, position: float) -> None:
-        raise AssertionError("the arm node sends the gripper with each command")
+        self.grippers.append(position)
+        self.inner.gripper(position)
 
     def hold(self) -> None:
         self.holds += 1
@@ -84,6 +88,7 @@ class Rig:
         self.client = InprocTransport(self.bus)
         self.pose_pub = self.client.create_publisher("target_pose", codec.POSE_STAMPED)
         self.twist_pub = self.client.create_publisher("target_twist", codec.TWIST_STAMPED)
+        self.gripper_pub = self.client.create_publisher("gripper/command", codec.FLOAT64)
 
     def drain(self) -> None:
         while self.transport.spin_once(0.0):
@@ -98,6 +103,15 @@ class Rig:
     def ee(self) -> tuple[np.ndarray, np.ndarray]:
         reading = self.arm.state()
         return reading.ee_position, reading.ee_quat_wxyz
+
+    def send_gripper(self, value: float) -> None:
+        self.gripper_pub.publish(codec.float64_msg(value))
+        self.drain()
+
+    def finger_opening(self) -> float:
+        """The twin's opening between the pads (m): the sim tasks' gripper_width()."""
+        m, d = self.twin.model, self.twin.data
+        return float(sum(d.qpos[m.joint(name).qposadr[0]] for name in FINGER_JOINTS))
 
     def send_pose(self, position: Any, quat: Any, stamp: float | None = None, frame: str = "base") -> None:
         stamp = self.clock.t if stamp is None else stamp
@@ -219,3 +233,87 @@ def test_params_below_a_servo_rate_are_refused() -> None:
         ArmNodeParams(state_rate_hz=50.0)
     with pytest.raises(ValueError, match="watchdog_timeout_s"):
         ArmNodeParams(watchdog_timeout_s=0.0)
+    with pytest.raises(ValueError, match="gripper_max_width_m"):
+        ArmNodeParams(gripper_max_width_m=0.0)
+
+
+def test_gripper_command_reaches_the_twin_and_rides_on_later_commands() -> None:
+    rig = Rig()
+    opening = rig.finger_opening()
+    rig.send_gripper(1.0)
+    assert rig.arm.grippers == [1.0] and rig.node.counters["gripper_passed"] == 1
+    rig.twin.advance(0.5)
+    assert rig.finger_opening() < 0.1 * opening  # the fingers closed
+    rig.send_pose(*rig.ee())
+    assert rig.arm.sent[-1][0].gripper == 1.0  # a pose command does not reopen the hand
+    assert rig.node.counters["watchdog_holds"] == 0
+
+
+def test_gripper_command_out_of_range_is_clipped() -> None:
+    rig = Rig()
+    rig.send_gripper(5.0)
+    rig.send_gripper(-7.5)
+    rig.send_gripper(0.25)
+    assert rig.arm.grippers == [1.0, -1.0, 0.25]
+    assert rig.node.counters["gripper_clipped"] == 2 and rig.node.gripper_command == 0.25
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_gripper_command_is_dropped_and_counted(value: float) -> None:
+    rig = Rig()
+    rig.send_gripper(value)
+    assert rig.arm.grippers == [] and rig.node.counters["bad_gripper"] == 1
+    assert rig.node.gripper_command == -1.0  # the commands that follow keep the last good value
+
+
+def test_gripper_command_refused_while_estopped() -> None:
+    rig = Rig()
+    rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(True))
+    rig.send_gripper(1.0)
+    assert rig.arm.grippers == [] and rig.node.counters["refused_estop"] == 1
+    assert rig.node.gripper_command == -1.0
+
+
+def test_gripper_commands_alone_do_not_feed_the_watchdog() -> None:
+    rig = Rig(ArmNodeParams(watchdog_timeout_s=0.1))
+    rig.twist_pub.publish(codec.twist_stamped_msg([0.01, 0, 0], [0, 0, 0], rig.clock.t, "base"))
+    rig.drain()
+    assert rig.node.counters["passed"] == 1
+    for _ in range(4):
+        rig.clock.t += 0.05
+        rig.send_gripper(0.0)
+    rig.spin_until(lambda: rig.node.counters["watchdog_holds"] > 0)
+    assert rig.node.counters["watchdog_holds"] == 1
+
+
+def test_gripper_state_is_the_twins_opening_in_metres() -> None:
+    rig = Rig()
+    states: list[Any] = []
+    rig.client.subscribe("gripper/joint_states", codec.JOINT_STATE, states.append)
+    rig.spin_until(lambda: len(states) >= 1)
+    names, width, velocity, stamp = codec.joint_state_from_msg(states[-1])
+    assert names == ["gripper"] and velocity.tolist() == [0.0] and stamp == pytest.approx(1000.0)
+    assert width[0] == pytest.approx(rig.finger_opening(), abs=1e-3)  # open at home
+    rig.send_gripper(0.0)  # half closed, then still
+    rig.twin.advance(1.0)
+    states.clear()
+    rig.spin_until(lambda: len(states) >= 1)
+    width = codec.joint_state_from_msg(states[-1])[1][0]
+    assert width == pytest.approx(rig.finger_opening(), abs=1e-3)
+    assert width == pytest.approx(0.5 * ArmNodeParams().gripper_max_width_m, abs=2e-3)
+
+
+def test_no_gripper_state_without_a_gripper_reading() -> None:
+    rig = Rig()
+
+    def no_gripper() -> ArmReading:  # an arm without a gripper, or one that cannot read it
+        r = rig.twin.state()
+        return ArmReading(r.ee, r.joint_positions, r.joint_velocities)
+
+    rig.arm.state = no_gripper  # type: ignore[method-assign]
+    states: list[Any] = []
+    joints: list[Any] = []
+    rig.client.subscribe("gripper/joint_states", codec.JOINT_STATE, states.append)
+    rig.client.subscribe("joint_states", codec.JOINT_STATE, joints.append)
+    rig.spin_until(lambda: len(joints) >= 5)
+    assert len(joints) >= 5 and states == []
