@@ -7,6 +7,9 @@ robot-rl learner [--listen HOST:PORT] [overrides]
 robot-rl actor --learner HOST:PORT [overrides]
                                             an actor on a robot PC (or a sim worker); actor_id=N
 robot-rl eval <run | weights.pt> [--episodes N]
+robot-rl record -o BAG [--topics TOPIC[:TYPE] ...] [--camera NAME] [--backend zenoh|rclpy]
+                                            record ROS 2 topics into a rosbag2 bag (MCAP storage)
+robot-rl record --recover BAG               make a bag whose recorder was killed readable
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+if TYPE_CHECKING:
+    from robot_rl.ros.transport import Transport
 
 CONFIG_DIR = Path(os.environ.get("ROBOT_RL_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 USAGE = __doc__ or ""
@@ -154,6 +163,97 @@ def _eval(argv: list[str]) -> None:
     print(json.dumps(summary))
 
 
+def _print_now(line: str) -> None:
+    print(line, flush=True)
+
+
+def _record_parser() -> argparse.ArgumentParser:
+    from robot_rl.ros.record import DEFAULT_TOPICS
+
+    parser = argparse.ArgumentParser(
+        prog="robot-rl record", description="Record ROS 2 topics into a rosbag2 bag (MCAP storage)."
+    )
+    parser.add_argument("-o", "--output", help="bag directory to create (never overwritten)")
+    parser.add_argument(
+        "--topics", nargs="+", default=list(DEFAULT_TOPICS), metavar="TOPIC[:TYPE]",
+        help="topics to record; the robot stack's own need no type (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also /NAME/color/{image_raw,camera_info}",
+    )
+    parser.add_argument("--backend", choices=("zenoh", "rclpy"), default="zenoh")
+    parser.add_argument("--connect", action="append", help="zenoh endpoint (default tcp/localhost:7447)")
+    parser.add_argument("--listen", action="append", help="zenoh endpoint to listen on")
+    parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0")))
+    parser.add_argument("--distro", choices=("humble", "jazzy"), default="humble")
+    parser.add_argument("--duration-s", type=float, help="stop after this long (default: at Ctrl-C)")
+    parser.add_argument("--flush-every-s", type=float, default=1.0, help="most a SIGKILL can lose")
+    parser.add_argument("--progress-every-s", type=float, default=5.0)
+    parser.add_argument(
+        "--recover", metavar="BAG", help="complete a bag whose recorder was killed, then exit"
+    )
+    return parser
+
+
+def _record_transport(args: argparse.Namespace) -> Transport:
+    """The transport a recording listens on: zenoh (rmw_zenoh's defaults) or rclpy."""
+    if args.backend == "rclpy":
+        from robot_rl.ros.rclpy_backend import RclpyTransport
+
+        return RclpyTransport("robot_rl_recorder", distro=args.distro)
+    from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
+
+    endpoints = {k: tuple(v) for k, v in (("connect", args.connect), ("listen", args.listen)) if v}
+    config = ZenohConfig(
+        domain_id=args.domain_id, node_name="robot_rl_recorder", distro=args.distro, **endpoints
+    )
+    return ZenohTransport(config)
+
+
+def _record(argv: list[str]) -> None:
+    """Record until Ctrl-C / SIGTERM / --duration-s, then close the bag; or --recover one."""
+    from robot_rl.ros.record import Recorder, camera_topics, parse_topic, recover_bag, run_recorder
+
+    parser = _record_parser()
+    args = parser.parse_args(argv)
+    if not args.recover and not args.output:
+        parser.error("-o BAG is required")
+    try:
+        if args.recover:
+            _print_now(recover_bag(args.recover, args.distro).line())
+            return
+        specs = [*args.topics, *(t for cam in args.camera for t in camera_topics(cam))]
+        topics = [parse_topic(spec) for spec in specs]
+        transport = _record_transport(args)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from err
+    stop = threading.Event()
+    try:
+        recorder = Recorder(
+            transport, args.output, topics, distro=args.distro, flush_every_s=args.flush_every_s
+        )
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        _print_now(f"recording {len(topics)} topics to {args.output} (Ctrl-C to stop)")
+        try:
+            run_recorder(
+                recorder, transport, stop, duration_s=args.duration_s,
+                progress_every_s=args.progress_every_s, print_line=_print_now,
+            )  # fmt: skip
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    except (ValueError, OSError) as err:
+        raise SystemExit(
+            f"error: {err} (a bag left without metadata.yaml: robot-rl record --recover)"
+        ) from err
+    finally:
+        transport.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -166,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         _run_app(command, resume_overrides(_network_overrides(command, rest)))
     elif command == "eval":
         _eval(rest)
+    elif command == "record":
+        _record(rest)
     else:
         raise SystemExit(f"unknown command '{command}'\n{USAGE}")
 
