@@ -10,6 +10,8 @@ robot-rl eval <run | weights.pt> [--episodes N]
 robot-rl record -o BAG [--topics TOPIC[:TYPE] ...] [--camera NAME] [--backend zenoh|rclpy]
                                             record ROS 2 topics into a rosbag2 bag (MCAP storage)
 robot-rl record --recover BAG               make a bag whose recorder was killed readable
+robot-rl mcap2zarr BAG STORE [--camera NAME[=TOPIC]] [--control-hz HZ] [...]
+                                            convert a recording into a zarr episode store
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 if TYPE_CHECKING:
+    from robot_rl.data.mcap_convert import ConvertConfig
     from robot_rl.ros.transport import Transport
 
 CONFIG_DIR = Path(os.environ.get("ROBOT_RL_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
@@ -254,6 +257,63 @@ def _record(argv: list[str]) -> None:
         transport.shutdown()
 
 
+def _mcap2zarr_parser(defaults: ConvertConfig) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robot-rl mcap2zarr",
+        description="Convert a rosbag2 recording of the robot stack into a zarr episode store.",
+    )
+    parser.add_argument("bag", help="bag directory (metadata.yaml + .mcap)")
+    parser.add_argument("store", help="episode store to create (never overwritten)")
+    parser.add_argument(
+        "--camera", action="append", default=[], metavar="NAME[=TOPIC]",
+        help="a camera, stored as image_NAME; its topic defaults to /NAME/color/image_raw",
+    )  # fmt: skip
+    parser.add_argument(
+        "--topic", action="append", default=[], metavar="ROLE=NAME",
+        help="rename a topic; roles: joint_states, current_pose, gripper_state, target_pose, "
+        "gripper_command, object_pose, success ('success=' for none)",
+    )  # fmt: skip
+    for flag in ("control_hz", "pos_scale", "episode_gap_s", "max_obs_age_s"):
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=float, default=getattr(defaults, flag))
+    parser.add_argument("--n-joints", type=int, help="first N joints of joint_states (default: all)")
+    parser.add_argument("--base-frame", default=defaults.base_frame)
+    parser.add_argument("--distro", choices=("humble", "jazzy"), default=defaults.distro)
+    parser.add_argument("--with-object", action="store_true", help="object_pose in the state")
+    parser.add_argument("--intervened", action="store_true", help="mark the steps as human corrections")
+    return parser
+
+
+def _convert_config(args: argparse.Namespace) -> ConvertConfig:
+    """ConvertConfig of the mcap2zarr arguments; ValueError naming a bad one."""
+    from robot_rl.data.mcap_convert import ConvertConfig
+    from robot_rl.ros.record import camera_topics
+
+    cameras = dict(c.split("=", 1) if "=" in c else (c, camera_topics(c)[0]) for c in args.camera)
+    renames = {}
+    for item in args.topic:
+        role, sep, name = item.partition("=")
+        if not sep or not hasattr(ConvertConfig, f"{role}_topic"):
+            raise ValueError(f"--topic takes ROLE=NAME with a known role, got {item!r}")
+        renames[f"{role}_topic"] = name
+    return ConvertConfig(
+        control_hz=args.control_hz, pos_scale=args.pos_scale, episode_gap_s=args.episode_gap_s,
+        max_obs_age_s=args.max_obs_age_s, cameras=cameras, with_object=args.with_object,
+        n_joints=args.n_joints, intervened=args.intervened, base_frame=args.base_frame,
+        distro=args.distro, **renames,
+    )  # fmt: skip
+
+
+def _mcap2zarr(argv: list[str]) -> None:
+    from robot_rl.data.mcap_convert import ConvertConfig, mcap_to_zarr
+
+    args = _mcap2zarr_parser(ConvertConfig()).parse_args(argv)
+    try:
+        summary = mcap_to_zarr(args.bag, args.store, _convert_config(args), print_line=_print_now)
+    except (ValueError, FileExistsError) as err:  # BagError is a ValueError
+        raise SystemExit(f"error: {err}") from err
+    _print_now(summary.text())
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -268,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         _eval(rest)
     elif command == "record":
         _record(rest)
+    elif command == "mcap2zarr":
+        _mcap2zarr(rest)
     else:
         raise SystemExit(f"unknown command '{command}'\n{USAGE}")
 
