@@ -185,6 +185,8 @@ class Recorder:
         self._writer.open()
         self._handles: list[Handle] = []
         try:
+            if not all(hasattr(self._writer.storage, a) for a in ("close_chunk", "bio")):
+                raise RuntimeError("rosbags' MCAP writer has no close_chunk()/bio to flush; use rosbags 0.11")
             for topic, msg_type in self.topics:
                 connection = self._writer.add_connection(topic, msg_type, typestore=typestore)
                 callback = self._writes_to(connection, topic, msg_type)
