@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from robot_rl.agents.bc import BCConfig
 from robot_rl.agents.sac import SACConfig
+from robot_rl.envs.robot_env import RobotEnvConfig
 
 
 @dataclass
@@ -228,6 +229,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="env", name="sim", node=SimEnvConfig)
     cs.store(group="env", name="gym", node=GymEnvConfig)
+    cs.store(group="env", name="robot", node=RobotEnvConfig)
     cs.store(group="agent", name="sac", node=SACConfig)
     cs.store(group="agent", name="bc", node=BCConfig)
     cs.store(group="demos", name="scripted", node=DemoConfig())

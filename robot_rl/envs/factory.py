@@ -6,10 +6,19 @@ import gymnasium as gym
 
 from robot_rl.config import GymEnvConfig, SimEnvConfig
 from robot_rl.envs.gym_adapter import StandardObsWrapper
+from robot_rl.envs.robot_env import RobotEnv, RobotEnvConfig, sim_counterpart
+
+EnvConfig = SimEnvConfig | GymEnvConfig | RobotEnvConfig
 
 
-def make_env(cfg: SimEnvConfig | GymEnvConfig, seed: int | None = None) -> gym.Env:
-    """Build the env named by cfg. Observations follow robot_rl.types; actions are in [-1, 1]."""
+def make_env(cfg: EnvConfig, seed: int | None = None) -> gym.Env:
+    """Build the env named by cfg. Observations follow robot_rl.types; actions are in [-1, 1].
+
+    A robot env connects to its topics at its first reset, not here, so building one to read its
+    spaces (the learner does) touches no robot.
+    """
+    if isinstance(cfg, RobotEnvConfig):
+        return RobotEnv(cfg, seed=seed)
     if isinstance(cfg, SimEnvConfig):
         from sim.tasks import make_sim_env
 
@@ -34,3 +43,16 @@ def make_env(cfg: SimEnvConfig | GymEnvConfig, seed: int | None = None) -> gym.E
             raise ValueError(f"env.id '{cfg.id}' could not be made: {err}") from err
         return StandardObsWrapper(env)
     raise TypeError(f"unknown env config {type(cfg).__name__}")
+
+
+def sim_env_config(cfg: EnvConfig) -> SimEnvConfig | GymEnvConfig:
+    """The config of the env scripted demos are recorded in: a robot env's own sim task (same
+    spaces), any other env itself."""
+    if isinstance(cfg, RobotEnvConfig):
+        fields = sim_counterpart(cfg)
+        return SimEnvConfig(
+            **{k: v for k, v in fields.items() if k not in ("cameras", "image_size")},
+            cameras=list(fields["cameras"]),
+            image_size=list(fields["image_size"]),
+        )
+    return cfg

@@ -13,7 +13,7 @@ import numpy as np
 
 from robot_rl.config import DemoConfig, SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.envs.factory import make_env
+from robot_rl.envs.factory import make_env, sim_env_config
 from robot_rl.types import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
 
 
@@ -31,10 +31,11 @@ def load_policy_factory(import_path: str) -> Callable[[Any], Callable[[Any], np.
 def _scripted_factory(cfg: TrainConfig) -> Callable[[Any], Any]:
     if cfg.demos.policy:
         return load_policy_factory(cfg.demos.policy)
-    if isinstance(cfg.env, SimEnvConfig):
+    env_cfg = sim_env_config(cfg.env)
+    if isinstance(env_cfg, SimEnvConfig):
         from sim.experts import expert_for
 
-        return expert_for(cfg.env.task)
+        return expert_for(env_cfg.task)
     raise ValueError("demos.source=scripted on a gym env needs demos.policy ('module:Name')")
 
 
@@ -76,7 +77,9 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     store = EpisodeStore(tmp, mode="w")
-    env = make_env(cfg.env, seed=cfg.seed + 10_000)
+    # A robot env's demos are recorded in its sim task (same spaces); on hardware, record teleop
+    # demos instead (robot-rl record, robot-rl mcap2zarr) and use demos=zarr.
+    env = make_env(sim_env_config(cfg.env), seed=cfg.seed + 10_000)
     policy = _scripted_factory(cfg)(env)
     attempts, max_attempts = 0, 5 * demos.num_episodes + 10
     while store.n_episodes < demos.num_episodes:

@@ -1,0 +1,417 @@
+"""RobotEnv: a gymnasium env over ROS 2 topics, with the observation and action spaces of a sim task.
+
+It reads what an arm node, camera nodes and (optionally) a tracker and a success signal publish,
+and commands the arm with `target_pose` and `gripper/command`, the names of crisp_controllers-style
+Cartesian controllers. Topic names are config, so the same env drives our nodes on the MuJoCo
+twin (`robot-rl bringup configs/bringup/twin.yaml`), our nodes on a real arm, or realsense-ros
+and a user's own controller.
+
+Spaces and scaling are the sim task's (sim/tasks/base.py): state as robot_rl.envs.robot_state,
+images uint8 [H, W, 3], actions in [-1, 1] as (dx, dy, dz[, droll, dpitch, dyaw], gripper); a
+delta moves the ee target by pos_scale (m) per tick, clipped to the task's workspace box.
+
+Time: step() sends the command, waits for the next control tick and then assembles the newest
+messages. A message older than max_obs_age_s (by its header stamp, on the robot PC's clock)
+is stale; after waiting one more max_obs_age_s for a fresh one, the env asks the arm to hold
+and raises ObservationTimeout naming the topics. It never acts on old data.
+
+Reset: gripper open, a scripted move to the start pose in steps of at most reset_step_m per
+tick, then the `reset_scene` service when configured (the twin re-places the objects; on a
+real robot set it to "" and reset the scene by hand or with your own service).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from drivers.rotations import quat_mul, rotvec_to_quat
+from robot_rl.envs.robot_state import robot_state, state_dim
+from robot_rl.ros import codec
+from robot_rl.ros.connect import RosConfig, open_transport
+from robot_rl.ros.transport import SENSOR_DATA, QoS, Transport, TransportError
+from sim.controller import clip_to_workspace
+from sim.tasks import TASKS, SimConfig
+
+log = logging.getLogger(__name__)
+COMMAND_QOS = QoS.reliable(depth=1)
+EE_DOWN_QUAT = (0.0, 1.0, 0.0, 0.0)  # the sim tasks' start orientation: tool pointing down
+
+
+class ObservationTimeout(RuntimeError):
+    """A topic the observation needs is missing or stale; the arm was asked to hold."""
+
+
+class RobotEnvError(RuntimeError):
+    """The robot side refused or failed something the env asked for (reset, scene reset)."""
+
+
+@dataclass
+class RobotTopics:
+    """Topic and service names (relative names take ros.namespace)."""
+
+    joint_states: str = "joint_states"
+    current_pose: str = "current_pose"
+    gripper_state: str = "gripper/joint_states"  # one joint, "gripper": opening width in m
+    target_pose: str = "target_pose"
+    gripper_command: str = "gripper/command"  # std_msgs/Float64 in [-1 open, +1 closed]
+    object_pose: str = "object_pose"  # privileged=true: a tracker's (or the twin's) object pose
+    success: str = "task/success"  # std_msgs/Bool; "" -> no reward signal (reward 0 always)
+    reset_scene: str = "reset_scene"  # std_srvs/Trigger called at reset; "" -> none
+    hold: str = "hold"  # std_srvs/Trigger called on a safe stop; "" -> none
+    # camera -> image topic; a camera not listed reads /<camera>/color/image_raw (realsense-ros)
+    images: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RobotEnvConfig:
+    """A robot (or the twin) over ROS 2, shaped like the sim task `task`."""
+
+    kind: str = "robot"
+    task: str = "pick_cube"  # the sim task whose spaces, workspace, scaling and start pose it shares
+    control_hz: float = 10.0
+    privileged: bool = True  # object pose in the state, from topics.object_pose
+    cameras: list[str] = field(default_factory=list)  # e.g. [wrist, front]
+    image_size: list[int] = field(default_factory=lambda: [64, 64])  # [H, W] the camera node publishes
+    rotation: bool = False
+    max_episode_steps: int | None = None  # None: the task's default
+    n_joints: int = 7
+    base_frame: str = "base"
+    max_obs_age_s: float = 0.25  # older observations are stale: safe stop
+    connect_timeout_s: float = 20.0  # first reset: how long to wait for every topic
+    reset_step_m: float = 0.02  # most ee travel per tick of the scripted reset move
+    reset_tolerance_m: float = 0.01
+    reset_timeout_s: float = 15.0
+    service_timeout_s: float = 5.0
+    hold_timeout_s: float = 1.0  # a safe stop waits this long for the hold service, then raises anyway
+    randomize: bool = True  # start-pose noise here, and object placement in the sim counterpart
+    topics: RobotTopics = field(default_factory=RobotTopics)
+    ros: RosConfig = field(default_factory=RosConfig)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"env.task must be one of {sorted(TASKS)}, got {self.task!r}")
+        if TASKS[self.task].goal_dim:
+            raise ValueError(f"task {self.task!r} has a goal in its state; RobotEnv has no goal source")
+        if self.privileged and not TASKS[self.task].object_state_dim:
+            raise ValueError(f"task {self.task!r} has no object: set env.privileged=false")
+        if not 0 < self.control_hz <= 100:
+            raise ValueError(f"env.control_hz must be in (0, 100], got {self.control_hz}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"env.image_size must be [height, width] >= 8, got {self.image_size}")
+        positive = ("max_obs_age_s", "connect_timeout_s", "reset_step_m", "reset_tolerance_m")
+        for name in (*positive, "reset_timeout_s", "service_timeout_s", "hold_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"env.{name} must be > 0, got {getattr(self, name)}")
+        if self.n_joints < 1:
+            raise ValueError(f"env.n_joints must be >= 1, got {self.n_joints}")
+
+
+def robot_env_spaces(cfg: RobotEnvConfig) -> tuple[spaces.Dict, spaces.Box]:
+    """The observation and action spaces, from config alone (the learner never connects)."""
+    obs: dict[str, spaces.Space] = {
+        "state": spaces.Box(-np.inf, np.inf, (state_dim(cfg.n_joints, cfg.privileged),), np.float32)
+    }
+    if cfg.cameras:
+        h, w = cfg.image_size
+        obs["images"] = spaces.Dict({c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cfg.cameras})
+    return spaces.Dict(obs), spaces.Box(-1.0, 1.0, (7 if cfg.rotation else 4,), np.float32)
+
+
+class _Latest:
+    """The newest decoded message per topic with its stamp (header stamp, else receive time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[Any, float]] = {}
+        self.bad: dict[str, int] = {}
+
+    def put(self, topic: str, value: Any, stamp: float) -> None:
+        with self._lock:
+            self._values[topic] = (value, stamp)
+
+    def count_bad(self, topic: str) -> None:
+        with self._lock:
+            self.bad[topic] = self.bad.get(topic, 0) + 1
+
+    def get(self, topic: str) -> tuple[Any, float] | None:
+        with self._lock:
+            return self._values.get(topic)
+
+
+class RobotEnv(gym.Env):
+    """See the module docstring. transport: an open one to use (tests); None opens cfg.ros's
+    backend at the first reset and spins it on a background thread. seed: the first draws of
+    the start pose, as a sim env's first reset(seed)."""
+
+    metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium's convention)
+
+    def __init__(
+        self, cfg: RobotEnvConfig, transport: Transport | None = None, seed: int | None = None
+    ) -> None:
+        self.cfg = cfg
+        if seed is not None:  # start-pose draws are reproducible without touching the robot here
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.sim = SimConfig()  # workspace, scaling and start pose of the sim tasks
+        self.observation_space, self.action_space = robot_env_spaces(cfg)
+        self.max_episode_steps = cfg.max_episode_steps or TASKS[cfg.task].default_max_steps
+        self.period_s = 1.0 / cfg.control_hz
+        self.workspace = (np.array(self.sim.workspace_low), np.array(self.sim.workspace_high))
+        self._transport, self._owns_transport = transport, transport is None
+        self._latest = _Latest()
+        self._spinning = threading.Event()
+        self._spin_thread: threading.Thread | None = None
+        self._connected = False
+        self._target_pos = np.zeros(3)
+        self._target_quat = np.array(EE_DOWN_QUAT)
+        self._next_tick: float | None = None
+        self._steps = 0
+        self.counters = {"late_ticks": 0, "safe_stops": 0, "wrong_frame": 0}
+
+    # ---- topics ---------------------------------------------------------------------------
+    def _image_topic(self, camera: str) -> str:
+        return self.cfg.topics.images.get(camera, f"/{camera}/color/image_raw")
+
+    def _needed(self) -> list[str]:
+        t = self.cfg.topics
+        needed = [t.joint_states, t.current_pose, t.gripper_state]
+        needed += [t.object_pose] if self.cfg.privileged else []
+        needed += [t.success] if t.success else []
+        return needed + [self._image_topic(c) for c in self.cfg.cameras]
+
+    def _connect(self) -> None:
+        if self._transport is None:
+            self._transport = open_transport(self.cfg.ros, "robot_env")
+        tr, t = self._transport, self.cfg.topics
+        readers = {
+            t.joint_states: (codec.JOINT_STATE, self._read_joints),
+            t.current_pose: (codec.POSE_STAMPED, self._read_pose),
+            t.gripper_state: (codec.JOINT_STATE, self._read_gripper),
+        }
+        if self.cfg.privileged:
+            readers[t.object_pose] = (codec.POSE_STAMPED, self._read_pose)
+        if t.success:
+            readers[t.success] = (codec.BOOL, lambda m: (codec.bool_from_msg(m), time.time()))
+        for cam in self.cfg.cameras:
+            readers[self._image_topic(cam)] = (codec.IMAGE, codec.image_from_msg)
+        for topic, (msg_type, read) in readers.items():
+            tr.subscribe(topic, msg_type, self._on_message(topic, read), SENSOR_DATA)
+        self._pose_pub = tr.create_publisher(t.target_pose, codec.POSE_STAMPED, COMMAND_QOS)
+        self._gripper_pub = tr.create_publisher(t.gripper_command, codec.FLOAT64, COMMAND_QOS)
+        if self._owns_transport:
+            self._spinning.set()
+            self._spin_thread = threading.Thread(target=self._spin, name="robot-env-spin", daemon=True)
+            self._spin_thread.start()
+        self._connected = True
+
+    def _spin(self) -> None:
+        while self._spinning.is_set():
+            self._transport.spin_once(0.02)
+
+    def _on_message(self, topic: str, read: Any) -> Any:
+        def callback(msg: Any) -> None:
+            try:
+                value, stamp = read(msg)
+            except (codec.CodecError, ValueError) as exc:
+                self._latest.count_bad(topic)
+                log.warning("dropped a message on %s: %s", topic, exc)
+                return
+            self._latest.put(topic, value, stamp)
+
+        return callback
+
+    def _read_joints(self, msg: Any) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+        _names, q, dq, stamp = codec.joint_state_from_msg(msg)
+        n = self.cfg.n_joints
+        if q.size < n:
+            raise ValueError(f"joint_states carries {q.size} joints, the env expects {n}")
+        return (q[:n], dq[:n]), stamp
+
+    def _read_pose(self, msg: Any) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+        if msg.header.frame_id not in ("", self.cfg.base_frame):
+            self.counters["wrong_frame"] += 1
+            raise ValueError(f"pose in frame {msg.header.frame_id!r}, expected {self.cfg.base_frame!r}")
+        position, quat, stamp = codec.pose_from_msg(msg)
+        return (position, quat), stamp
+
+    def _read_gripper(self, msg: Any) -> tuple[float, float]:
+        _names, q, _dq, stamp = codec.joint_state_from_msg(msg)
+        if q.size < 1:
+            raise ValueError("gripper joint_states has no position")
+        return float(q[0]), stamp
+
+    # ---- observations ---------------------------------------------------------------------
+    def _stale(self, now: float) -> list[str]:
+        """Topics with no message yet or whose newest is older than max_obs_age_s, with why."""
+        stale = []
+        for topic in self._needed():
+            got = self._latest.get(topic)
+            if got is None:
+                stale.append(f"{topic} (nothing received)")
+            elif abs(now - got[1]) > self.cfg.max_obs_age_s:
+                stale.append(f"{topic} ({now - got[1]:+.3f} s old)")
+        return stale
+
+    def _wait_fresh(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while stale := self._stale(time.time()):
+            if time.monotonic() >= deadline:
+                self._safe_stop()
+                raise ObservationTimeout(
+                    f"stale observation: {', '.join(stale)}; max_obs_age_s={self.cfg.max_obs_age_s}. "
+                    "The arm was asked to hold; check that the arm and camera nodes are running."
+                )
+            time.sleep(0.002)
+
+    def _observe(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._wait_fresh(self.cfg.max_obs_age_s)
+        t, now = self.cfg.topics, time.time()
+        (q, dq), _ = self._latest.get(t.joint_states)
+        (ee_pos, ee_quat), _ = self._latest.get(t.current_pose)
+        width, _ = self._latest.get(t.gripper_state)
+        obj = self._latest.get(t.object_pose)[0] if self.cfg.privileged else None
+        obs: dict[str, Any] = {"state": robot_state(ee_pos, ee_quat, width, q, dq, obj)}
+        ages = {topic: now - self._latest.get(topic)[1] for topic in self._needed()}
+        if self.cfg.cameras:
+            obs["images"] = {c: self._image(c) for c in self.cfg.cameras}
+        success = bool(self._latest.get(t.success)[0]) if t.success else False
+        return obs, {"success": success, "t_obs": now, "obs_age_s": ages, "ee_pos": ee_pos}
+
+    def _image(self, camera: str) -> np.ndarray:
+        image, _ = self._latest.get(self._image_topic(camera))
+        h, w = self.cfg.image_size
+        if image.shape != (h, w, 3) or image.dtype != np.uint8:
+            self._safe_stop()
+            raise ObservationTimeout(
+                f"camera {camera!r} publishes {image.dtype} {image.shape}, the env expects uint8 "
+                f"({h}, {w}, 3): set the camera node's resize to {w}x{h}"
+            )
+        return image
+
+    # ---- commands -------------------------------------------------------------------------
+    def _command(self, position: np.ndarray, quat: np.ndarray, gripper: float) -> None:
+        now = time.time()
+        self._gripper_pub.publish(codec.float64_msg(gripper))
+        self._pose_pub.publish(codec.pose_stamped_msg(position, quat, now, self.cfg.base_frame))
+
+    def _wait_tick(self) -> None:
+        """Sleep to the next control tick; a tick missed by over half a period restarts the clock
+        (counted), so a late observation never passes for one a full period after its command."""
+        now = time.monotonic()
+        tick = now + self.period_s if self._next_tick is None else self._next_tick
+        if now > tick + self.period_s / 2:
+            self.counters["late_ticks"] += 1
+            tick = now + self.period_s
+        time.sleep(max(0.0, tick - now))
+        self._next_tick = tick + self.period_s
+
+    def _call(self, name: str, srv_type: str, request: Any, timeout_s: float | None = None) -> Any:
+        timeout_s = self.cfg.service_timeout_s if timeout_s is None else timeout_s
+        return self._transport.call_service(name, srv_type, request, timeout_s)
+
+    def _safe_stop(self) -> None:
+        """Ask the arm to hold (best effort: its watchdog holds it anyway once commands stop)."""
+        self.counters["safe_stops"] += 1
+        self._next_tick = None
+        if self.cfg.topics.hold and self._transport is not None:
+            try:
+                hold = codec.trigger_request()
+                self._call(self.cfg.topics.hold, codec.TRIGGER, hold, self.cfg.hold_timeout_s)
+            except TransportError as exc:
+                log.error("safe stop: hold service failed (%s); the arm node's watchdog holds it", exc)
+
+    # ---- gymnasium API --------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if not self._connected:
+            self._connect()
+            self._wait_fresh(self.cfg.connect_timeout_s)
+        noise = self.sim.ee_start_noise if self.cfg.randomize else 0.0
+        start = np.array(self.sim.ee_start) + self.np_random.uniform(-noise, noise, 3)
+        self._move_to(clip_to_workspace(start, *self.workspace), np.array(EE_DOWN_QUAT))
+        if self.cfg.topics.reset_scene:
+            reply = self._call(self.cfg.topics.reset_scene, codec.TRIGGER, codec.trigger_request())
+            if not reply.success:
+                raise RobotEnvError(f"{self.cfg.topics.reset_scene} refused: {reply.message}")
+        self._next_tick = None
+        self._wait_tick()
+        obs, info = self._observe()
+        self._target_pos = clip_to_workspace(info.pop("ee_pos"), *self.workspace)
+        self._target_quat = np.array(EE_DOWN_QUAT)
+        self._steps = 0
+        return obs, info
+
+    def _move_to(self, goal: np.ndarray, quat: np.ndarray) -> None:
+        """Open the gripper, rise to the goal's height first (clear of objects), then go to it."""
+        _, info = self._observe()
+        position = np.asarray(info["ee_pos"], dtype=np.float64)
+        above = np.array([position[0], position[1], max(position[2], goal[2])])
+        deadline = time.monotonic() + self.cfg.reset_timeout_s
+        for waypoint in (above, goal):
+            while True:
+                offset = waypoint - position
+                step = min(1.0, self.cfg.reset_step_m / max(float(np.linalg.norm(offset)), 1e-9))
+                self._command(position + step * offset, quat, -1.0)
+                self._wait_tick()
+                position = np.asarray(self._observe()[1]["ee_pos"], dtype=np.float64)
+                if np.linalg.norm(waypoint - position) <= self.cfg.reset_tolerance_m:
+                    break
+                if time.monotonic() > deadline:
+                    self._safe_stop()
+                    raise RobotEnvError(
+                        f"reset: the ee did not reach {np.round(goal, 3).tolist()} within "
+                        f"{self.cfg.reset_timeout_s} s (at {np.round(position, 3).tolist()})"
+                    )
+
+    def step(self, action: np.ndarray):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape or not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite with shape {self.action_space.shape}, got {action!r}")
+        a = np.clip(a, -1.0, 1.0)
+        self._target_pos = clip_to_workspace(self._target_pos + a[:3] * self.sim.pos_scale, *self.workspace)
+        if self.cfg.rotation:
+            turn = rotvec_to_quat(a[3:6] * self.sim.rot_scale)
+            self._target_quat = quat_mul(turn, self._target_quat)
+            self._target_quat /= np.linalg.norm(self._target_quat)
+        self._command(self._target_pos, self._target_quat, float(a[-1]))
+        self._wait_tick()
+        obs, info = self._observe()
+        info.pop("ee_pos")
+        self._steps += 1
+        success = info["success"]
+        truncated = self._steps >= self.max_episode_steps and not success
+        return obs, float(success), success, truncated, info
+
+    def close(self) -> None:
+        self._spinning.clear()
+        if self._spin_thread is not None:
+            self._spin_thread.join(timeout=2.0)
+            self._spin_thread = None
+        if self._owns_transport and self._transport is not None:
+            self._transport.shutdown()
+            self._transport = None
+        self._connected = False
+
+
+def sim_counterpart(cfg: RobotEnvConfig) -> dict[str, Any]:
+    """make_sim_env arguments of the sim task this env mirrors (scripted demos, sim evaluation)."""
+    return {
+        "task": cfg.task,
+        "control_hz": cfg.control_hz,
+        "privileged": cfg.privileged,
+        "cameras": tuple(cfg.cameras),
+        "image_size": (int(cfg.image_size[0]), int(cfg.image_size[1])),
+        "rotation": cfg.rotation,
+        "max_episode_steps": cfg.max_episode_steps,
+        "randomize": cfg.randomize,
+    }
+
+
+__all__ = ["ObservationTimeout", "RobotEnv", "RobotEnvConfig", "RobotEnvError", "robot_env_spaces"]
