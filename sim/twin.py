@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import mujoco
 import numpy as np
 
 from drivers.sim_arm import SimArm, SimArmConfig
@@ -63,8 +62,7 @@ class TwinScene:
     def reset_scene(self) -> None:
         """Place the task's objects again (new draws), where the arm left the scene."""
         with self.arm.lock:
-            self.task._reset_task(self.rng)
-            mujoco.mj_forward(self.task.model, self.task.data)
+            self.task.reset_scene(self.rng)  # domain randomisation redrawn, objects placed
         self.resets += 1
 
     def object_pose(self) -> tuple[np.ndarray, np.ndarray, float]:

@@ -256,8 +256,13 @@ def actor_main(
 ) -> None:
     """Entry point of the actor process."""
     set_torch_threads(cfg.torch_threads)
+    actor = None
     try:
-        Actor(cfg, Path(run_dir), transport, shared, next_seq, actor_id).run()
+        actor = Actor(cfg, Path(run_dir), transport, shared, next_seq, actor_id)
+        actor.run()
     except Exception as err:  # report, then fail the process so the supervisor stops the run
         post_status(shared.status, {"source": "actor", "kind": "error", "error": repr(err)})
         raise
+    finally:
+        if actor is not None:
+            actor.env.close()  # a robot env's transport threads would otherwise keep the process alive

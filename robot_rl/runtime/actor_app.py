@@ -130,6 +130,7 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
             f" over {result['episodes']} episodes",
             flush=True,
         )
+    actor.env.close()
     display.logger.close()
     (run_dir / f"actor_{cfg.actor_id}" / "result.json").write_text(json.dumps(result, indent=2))
     return result

@@ -1,0 +1,293 @@
+"""`robot-rl bringup CONFIG`: the robot PC's nodes (arm, cameras, and for the twin the task node),
+started from one yaml file over zenoh or rclpy.
+
+    robot-rl bringup configs/bringup/twin.yaml            # the MuJoCo twin, no robot, no ROS
+    robot-rl bringup configs/bringup/ur5e.yaml ros.backend=rclpy
+
+The twin's nodes share one MuJoCo scene, so they run in one process; a real robot's arm and
+camera nodes can run in one process or, with `nodes=[arm]` / `nodes=[wrist]`, one per process
+(launch/real.launch.py starts them so). Every command to the arm passes the SafetyFilter built
+from `safety`, whichever driver stands behind the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from drivers.safety import SafetyFilter, SafetyLimits
+from robot_rl.ros.connect import RosConfig, open_transport
+from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
+from robot_rl.ros.nodes.camera_node import CameraNode, CameraNodeParams
+from robot_rl.ros.nodes.task_node import TaskNode, TaskNodeParams
+from robot_rl.ros.transport import Transport
+
+log = logging.getLogger(__name__)
+ROBOTS = ("twin", "ur", "franka", "xarm")
+
+
+@dataclass
+class CameraSpec:
+    name: str = "wrist"  # topics /<name>/color/image_raw, /<name>/color/camera_info
+    driver: str = "sim"  # sim (a camera of the twin's scene, named by sim_camera) | realsense
+    sim_camera: str = "wrist"  # sim: wrist | front
+    serial_number: str = ""  # realsense: "" = the only one connected
+    width: int = 64  # what the driver captures (RealSense: a mode it supports, e.g. 640x480)
+    height: int = 64
+    fps: int = 30
+    resize: list[int] | None = None  # [W, H] published; the env's image_size is [H, W]
+    rate_hz: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.driver not in ("sim", "realsense"):
+            raise ValueError(f"camera {self.name!r}: driver must be sim or realsense, got {self.driver!r}")
+
+
+@dataclass
+class SafetySpec:
+    """drivers.safety.SafetyLimits, in the base frame."""
+
+    workspace_low: list[float] = field(default_factory=lambda: [0.25, -0.3, 0.015])
+    workspace_high: list[float] = field(default_factory=lambda: [0.75, 0.3, 0.4])
+    max_step_m: float = 0.05  # per command: a 10 Hz policy moves <= 2.5 cm/tick, plus one tick of lag
+    max_rot_step_rad: float = 0.3
+    max_linear_speed: float = 0.25  # m/s, twists
+    max_angular_speed: float = 1.0  # rad/s, twists
+    max_force_n: float = 30.0
+    max_command_age_s: float = 0.2
+
+    def limits(self) -> SafetyLimits:
+        return SafetyLimits(
+            tuple(self.workspace_low),  # type: ignore[arg-type]
+            tuple(self.workspace_high),  # type: ignore[arg-type]
+            self.max_step_m,
+            self.max_rot_step_rad,
+            self.max_linear_speed,
+            self.max_angular_speed,
+            self.max_force_n,
+            self.max_command_age_s,
+        )
+
+
+@dataclass
+class BringupConfig:
+    robot: str = "twin"  # twin | ur | franka | xarm
+    driver: dict[str, Any] = field(default_factory=dict)  # the arm driver's config, e.g. {host: 10.0.0.2}
+    task: str = "pick_cube"  # twin: the sim scene
+    seed: int = 0  # twin: object placements
+    randomize: bool = True  # twin: object placement noise
+    physics_hz: float = 500.0  # twin
+    state_rate_hz: float = 200.0  # joint_states / current_pose
+    watchdog_timeout_s: float = 0.2
+    base_frame: str = "base"
+    gripper_max_width_m: float = 0.08
+    # Real arms: a MuJoCo twin mirrors the joints and refuses commands that would hit the table or
+    # the arm itself (sim/twin_guard.py). arm_xml: the arm's MJCF (None: the built-in Panda-like arm).
+    guard: bool = False
+    guard_arm_xml: str | None = None
+    safety: SafetySpec = field(default_factory=SafetySpec)
+    cameras: list[CameraSpec] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)  # which to start (arm, task, camera names); [] = all
+    # The bringup is where others connect: it listens on 7447 and dials no one by default.
+    ros: RosConfig = field(default_factory=lambda: RosConfig(connect=[], listen=["tcp/127.0.0.1:7447"]))
+    status_every_s: float = 10.0  # a status line (counters) this often; 0 = never
+
+    def __post_init__(self) -> None:
+        if self.robot not in ROBOTS:
+            raise ValueError(f"robot must be one of {ROBOTS}, got {self.robot!r}")
+        if self.robot != "twin" and any(c.driver == "sim" for c in self.cameras):
+            raise ValueError("sim cameras render the twin's scene: use robot=twin or driver=realsense")
+        names = ["arm", "task", *[c.name for c in self.cameras]]
+        unknown = sorted(set(self.nodes) - set(names))
+        if unknown:
+            raise ValueError(f"nodes {unknown} are not in this bringup; it has {names}")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> BringupConfig:
+    """The yaml at path merged over the defaults, then key=value overrides; a wrong key or type
+    fails here with OmegaConf's message naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"bringup config {path} does not exist (see configs/bringup/)")
+    merged = OmegaConf.merge(
+        OmegaConf.structured(BringupConfig), OmegaConf.load(path), OmegaConf.from_dotlist(overrides or [])
+    )
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def _arm_driver(cfg: BringupConfig, clock: Callable[[], float]) -> Any:
+    if cfg.robot == "ur":
+        from drivers.ur import URArm, URConfig
+
+        return URArm(URConfig(**cfg.driver), clock=clock)
+    if cfg.robot == "franka":
+        from drivers.franka import FrankaArm, FrankaConfig
+
+        return FrankaArm(FrankaConfig(**cfg.driver), clock=clock)
+    from drivers.xarm import XArmArm, XArmConfig
+
+    return XArmArm(XArmConfig(**cfg.driver), clock=clock)
+
+
+def _guard(cfg: BringupConfig, limits: SafetyLimits) -> Any:
+    if not cfg.guard:
+        return None
+    from sim.twin_guard import TwinGuard, TwinGuardConfig
+
+    box = {"workspace_low": limits.workspace_low, "workspace_high": limits.workspace_high}
+    return TwinGuard(config=TwinGuardConfig(**box, arm_xml=cfg.guard_arm_xml))
+
+
+def _camera(spec: CameraSpec, scene: Any) -> Any:
+    if spec.driver == "sim":
+        return scene.camera(spec.sim_camera, spec.width, spec.height)
+    from drivers.realsense import RealSenseCamera, RealSenseConfig
+
+    return RealSenseCamera(RealSenseConfig(spec.serial_number, spec.width, spec.height, spec.fps))
+
+
+class Bringup:
+    """The nodes of one config, each on its own transport (one ROS node each) and spin thread."""
+
+    def __init__(self, cfg: BringupConfig, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.scene: Any = None
+        self.nodes: dict[str, Any] = {}
+        self.transports: dict[str, Transport] = {}
+        self._closers: list[Callable[[], None]] = []
+        self._threads: list[threading.Thread] = []
+        self._running = threading.Event()
+        wanted = set(cfg.nodes) or {"arm", "task", *[c.name for c in cfg.cameras]}
+        try:
+            self._build(wanted, clock)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, wanted: set[str], clock: Callable[[], float]) -> None:
+        cfg = self.cfg
+        if cfg.robot == "twin":
+            from sim.twin import TwinScene
+
+            self.scene = TwinScene(
+                cfg.task, physics_hz=cfg.physics_hz, randomize=cfg.randomize, seed=cfg.seed, clock=clock
+            )
+            self._closers.append(self.scene.close)
+        if "arm" in wanted:
+            arm = self.scene.arm if self.scene is not None else _arm_driver(cfg, clock)
+            if self.scene is None:
+                self._closers.append(arm.close)
+            params = ArmNodeParams(
+                state_rate_hz=cfg.state_rate_hz,
+                watchdog_timeout_s=cfg.watchdog_timeout_s,
+                base_frame=cfg.base_frame,
+                gripper_max_width_m=cfg.gripper_max_width_m,
+            )
+            limits = cfg.safety.limits()
+            filt, guard = SafetyFilter(limits), _guard(cfg, limits)
+            self._add("arm", lambda tr: ArmNode(tr, arm, filt, params, clock=clock, guard=guard))
+        if "task" in wanted and self.scene is not None:
+            task_params = TaskNodeParams(base_frame=cfg.base_frame)
+            self._add("task", lambda tr: TaskNode(tr, self.scene, task_params))
+        for spec in cfg.cameras:
+            if spec.name in wanted:
+                camera = _camera(spec, self.scene)
+                camera.start()
+                self._closers.append(camera.stop)
+                resize = tuple(spec.resize) if spec.resize else None
+                params = CameraNodeParams(spec.name, spec.rate_hz, resize=resize)  # type: ignore[arg-type]
+                self._add(spec.name, lambda tr, c=camera, p=params: CameraNode(tr, c, p))
+
+    def _add(self, name: str, make: Callable[[Transport], Any]) -> None:
+        ros = self.cfg.ros
+        if self.transports:  # the first node listens for others; the rest reach it in-process
+            first = next(iter(self.cfg.ros.listen), None)
+            ros = RosConfig(
+                ros.backend, ros.domain_id, ros.namespace, ros.distro,
+                connect=[first.replace("0.0.0.0", "127.0.0.1")] if first else list(ros.connect),
+                listen=["tcp/127.0.0.1:0"],
+            )  # fmt: skip
+        transport = open_transport(ros, f"{name}_node")
+        self.transports[name] = transport
+        self.nodes[name] = make(transport)
+
+    def start(self) -> None:
+        """Spin every node on its own thread (a slow camera never delays the arm's state)."""
+        self._running.set()
+        for name, transport in self.transports.items():
+            thread = threading.Thread(target=self._spin, args=(transport,), name=f"spin-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _spin(self, transport: Transport) -> None:
+        while self._running.is_set():
+            transport.spin_once(0.05)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {name: dict(node.counters) for name, node in self.nodes.items()}
+
+    def close(self) -> None:
+        self._running.clear()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        for name, node in self.nodes.items():
+            node.destroy()
+            self.transports[name].shutdown()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception as exc:  # keep closing the rest: a camera must not keep the arm open
+                log.error("bringup close: %s", exc)
+        self.nodes.clear()
+        self.transports.clear()
+
+
+def run(cfg: BringupConfig, seconds: float | None = None) -> dict[str, dict[str, int]]:
+    """Start the nodes and serve until SIGINT/SIGTERM (or `seconds`); returns the node counters."""
+    bringup = Bringup(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    bringup.start()
+    names = ", ".join(bringup.nodes)
+    print(f"bringup: {cfg.robot} nodes [{names}] on {cfg.ros.backend} {cfg.ros.listen}", flush=True)
+    print("READY", flush=True)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    next_status = time.monotonic() + cfg.status_every_s
+    try:
+        while not stop.wait(0.1):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if cfg.status_every_s > 0 and time.monotonic() >= next_status:
+                next_status += cfg.status_every_s
+                print(f"bringup: {bringup.counters()}", flush=True)
+    finally:
+        counters = bringup.counters()
+        bringup.close()
+    print(f"bringup: stopped; {counters}", flush=True)
+    return counters
+
+
+def main(argv: list[str] | None = None) -> None:
+    """robot-rl bringup CONFIG [key=value ...] [--seconds S]"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="robot-rl bringup", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="a yaml file, e.g. configs/bringup/twin.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. ros.backend=rclpy seed=3")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    run(load_config(args.config, args.overrides), args.seconds)
+
+
+if __name__ == "__main__":
+    main()
