@@ -7,6 +7,8 @@ robot-rl learner [--listen HOST:PORT] [overrides]
 robot-rl actor --learner HOST:PORT [overrides]
                                             an actor on a robot PC (or a sim worker); actor_id=N
 robot-rl eval <run | weights.pt> [--episodes N]
+robot-rl bringup CONFIG [key=value ...]      the robot PC's arm, camera (and twin task) nodes,
+                                            e.g. configs/bringup/twin.yaml: the MuJoCo twin, no ROS
 robot-rl record -o BAG [--topics TOPIC[:TYPE] ...] [--camera NAME] [--backend zenoh|rclpy]
                                             record ROS 2 topics into a rosbag2 bag (MCAP storage)
 robot-rl record --recover BAG               make a bag whose recorder was killed readable
@@ -326,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         _run_app(command, resume_overrides(_network_overrides(command, rest)))
     elif command == "eval":
         _eval(rest)
+    elif command == "bringup":
+        from robot_rl.ros.bringup import main as bringup_main
+
+        bringup_main(rest)
     elif command == "record":
         _record(rest)
     elif command == "mcap2zarr":

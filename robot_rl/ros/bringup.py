@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from drivers.safety import SafetyFilter, SafetyLimits
 from robot_rl.ros.connect import RosConfig, open_transport
@@ -284,9 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", help="a yaml file, e.g. configs/bringup/twin.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. ros.backend=rclpy seed=3")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    run(load_config(args.config, args.overrides), args.seconds)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (FileNotFoundError, ValueError, OmegaConfBaseException) as err:
+        raise SystemExit(f"error: {err}") from err
+    run(cfg, args.seconds)
 
 
 if __name__ == "__main__":
