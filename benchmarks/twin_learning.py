@@ -1,0 +1,135 @@
+"""pick_cube through the twin-backed ROS path vs the direct sim env, same env-step budget, over seeds.
+
+Direct: `robot-rl train` on env=sim (the MuJoCo task stepped in the actor's process).
+ROS path: `robot-rl bringup configs/bringup/twin.yaml` in its own process (arm and task nodes on
+the MuJoCo twin, physics on the wall clock) and `robot-rl train env=robot_twin`: the actor's
+RobotEnv reads joint_states / current_pose / gripper / object_pose / task/success over zenoh and
+commands target_pose and gripper/command through the arm node's safety filter, at 10 Hz real time.
+Both use the same recipe (20 scripted demos recorded in the sim task, SAC, the actor waiting for
+the learner beyond max_actor_lead_steps) and are evaluated in their own env. Reported: final
+success per run, IQM over seeds with a 95% bootstrap interval.
+
+    python -m benchmarks.twin_learning                      # 3 seeds, 7,500 env steps
+    python -m benchmarks.twin_learning --seeds 0 1 2 3 4 --steps 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.common import BENCH_DIR, run_train, write_results
+from robot_rl.eval.stats import bootstrap_ci, iqm
+
+OUT = BENCH_DIR / "out" / "twin_learning"
+REPO = BENCH_DIR.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bringup(port: int, seed: int, log: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "robot_rl.ros.bringup", str(REPO / "configs/bringup/twin.yaml"),
+        f"ros.listen=[tcp/127.0.0.1:{port}]", f"seed={seed}", "status_every_s=60",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while "READY" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"bringup did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def run_one(path: str, seed: int, steps: int, eval_episodes: int) -> dict:
+    run_dir = OUT / f"{path}_s{seed}"
+    common = [f"seed={seed}", f"total_env_steps={steps}", f"final_eval_episodes={eval_episodes}"]
+    t0 = time.monotonic()
+    if path == "direct":
+        result = run_train(run_dir, common)
+    else:
+        OUT.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        node = _bringup(port, seed, OUT / f"bringup_s{seed}.log")
+        try:
+            result = run_train(
+                run_dir, [*common, "env=robot_twin", f"env.ros.connect=[tcp/127.0.0.1:{port}]"]
+            )
+        finally:
+            node.send_signal(signal.SIGINT)
+            node.wait(timeout=30)
+    minutes = (time.monotonic() - t0) / 60
+    print(f"  {path} seed {seed}: success {result['success_rate']:.2f} ({minutes:.1f} min)", flush=True)
+    return {"success": result["success_rate"], "minutes": minutes, "env_steps": result["env_steps"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=7_500)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--paths", nargs="+", default=["ros", "direct"], choices=["ros", "direct"])
+    parser.add_argument("--jobs", type=int, default=3, help="runs at a time")
+    parser.add_argument("--smoke", action="store_true", help="writes JSON only, not RESULTS.md")
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {}
+    for path in args.paths:  # one path at a time: the ROS runs are paced by the wall clock
+        print(f"{path}: seeds {args.seeds}, {args.steps:,} env steps", flush=True)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(run_one, path, s, args.steps, args.eval_episodes) for s in args.seeds]
+            runs[path] = [f.result() for f in futures]
+    summary = {}
+    for path, results in runs.items():
+        success = [r["success"] for r in results]
+        summary[path] = {
+            "success": success,
+            "iqm": iqm(success),
+            "ci95": list(bootstrap_ci(success, iqm)),
+            "minutes": [r["minutes"] for r in results],
+        }
+    rows = [
+        "| path | success IQM | 95% CI | per seed | wall minutes per run (median) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    labels = {
+        "ros": "twin over ROS 2 (bringup + RobotEnv over zenoh, 10 Hz real time)",
+        "direct": "direct sim env",
+    }
+    for path, s in summary.items():
+        per_seed = ", ".join(f"{x:.2f}" for x in s["success"])
+        minutes = sorted(s["minutes"])[len(s["minutes"]) // 2]
+        ci = f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+        rows.append(f"| {labels[path]} | {s['iqm']:.2f} | {ci} | {per_seed} | {minutes:.1f} |")
+    markdown = (
+        f"## twin_learning: pick_cube through the twin's ROS path vs the direct sim env\n\n"
+        f"{args.steps:,} env steps per run, seeds {args.seeds}, default recipe (20 scripted demos, SAC, "
+        f"max_actor_lead_steps=200); final evaluation: {args.eval_episodes} deterministic episodes per run "
+        f"in the run's own env (the ROS runs are evaluated through the twin). IQM over seeds, 95% bootstrap "
+        f"interval. {args.jobs} runs at a time on this machine.\n\n" + "\n".join(rows)
+    )
+    payload = {
+        "seeds": args.seeds,
+        "env_steps": args.steps,
+        "eval_episodes": args.eval_episodes,
+        "paths": summary,
+    }
+    write_results(
+        "twin_learning", payload, markdown, "python -m benchmarks.twin_learning", section=not args.smoke
+    )
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
