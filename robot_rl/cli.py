@@ -206,17 +206,11 @@ def _record_parser() -> argparse.ArgumentParser:
 
 def _record_transport(args: argparse.Namespace) -> Transport:
     """The transport a recording listens on: zenoh (rmw_zenoh's defaults) or rclpy."""
-    if args.backend == "rclpy":
-        from robot_rl.ros.rclpy_backend import RclpyTransport
+    from robot_rl.ros.connect import RosConfig, open_transport
 
-        return RclpyTransport("robot_rl_recorder", distro=args.distro)
-    from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
-
-    endpoints = {k: tuple(v) for k, v in (("connect", args.connect), ("listen", args.listen)) if v}
-    config = ZenohConfig(
-        domain_id=args.domain_id, node_name="robot_rl_recorder", distro=args.distro, **endpoints
-    )
-    return ZenohTransport(config)
+    endpoints = {k: list(v) for k, v in (("connect", args.connect), ("listen", args.listen)) if v}
+    ros = RosConfig(args.backend, args.domain_id, distro=args.distro, **endpoints)
+    return open_transport(ros, "robot_rl_recorder")
 
 
 def _record(argv: list[str]) -> None:
