@@ -40,12 +40,12 @@ run: install
 	$(BIN)/robot-rl train $(ARGS)
 
 test: install-dev sysdeps
-	$(BIN)/ruff check robot_rl drivers sim tests benchmarks
+	$(BIN)/ruff check robot_rl drivers sim launch tests benchmarks
 	MUJOCO_GL=egl $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 lint: install-dev
-	$(BIN)/ruff check robot_rl drivers sim tests benchmarks
-	$(BIN)/ruff format --check robot_rl drivers sim tests benchmarks
+	$(BIN)/ruff check robot_rl drivers sim launch tests benchmarks
+	$(BIN)/ruff format --check robot_rl drivers sim launch tests benchmarks
 
 # The actor <-> learner wire protocol: regenerate protocol_pb2.py after editing protocol.proto.
 proto: install-dev
