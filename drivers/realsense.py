@@ -13,7 +13,10 @@ mapped to host time; the D400 default when global time is enabled). Consumers th
 must look at clock_domain.
 
 A device that stops sending frames (unplugged, USB stall) is reported by latest() as
-CameraDisconnected once no frame has come for frame_timeout_s.
+CameraDisconnected once no frame has come for frame_timeout_s. A recording that has played to its
+end is reported as CameraDisconnected at once: the SDK says so, no timeout needs to pass. A
+recording played as fast as it is read (playback_real_time=False) has no timeouts at all: how fast
+it is read depends on the machine's load, so a slow read there is not a stall.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class RealSenseConfig:
     align_depth_to_color: bool = True
     playback_path: str | None = None  # a recording (.db3 rosbag2; .bag from older SDKs), not a device
     playback_real_time: bool = True  # False: a recording plays as fast as it is read (tests, offline)
+    # Neither timeout applies to a playback with playback_real_time=False (module docstring).
     frame_timeout_s: float = 1.0  # no new frame for this long: CameraDisconnected
     start_timeout_s: float = 5.0  # the first frame may take this long after start()
 
@@ -98,6 +102,7 @@ class RealSenseCamera:
         self._clock = clock
         self._rs: Any = None
         self._device: Any = None
+        self._playback: Any = None  # the device's rs.playback when it plays a recording
         self._streams: dict[str, _Stream] = {}
         self._queues: list[Any] = []
         self._opened: list[Any] = []
@@ -107,6 +112,7 @@ class RealSenseCamera:
         self._last: Frame | None = None
         self._last_arrival = 0.0
         self._started_at = 0.0
+        self._playback_started = False  # a stopped playback has ended only once it has started
 
     @property
     def name(self) -> str:
@@ -118,8 +124,10 @@ class RealSenseCamera:
         if self._device is not None:
             return
         rs = self._rs = import_sdk("pyrealsense2", "pyrealsense2", "RealSenseCamera")
+        self._playback_started = False
         try:
             self._device = self._given_device or self._open_device(rs)
+            self._playback = self._device.as_playback() if self._device.is_playback() else None
             self._streams["color"] = self._find_stream(rs.stream.color, [rs.format.rgb8, rs.format.bgr8])
             if self.cfg.enable_depth:
                 self._streams["depth"] = self._find_stream(rs.stream.depth, [rs.format.z16])
@@ -187,7 +195,14 @@ class RealSenseCamera:
         return CameraIntrinsics(intr.width, intr.height, intr.fx, intr.fy, intr.ppx, intr.ppy, model, coeffs)
 
     def _open_sensors(self) -> None:
-        """Open each sensor once with all its profiles, frames into one queue per sensor."""
+        """Open each sensor once with all its profiles, frames into one queue per sensor.
+
+        A playback starts reading its file when its first sensor starts, and drops (or, past the
+        end, never plays) the frames of a sensor that has not started yet: how many depends on how
+        soon this thread gets the CPU back. So it stays paused until every sensor listens; resume()
+        then plays it from its first frame."""
+        if self._playback is not None:
+            self._playback.pause()
         by_sensor: dict[int, list[_Stream]] = {}
         for stream in self._streams.values():
             by_sensor.setdefault(id(stream.sensor), []).append(stream)
@@ -198,6 +213,8 @@ class RealSenseCamera:
             self._opened.append(sensor)
             sensor.start(queue)
             self._queues.append(queue)
+        if self._playback is not None:
+            self._playback.resume()
 
     def stop(self) -> None:
         for sensor in self._opened:
@@ -207,7 +224,7 @@ class RealSenseCamera:
             except RuntimeError:
                 pass  # an unplugged device cannot be stopped; releasing it is all that is left
         self._opened, self._queues, self._streams = [], [], {}
-        self._device = self._align = self._last = None
+        self._device = self._playback = self._align = self._last = None
 
     # ---- frames -------------------------------------------------------------------------------
     def intrinsics(self) -> CameraIntrinsics:
@@ -218,18 +235,24 @@ class RealSenseCamera:
     def latest(self) -> Frame | None:
         if self._device is None:
             raise CameraNotStarted(f"{self.name}: latest() before start()")
+        # The time, and a playback's status, are read before the queues: a frame that comes while
+        # this thread is paused (a loaded machine, GC, another thread holding the GIL) is then news,
+        # never a stall; and the SDK stops a playback only after it has handed out the last frame,
+        # so "stopped" here and nothing new from the drain means the recording is over.
+        now = self._clock()
         try:
+            ended = self._playback_stopped()
             self._drain()
             pair = self._newest_pair()
             if pair is not None:
                 self._last = self._to_frame(*pair)
-                self._last_arrival = self._clock()
+                self._last_arrival = now
         except CameraError:
             raise
         except RuntimeError as exc:  # the SDK's own errors
             raise CameraError(f"{self.name}: {exc}") from exc
         if pair is None:
-            self._check_alive()
+            self._check_alive(now, ended)
         return self._last
 
     def _drain(self) -> None:
@@ -239,6 +262,7 @@ class RealSenseCamera:
                 frame = queue.poll_for_frame()
                 if not frame:
                     break
+                self._playback_started = True  # frames come only once a playback has started
                 stream = streams.get(frame.get_profile().stream_type())
                 if stream is not None:
                     stream.frames.append(frame)
@@ -293,20 +317,30 @@ class RealSenseCamera:
             raise CameraError(f"{self.name}: could not pair a depth frame with color for alignment")
         return frameset.as_frameset()
 
-    def _check_alive(self) -> None:
-        now = self._clock()
+    def _check_alive(self, now: float, playback_ended: bool) -> None:
+        """Raise CameraDisconnected if, as of `now` (read before the queues were), frames have stopped."""
+        if playback_ended:
+            raise CameraDisconnected(f"{self.name}: the recording has ended")
+        playback = self._playback
+        if playback is not None and not playback.is_real_time():
+            return  # it plays as fast as it is read; a loaded machine reads slowly, it does not stall
         if self._last is None and now - self._started_at > self.cfg.start_timeout_s:
             raise CameraDisconnected(f"{self.name}: no frame within {self.cfg.start_timeout_s} s of start")
         if self._last is not None and now - self._last_arrival > self.cfg.frame_timeout_s:
-            ended = self._playback_ended()
-            why = "the recording has ended" if ended else "unplugged, or the USB link stalled"
+            why = "the recording stalled" if playback is not None else "unplugged, or the USB link stalled"
             raise CameraDisconnected(f"{self.name}: no frame for {self.cfg.frame_timeout_s} s ({why})")
 
-    def _playback_ended(self) -> bool:
-        device = self._device
-        if device is None or not device.is_playback():
+    def _playback_stopped(self) -> bool:
+        """Whether a playback that has started is now stopped, as the SDK leaves it at the file's end.
+        The SDK starts a playback on its own thread (resume() waits for that, but only so long), and
+        a playback still stopped before that is not one that has ended."""
+        playback = self._playback
+        if playback is None:
             return False
-        return device.as_playback().current_status() == self._rs.playback_status.stopped
+        if playback.current_status() != self._rs.playback_status.stopped:
+            self._playback_started = True
+            return False
+        return self._playback_started
 
     def depth_intrinsics(self) -> CameraIntrinsics | None:
         """Intrinsics of the depth image: the color ones when aligned, else the depth sensor's."""
