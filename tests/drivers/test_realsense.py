@@ -37,7 +37,7 @@ def rs() -> Any:
     except ImportError as exc:
         if "libusb" in str(exc):
             pytest.skip(f"pyrealsense2 needs the system library libusb-1.0 (apt install libusb-1.0-0): {exc}")
-        pytest.skip(f"pyrealsense2 is not installed (pip install -e '.[dev]'): {exc}")
+        pytest.skip(f"pyrealsense2 is not installed (pip install pyrealsense2, in the dev extra): {exc}")
     return pyrealsense2
 
 
