@@ -49,7 +49,6 @@ class TwinScene:
         self.arm = SimArm(
             SimArmConfig(physics_hz=physics_hz, realtime=realtime), self.task.model, self.task.data, clock
         )
-        self.resets = 0
 
     @property
     def has_object(self) -> bool:
@@ -63,7 +62,6 @@ class TwinScene:
         """Place the task's objects again (new draws), where the arm left the scene."""
         with self.arm.lock:
             self.task.reset_scene(self.rng)  # domain randomisation redrawn, objects placed
-        self.resets += 1
 
     def object_pose(self) -> tuple[np.ndarray, np.ndarray, float]:
         """(position, wxyz quaternion, stamp) of the task object."""

@@ -6,7 +6,7 @@ import gymnasium as gym
 
 from robot_rl.config import GymEnvConfig, SimEnvConfig
 from robot_rl.envs.gym_adapter import StandardObsWrapper
-from robot_rl.envs.robot_env import RobotEnv, RobotEnvConfig, sim_counterpart
+from robot_rl.envs.robot_env import RobotEnv, RobotEnvConfig
 
 EnvConfig = SimEnvConfig | GymEnvConfig | RobotEnvConfig
 
@@ -49,10 +49,14 @@ def sim_env_config(cfg: EnvConfig) -> SimEnvConfig | GymEnvConfig:
     """The config of the env scripted demos are recorded in: a robot env's own sim task (same
     spaces), any other env itself."""
     if isinstance(cfg, RobotEnvConfig):
-        fields = sim_counterpart(cfg)
         return SimEnvConfig(
-            **{k: v for k, v in fields.items() if k not in ("cameras", "image_size")},
-            cameras=list(fields["cameras"]),
-            image_size=list(fields["image_size"]),
+            task=cfg.task,
+            control_hz=cfg.control_hz,
+            privileged=cfg.privileged,
+            cameras=list(cfg.cameras),
+            image_size=list(cfg.image_size),
+            rotation=cfg.rotation,
+            max_episode_steps=cfg.max_episode_steps,
+            randomize=cfg.randomize,
         )
     return cfg

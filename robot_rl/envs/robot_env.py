@@ -400,18 +400,4 @@ class RobotEnv(gym.Env):
         self._connected = False
 
 
-def sim_counterpart(cfg: RobotEnvConfig) -> dict[str, Any]:
-    """make_sim_env arguments of the sim task this env mirrors (scripted demos, sim evaluation)."""
-    return {
-        "task": cfg.task,
-        "control_hz": cfg.control_hz,
-        "privileged": cfg.privileged,
-        "cameras": tuple(cfg.cameras),
-        "image_size": (int(cfg.image_size[0]), int(cfg.image_size[1])),
-        "rotation": cfg.rotation,
-        "max_episode_steps": cfg.max_episode_steps,
-        "randomize": cfg.randomize,
-    }
-
-
 __all__ = ["ObservationTimeout", "RobotEnv", "RobotEnvConfig", "RobotEnvError", "robot_env_spaces"]

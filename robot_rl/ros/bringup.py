@@ -12,6 +12,7 @@ from `safety`, whichever driver stands behind the node.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -211,11 +212,8 @@ class Bringup:
         ros = self.cfg.ros
         if self.transports:  # the first node listens for others; the rest reach it in-process
             first = next(iter(self.cfg.ros.listen), None)
-            ros = RosConfig(
-                ros.backend, ros.domain_id, ros.namespace, ros.distro,
-                connect=[first.replace("0.0.0.0", "127.0.0.1")] if first else list(ros.connect),
-                listen=["tcp/127.0.0.1:0"],
-            )  # fmt: skip
+            connect = [first.replace("0.0.0.0", "127.0.0.1")] if first else list(ros.connect)
+            ros = dataclasses.replace(ros, connect=connect, listen=["tcp/127.0.0.1:0"])
         transport = open_transport(ros, f"{name}_node")
         self.transports[name] = transport
         self.nodes[name] = make(transport)
