@@ -297,9 +297,11 @@ class RobotEnv(gym.Env):
 
     # ---- commands -------------------------------------------------------------------------
     def _command(self, position: np.ndarray, quat: np.ndarray, gripper: float) -> None:
-        now = time.time()
         self._gripper_pub.publish(codec.float64_msg(gripper))
-        self._pose_pub.publish(codec.pose_stamped_msg(position, quat, now, self.cfg.base_frame))
+        # Stamped as it leaves: the arm node judges staleness by this stamp, and a stamp taken
+        # before the gripper publish made a busy actor's commands look older than they were.
+        pose = codec.pose_stamped_msg(position, quat, time.time(), self.cfg.base_frame)
+        self._pose_pub.publish(pose)
 
     def _wait_tick(self) -> None:
         """Sleep to the next control tick; a tick missed by over half a period restarts the clock
