@@ -155,11 +155,11 @@ def _eval(argv: list[str]) -> None:
     version, state = load_weights(weights)
     agent.load_policy_state(state)
     print(f"evaluating weights v{version} from {weights} over {args.episodes} episodes", flush=True)
-    summary = {
-        "weights": str(weights),
-        "weights_version": version,
-        **run_episodes(env, agent, args.episodes, seed=args.seed),
-    }
+    try:
+        episodes = run_episodes(env, agent, args.episodes, seed=args.seed)
+    finally:
+        env.close()  # a robot env's transport session would otherwise keep the process alive
+    summary = {"weights": str(weights), "weights_version": version, **episodes}
     print(
         f"success {summary['success_rate']:.2f} [{summary['success_ci_low']:.2f}, "
         f"{summary['success_ci_high']:.2f}] (95% Wilson) | episode length {summary['episode_length']:.1f}"

@@ -1,8 +1,10 @@
 """The actor process: observe, act, step, record, send. It never waits on the learner.
 
-Weights are picked up whenever a newer version appears. In sim the actor may pause while it is
-more than `max_actor_lead_steps` ahead of what the learner has trained on (a pacing knob for
-machine-independent learning curves; a real robot is paced by its own clock).
+Weights are picked up whenever a newer version appears. The actor may pause while it is more
+than `max_actor_lead_steps` ahead of what the learner has trained on (a pacing knob for
+machine-independent learning curves). A stepped sim pauses anywhere, as its world is frozen
+between steps; a robot, the twin or a realtime sim keeps moving, so there the actor pauses only
+between episodes, before the reset.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class Actor:
         if cfg.realtime and hz is None:
             raise ValueError("realtime=true needs an env with a control rate (env=sim)")
         self.period_s = 1.0 / hz if cfg.realtime and hz else None
+        # Pausing mid-episode on a clock-paced env would leave the arm and scene moving (then held
+        # by the watchdog) while the actor sits on an old observation: transitions that never
+        # happened. Such an actor waits for the learner between episodes instead.
+        self.pause_mid_episode = not (cfg.realtime or cfg.env.kind == "robot")
         self.periods_ms: deque[float] = deque(maxlen=100_000)  # start-to-start of control ticks
         self.inference_ms: deque[float] = deque(maxlen=100_000)
         self._tick: float | None = None
@@ -127,12 +133,15 @@ class Actor:
             time.sleep(0.05)
 
     def run_episode(self) -> dict[str, Any]:
+        if not self.pause_mid_episode:
+            self._wait_for_learner()
         obs, info = self.env.reset()
         ret, length, success, intervened = 0.0, 0, False, 0
         self._tick = None  # a reset is not a control period
         while True:
             self.transport.raise_if_failed()  # a learner that refused us stops the run with its reason
-            self._wait_for_learner()
+            if self.pause_mid_episode:
+                self._wait_for_learner()
             self._wait_for_link()
             self._pace()
             self._refresh_weights()

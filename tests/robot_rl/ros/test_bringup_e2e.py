@@ -106,7 +106,7 @@ def test_training_runs_through_the_twin_ros_path(bringup, tmp_path: Path) -> Non
         sys.executable, "-m", "robot_rl.cli", "train", "env=robot_twin",
         f"env.ros.connect=[tcp/127.0.0.1:{port}]", "env.max_episode_steps=20",
         f"run_dir={run_dir}", "total_env_steps=60", "learning_starts=32", "demos.num_episodes=2",
-        "max_actor_lead_steps=null", "eval_episodes=0", "final_eval_episodes=1", "progress=false",
+        "eval_episodes=0", "final_eval_episodes=1", "progress=false",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -114,3 +114,8 @@ def test_training_runs_through_the_twin_ros_path(bringup, tmp_path: Path) -> Non
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["env_steps"] >= 60 and result["episodes"] == 1
     assert result["weights_version"] >= 1  # the learner trained and the final eval used its weights
+    # `robot-rl eval` of the run through the twin ends (it once hung on the open zenoh session)
+    cmd = [sys.executable, "-m", "robot_rl.cli", "eval", str(run_dir), "--episodes", "1"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["episodes"] == 1
