@@ -2,6 +2,7 @@
 frozen between steps, but only between episodes on an env paced by a clock (a robot, the twin, a
 realtime sim), whose world keeps moving while the actor waits."""
 
+import itertools
 import queue
 import threading
 
@@ -52,5 +53,5 @@ def test_where_the_actor_waits_for_the_learner(tmp_path, realtime: bool) -> None
         assert len(set(first)) == 1 and len(set(second)) == 1
         assert second[0] - 1 >= 5
     else:  # before each step the actor waited until the learner had trained through it
-        assert all(b > a for a, b in zip(looks_at_step, looks_at_step[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(looks_at_step))
     actor.env.close()
