@@ -6,7 +6,8 @@ the MuJoCo twin, physics on the wall clock) and `robot-rl train env=robot_twin`:
 RobotEnv reads joint_states / current_pose / gripper / object_pose / task/success over zenoh and
 commands target_pose and gripper/command through the arm node's safety filter, at 10 Hz real time.
 Both use the same recipe (20 scripted demos recorded in the sim task, SAC, the actor waiting for
-the learner beyond max_actor_lead_steps) and are evaluated in their own env. Reported: final
+the learner beyond max_actor_lead_steps: between any two steps in the stepped sim, between
+episodes on the twin, whose world keeps moving) and are evaluated in their own env. Reported: final
 success per run, IQM over seeds with a 95% bootstrap interval.
 
     python -m benchmarks.twin_learning                      # 3 seeds, 7,500 env steps
@@ -115,7 +116,7 @@ def main() -> None:
     markdown = (
         f"## twin_learning: pick_cube through the twin's ROS path vs the direct sim env\n\n"
         f"{args.steps:,} env steps per run, seeds {args.seeds}, default recipe (20 scripted demos, SAC, "
-        f"max_actor_lead_steps=200); final evaluation: {args.eval_episodes} deterministic episodes per run "
+        f"max_actor_lead_steps=200, the ROS actor pausing only between episodes); final evaluation: {args.eval_episodes} deterministic episodes per run "
         f"in the run's own env (the ROS runs are evaluated through the twin). IQM over seeds, 95% bootstrap "
         f"interval. {args.jobs} runs at a time on this machine.\n\n" + "\n".join(rows)
     )
