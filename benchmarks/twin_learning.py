@@ -116,8 +116,9 @@ def main() -> None:
     markdown = (
         f"## twin_learning: pick_cube through the twin's ROS path vs the direct sim env\n\n"
         f"{args.steps:,} env steps per run, seeds {args.seeds}, default recipe (20 scripted demos, SAC, "
-        f"max_actor_lead_steps=200, the ROS actor pausing only between episodes); final evaluation: {args.eval_episodes} deterministic episodes per run "
-        f"in the run's own env (the ROS runs are evaluated through the twin). IQM over seeds, 95% bootstrap "
+        f"max_actor_lead_steps=200, the ROS actor pausing only between episodes); final evaluation: "
+        f"{args.eval_episodes} deterministic episodes per run in the run's own env (the ROS runs are "
+        f"evaluated through the twin). IQM over seeds, 95% bootstrap "
         f"interval. {args.jobs} runs at a time on this machine.\n\n" + "\n".join(rows)
     )
     payload = {
