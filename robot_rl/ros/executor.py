@@ -32,6 +32,7 @@ class WorkQueue:
         self.run = run
         self._on_evict = on_evict
         self.cancelled = False
+        self.evicted = 0  # items dropped for newer ones (the consumer fell behind)
 
     def push(self, item: Any) -> None:
         """Queue item (from any thread); when full the oldest goes, to on_evict if given."""
@@ -69,10 +70,17 @@ class Timer:
 
 
 class Registration:
-    """A subscription or service as the node sees it: cancel() undoes every step that made it."""
+    """A subscription or service as the node sees it: cancel() undoes every step that made it.
+    queue: the subscription's keep-last queue, whose drops `superseded` reports."""
 
-    def __init__(self, *undo: Callable[[], None]) -> None:
+    def __init__(self, *undo: Callable[[], None], queue: WorkQueue | None = None) -> None:
         self._undo = list(undo)
+        self._queue = queue
+
+    @property
+    def superseded(self) -> int:
+        """Messages the keep-last queue dropped for newer ones before the node ran them."""
+        return self._queue.evicted if self._queue is not None else 0
 
     def cancel(self) -> None:
         """Idempotent, so shutdown can cancel whatever the node has not."""
@@ -125,7 +133,10 @@ class Executor:
         with self._cv:
             if queue.cancelled or self.is_shutdown:
                 return None
-            evicted = queue._items.popleft()[1] if len(queue._items) >= queue._depth else None
+            evicted = None
+            if len(queue._items) >= queue._depth:
+                evicted = queue._items.popleft()[1]
+                queue.evicted += 1
             queue._items.append((next(self._seq), item))
             self._cv.notify_all()
             return evicted

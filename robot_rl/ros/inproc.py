@@ -138,7 +138,7 @@ class InprocTransport:
                 return
             queue.push(msg)
 
-        handle = Registration(queue.cancel, self.bus._add_subscriber((name, msg_type), receive))
+        handle = Registration(queue.cancel, self.bus._add_subscriber((name, msg_type), receive), queue=queue)
         self._handles.append(handle)
         return handle
 

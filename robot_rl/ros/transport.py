@@ -83,6 +83,14 @@ class Handle(Protocol):
     def cancel(self) -> None: ...
 
 
+class Subscription(Handle, Protocol):
+    @property
+    def superseded(self) -> int:
+        """Messages dropped from the keep-last queue for newer ones (the node fell behind).
+        rclpy's middleware drops them without saying, so that backend reports 0."""
+        ...
+
+
 @runtime_checkable
 class Transport(Protocol):
     """What a node needs from ROS 2. Names are ROS names ("/wrist_cam/image_raw"); types are ROS
@@ -92,7 +100,7 @@ class Transport(Protocol):
 
     def subscribe(
         self, topic: str, msg_type: str, callback: Callable[[Any], None], qos: QoS = RELIABLE
-    ) -> Handle:
+    ) -> Subscription:
         """Deliver each message on topic to callback (on the spinning thread). A payload that
         does not decode is dropped and counted in `dropped_garbled[topic]`, never raised."""
         ...

@@ -154,8 +154,8 @@ class ZenohTransport:
         )
         return self._session.liveliness().declare_token(token)
 
-    def _register(self, *undo: Callable[[], None]) -> Registration:
-        registration = Registration(*undo)
+    def _register(self, *undo: Callable[[], None], queue: WorkQueue | None = None) -> Registration:
+        registration = Registration(*undo, queue=queue)
         with self._lock:
             self._registrations.append(registration)
         return registration
@@ -190,7 +190,7 @@ class ZenohTransport:
         key = self.key_expr(fq_name, msg_type)
         subscriber = self._session.declare_subscriber(key, zenoh.handlers.Callback(on_sample))
         token = self._announce("MS", fq_name, msg_type, qos)
-        return self._register(work.cancel, subscriber.undeclare, token.undeclare)
+        return self._register(work.cancel, subscriber.undeclare, token.undeclare, queue=work)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         timer = self._executor.timer(period_s, callback)

@@ -104,7 +104,9 @@ class ArmNode:
     held (hold verdicts), refused_estop (pose, twist and gripper), wrong_frame, bad_stamp,
     watchdog_holds, driver_errors, state_errors; gripper_received, gripper_passed,
     gripper_clipped, bad_gripper (not a finite number), gripper_state_errors; guard_refused,
-    guard_errors (the guard raised: the command is refused), guard_mirror_errors. Garbled
+    guard_errors (the guard raised: the command is refused), guard_mirror_errors; superseded
+    (pose, twist and gripper commands the keep-last queue dropped for a newer one because the
+    node fell behind; refreshed on the watchdog timer, 0 on rclpy, which does not say). Garbled
     payloads never reach the node: the transport drops and counts them in
     `transport.dropped_garbled`.
     """
@@ -131,7 +133,7 @@ class ArmNode:
         self._joint_pub = transport.create_publisher(p.joint_states_topic, codec.JOINT_STATE, SENSOR_DATA)
         self._pose_pub = transport.create_publisher(p.current_pose_topic, codec.POSE_STAMPED, SENSOR_DATA)
         self._gripper_pub = transport.create_publisher(p.gripper_state_topic, codec.JOINT_STATE, SENSOR_DATA)
-        self._handles = [
+        self._command_subs = [
             transport.subscribe(p.target_pose_topic, codec.POSE_STAMPED, self._on_target_pose, COMMAND_QOS),
             transport.subscribe(
                 p.target_twist_topic, codec.TWIST_STAMPED, self._on_target_twist, COMMAND_QOS
@@ -139,6 +141,9 @@ class ArmNode:
             transport.subscribe(
                 p.gripper_command_topic, codec.FLOAT64, self._on_gripper_command, COMMAND_QOS
             ),
+        ]
+        self._handles = [
+            *self._command_subs,
             transport.create_timer(1.0 / p.state_rate_hz, self._on_state_timer),
             # Checked 4x per timeout, so a stalled command stream is held within 1.25 timeouts.
             transport.create_timer(p.watchdog_timeout_s / 4, self._on_watchdog),
@@ -323,6 +328,7 @@ class ArmNode:
             log.error("arm.hold() failed: %s", exc)
 
     def _on_watchdog(self) -> None:
+        self.counters["superseded"] = sum(sub.superseded for sub in self._command_subs)
         if self._last_pass is None or self._watchdog_fired:
             return
         if self.clock() - self._last_pass > self.params.watchdog_timeout_s:

@@ -17,6 +17,7 @@ def test_keep_last_queue_drops_the_oldest_and_reports_it() -> None:
         queue.push(i)
     assert executor.spin_once(0.0) == 2
     assert seen == [3, 4] and evicted == [0, 1, 2]
+    assert queue.evicted == 3
 
 
 def test_items_run_in_arrival_order_across_queues_and_new_work_waits_for_the_next_call() -> None:

@@ -90,6 +90,29 @@ def test_joint_states_and_garbled_payloads_between_sessions(
     assert env.dropped_garbled["/arm/joint_states"] >= 1
 
 
+def test_a_node_behind_its_keep_last_queue_sees_the_newest_and_counts_the_rest(
+    env_and_arm: tuple[ZenohTransport, ZenohTransport],
+) -> None:
+    env, arm = env_and_arm
+    received: list[float] = []
+    subscription = env.subscribe(
+        "/arm/target", codec.JOINT_STATE, lambda m: received.append(codec.joint_state_from_msg(m)[1][0]),
+        QoS.reliable(depth=1),
+    )  # fmt: skip
+    publisher = arm.create_publisher("/arm/target", codec.JOINT_STATE, QoS.reliable(depth=1))
+    assert _wait_for(
+        lambda: bool(received), lambda: (publisher.publish(_joint_state(0)), env.spin_once(0.02))
+    )
+    while env.spin_once(0.2):  # run what is still in flight from the connect loop
+        pass
+    first_drops = subscription.superseded
+    for i in range(1, 6):  # env does not spin: each newer message pushes the older one out
+        publisher.publish(_joint_state(i))
+    assert _wait_for(lambda: subscription.superseded - first_drops >= 4, lambda: time.sleep(0.01))
+    env.spin_once(0.0)
+    assert received[-1] == 5.0 and subscription.superseded - first_drops == 4
+
+
 def test_samples_carry_rmw_zenoh_key_and_attachment(port: int) -> None:
     with ZenohTransport(_listener(port, node_name="arm", distro="jazzy")) as arm:
         key = arm.key_expr("/arm/joint_states", codec.JOINT_STATE)

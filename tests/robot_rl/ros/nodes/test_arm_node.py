@@ -206,6 +206,17 @@ def test_watchdog_holds_once_after_the_timeout() -> None:
     assert rig.node.counters["watchdog_holds"] == 1 and rig.arm.holds == holds + 1
 
 
+def test_commands_superseded_while_the_node_was_behind_are_counted() -> None:
+    rig = Rig()
+    position, quat = rig.ee()
+    for _ in range(5):  # the node does not spin meanwhile: its keep-last queue keeps the newest
+        rig.pose_pub.publish(codec.pose_stamped_msg(position, quat, rig.clock.t, "base"))
+    rig.drain()
+    assert rig.node.counters["received"] == 1 and rig.node.counters["passed"] == 1
+    rig.spin_until(lambda: rig.node.counters["superseded"] > 0)  # refreshed on the watchdog timer
+    assert rig.node.counters["superseded"] == 4
+
+
 def test_estop_latches_until_released() -> None:
     rig = Rig()
     response = rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(True))
