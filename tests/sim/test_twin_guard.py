@@ -7,6 +7,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 import pytest
+from arm_doubles import RecordingArm, SteppedClock
 
 from drivers.arm import ArmReading
 from drivers.rotations import quat_mul, rotvec_to_quat
@@ -167,52 +168,6 @@ def solve(guard: TwinGuard, position: object, quat: np.ndarray) -> np.ndarray:
 # ---- the guard in the ArmNode -------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class RecordingArm:
-    """The twin as the "real" arm, recording each command with the reading it was sent in."""
-
-    def __init__(self, inner: SimArm) -> None:
-        self.inner = inner
-        self.sent: list[tuple[PoseCommand | TwistCommand, ArmReading]] = []
-        self.grippers: list[float] = []
-        self.holds = 0
-
-    def state(self) -> ArmReading:
-        return self.inner.state()
-
-    def move_to_pose(self, command: PoseCommand) -> None:
-        self.sent.append((command, self.inner.state()))
-        self.inner.move_to_pose(command)
-
-    def move_twist(self, command: TwistCommand) -> None:
-        self.sent.append((command, self.inner.state()))
-        self.inner.move_twist(command)
-
-    def joint_target(self, q: np.ndarray) -> None:
-        raise AssertionError("the arm node never sends joint targets")
-
-    def gripper(self, position: float) -> None:
-        self.grippers.append(position)
-        self.inner.gripper(position)
-
-    def hold(self) -> None:
-        self.holds += 1
-        self.inner.hold()
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class SpyGuard:
     """A TwinGuard that remembers every command it judged and its verdict."""
 
@@ -233,7 +188,7 @@ class GuardedRig:
     """An ArmNode over the twin arm, guarded by a second twin that only mirrors it."""
 
     def __init__(self) -> None:
-        self.clock = Clock()
+        self.clock = SteppedClock()
         self.twin = SimArm(clock=self.clock)
         self.arm = RecordingArm(self.twin)
         self.guard = SpyGuard(TwinGuard(config=LOW_BOX_GUARD))

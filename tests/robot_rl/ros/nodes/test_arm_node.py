@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from arm_doubles import RecordingArm, SteppedClock
 
 from drivers.arm import ArmReading
-from drivers.safety import ArmState, PoseCommand, SafetyFilter, SafetyLimits, TwistCommand
+from drivers.safety import PoseCommand, SafetyFilter, SafetyLimits
 from drivers.sim_arm import SimArm
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
@@ -25,61 +26,11 @@ from sim.assets import FINGER_JOINTS
 LIMITS = SafetyLimits((0.2, -0.3, 0.05), (0.7, 0.3, 0.6), 0.03, 0.2, 0.25, 1.0, 30.0, 0.2)
 
 
-class Clock:
-    """The one clock the twin stamps its state with and the node judges commands on; tests step it."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class RecordingArm:
-    """The twin, recording every command it is sent together with the state it was sent in."""
-
-    def __init__(self, inner: SimArm) -> None:
-        self.inner = inner
-        self.sent: list[tuple[PoseCommand | TwistCommand, ArmState]] = []
-        self.grippers: list[float] = []
-        self.holds = 0
-        self.stops = 0
-
-    def state(self) -> ArmReading:
-        return self.inner.state()
-
-    def move_to_pose(self, command: PoseCommand) -> None:
-        self.sent.append((command, self.inner.state().ee))
-        self.inner.move_to_pose(command)
-
-    def move_twist(self, command: TwistCommand) -> None:
-        self.sent.append((command, self.inner.state().ee))
-        self.inner.move_twist(command)
-
-    def joint_target(self, q: np.ndarray) -> None:
-        raise AssertionError("the arm node never sends joint targets")
-
-    def gripper(self, position: float) -> None:
-        self.grippers.append(position)
-        self.inner.gripper(position)
-
-    def hold(self) -> None:
-        self.holds += 1
-        self.inner.hold()
-
-    def stop(self) -> None:
-        self.stops += 1
-        self.inner.stop()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class Rig:
     """A node on its own bus over a fresh twin that stamps its state on the test's clock."""
 
     def __init__(self, params: ArmNodeParams | None = None) -> None:
-        self.clock = Clock()
+        self.clock = SteppedClock()
         self.twin = SimArm(clock=self.clock)
         self.arm = RecordingArm(self.twin)
         self.bus = InprocBus()
@@ -180,8 +131,8 @@ def test_fuzzed_commands_never_leave_the_safety_limits() -> None:
             rig.twin.advance(0.01)
             rig.clock.t += 0.01
     assert rig.arm.sent, "no command passed at all: the test exercised nothing"
-    for command, state in rig.arm.sent:
-        assert check.within_limits(command, state), command
+    for command, reading in rig.arm.sent:
+        assert check.within_limits(command, reading.ee), command
         if isinstance(command, PoseCommand):
             assert np.all(
                 (LIMITS.workspace_low <= command.position) & (command.position <= LIMITS.workspace_high)
