@@ -113,7 +113,9 @@ def resume_overrides(argv: list[str]) -> list[str]:
 
 
 def load_run_config(run_dir: Path, extra: list[str] | None = None) -> object:
-    """Compose a run's config from its saved overrides, as typed dataclasses."""
+    """Compose a run's config from its saved overrides, as typed dataclasses. An extra override
+    replaces the saved ones of its key and below it: `env=sim` drops the run's `env.*`, so a policy
+    trained through the twin can be evaluated in the sim (and the other way round)."""
     from hydra import compose, initialize_config_dir
 
     from robot_rl.config import register_configs
@@ -121,7 +123,13 @@ def load_run_config(run_dir: Path, extra: list[str] | None = None) -> object:
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.exists():
         raise SystemExit(f"{saved} not found: is {run_dir} a robot-rl run folder?")
-    overrides = [o for o in OmegaConf.load(saved) if _key(o) not in ("resume",)]
+    replaced = {_key(o) for o in extra or []} | {"resume"}
+
+    def kept(override: str) -> bool:
+        key = _key(override)
+        return not any(key == r or key.startswith(r + ".") for r in replaced)
+
+    overrides = [o for o in OmegaConf.load(saved) if kept(o)]
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"run_dir={run_dir}", *(extra or [])])

@@ -79,6 +79,18 @@ def test_resume_keeps_the_runs_overrides_and_todays_win(tmp_path):
     assert cfg.agent.num_critics == 4 and cfg.total_env_steps == 100
 
 
+def test_a_twin_run_evaluated_in_sim_drops_its_env_overrides(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(
+        "- env=robot_twin\n- env.ros.connect=[tcp/127.0.0.1:7447]\n- seed=3\n- agent.num_critics=4\n"
+    )
+    cfg = load_run_config(tmp_path, ["env=sim"])  # robot-rl eval RUN --override env=sim
+    assert cfg.env.kind == "sim" and cfg.env.task == "pick_cube"
+    assert cfg.seed == 3 and cfg.agent.num_critics == 4  # the rest of the run's config stays
+    cfg = load_run_config(tmp_path, ["env.ros.connect=[tcp/10.0.0.2:7447]"])
+    assert cfg.env.kind == "robot" and cfg.env.ros.connect == ["tcp/10.0.0.2:7447"]
+
+
 def test_resume_without_run_dir_is_refused():
     with pytest.raises(SystemExit, match="run_dir"):
         resume_overrides(["resume=true"])
