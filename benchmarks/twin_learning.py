@@ -10,13 +10,17 @@ the learner beyond max_actor_lead_steps: between any two steps in the stepped si
 episodes on the twin, whose world keeps moving) and are evaluated in their own env. Reported: final
 success per run, IQM over seeds with a 95% bootstrap interval.
 
-    python -m benchmarks.twin_learning                      # 3 seeds, 7,500 env steps
-    python -m benchmarks.twin_learning --seeds 0 1 2 3 4 --steps 10000
+    python -m benchmarks.twin_learning                      # 3 seeds, 10,000 env steps
+    python -m benchmarks.twin_learning --steps 7500          # its own section in RESULTS.md
+
+Each budget writes its own section (twin_learning_<steps>) and results/twin_learning_<steps>.json.
+The ROS rows also give the actor's control period and the arm node's counters from the bringup.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import signal
 import socket
@@ -54,16 +58,24 @@ def _bringup(port: int, seed: int, log: Path) -> subprocess.Popen:
     return proc
 
 
+def _arm_counters(log: Path) -> dict[str, int]:
+    """The arm node's counters from the bringup's last status line."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith("bringup:") and "{" in line]
+    return ast.literal_eval(lines[-1][lines[-1].index("{") :])["arm"] if lines else {}
+
+
 def run_one(path: str, seed: int, steps: int, eval_episodes: int) -> dict:
-    run_dir = OUT / f"{path}_s{seed}"
+    out = OUT / str(steps)
+    run_dir = out / f"{path}_s{seed}"
     common = [f"seed={seed}", f"total_env_steps={steps}", f"final_eval_episodes={eval_episodes}"]
     t0 = time.monotonic()
     if path == "direct":
         result = run_train(run_dir, common)
     else:
-        OUT.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         port = _free_port()
-        node = _bringup(port, seed, OUT / f"bringup_s{seed}.log")
+        bringup_log = out / f"bringup_s{seed}.log"
+        node = _bringup(port, seed, bringup_log)
         try:
             result = run_train(
                 run_dir, [*common, "env=robot_twin", f"env.ros.connect=[tcp/127.0.0.1:{port}]"]
@@ -73,13 +85,18 @@ def run_one(path: str, seed: int, steps: int, eval_episodes: int) -> dict:
             node.wait(timeout=30)
     minutes = (time.monotonic() - t0) / 60
     print(f"  {path} seed {seed}: success {result['success_rate']:.2f} ({minutes:.1f} min)", flush=True)
-    return {"success": result["success_rate"], "minutes": minutes, "env_steps": result["env_steps"]}
+    row = {"success": result["success_rate"], "minutes": minutes, "env_steps": result["env_steps"]}
+    if path == "ros":
+        timing = json.loads((run_dir / "actor_timing.json").read_text())
+        row |= {"period_ms_p50": timing["period_ms_p50"], "period_ms_p99": timing["period_ms_p99"]}
+        row["arm_counters"] = _arm_counters(bringup_log)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=7_500)
+    parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--paths", nargs="+", default=["ros", "direct"], choices=["ros", "direct"])
     parser.add_argument("--jobs", type=int, default=3, help="runs at a time")
@@ -99,6 +116,7 @@ def main() -> None:
             "iqm": iqm(success),
             "ci95": list(bootstrap_ci(success, iqm)),
             "minutes": [r["minutes"] for r in results],
+            "runs": results,
         }
     rows = [
         "| path | success IQM | 95% CI | per seed | wall minutes per run (median) |",
@@ -113,13 +131,28 @@ def main() -> None:
         minutes = sorted(s["minutes"])[len(s["minutes"]) // 2]
         ci = f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
         rows.append(f"| {labels[path]} | {s['iqm']:.2f} | {ci} | {per_seed} | {minutes:.1f} |")
+    pipeline = ""
+    if "ros" in runs:
+        ros = runs["ros"]
+        totals = {
+            k: sum(r["arm_counters"].get(k, 0) for r in ros) for k in ("passed", "clipped", "watchdog_holds")
+        }
+        p50 = ", ".join(f"{r['period_ms_p50']:.1f}" for r in ros)
+        p99 = ", ".join(f"{r['period_ms_p99']:.1f}" for r in ros)
+        pipeline = (
+            f"\n\nROS path, per run: the actor's control period p50 {p50} ms, p99 {p99} ms; "
+            f"over all runs the arm node passed {totals['passed']:,} pose commands, clipped "
+            f"{totals['clipped']:,} to the safety filter's step limit, and its watchdog held the arm "
+            f"{totals['watchdog_holds']:,} times (the actor waiting for the learner between episodes, "
+            "and the end of each run)."
+        )
     markdown = (
         f"## twin_learning: pick_cube through the twin's ROS path vs the direct sim env\n\n"
         f"{args.steps:,} env steps per run, seeds {args.seeds}, default recipe (20 scripted demos, SAC, "
         f"max_actor_lead_steps=200, the ROS actor pausing only between episodes); final evaluation: "
         f"{args.eval_episodes} deterministic episodes per run in the run's own env (the ROS runs are "
         f"evaluated through the twin). IQM over seeds, 95% bootstrap "
-        f"interval. {args.jobs} runs at a time on this machine.\n\n" + "\n".join(rows)
+        f"interval. {args.jobs} runs at a time on this machine.\n\n" + "\n".join(rows) + pipeline
     )
     payload = {
         "seeds": args.seeds,
@@ -127,9 +160,10 @@ def main() -> None:
         "eval_episodes": args.eval_episodes,
         "paths": summary,
     }
-    write_results(
-        "twin_learning", payload, markdown, "python -m benchmarks.twin_learning", section=not args.smoke
+    command = "python -m benchmarks.twin_learning" + (
+        "" if args.steps == 10_000 else f" --steps {args.steps}"
     )
+    write_results(f"twin_learning_{args.steps}", payload, markdown, command, section=not args.smoke)
     print(json.dumps(summary, indent=2))
 
 
