@@ -1,4 +1,4 @@
-"""The actor process: observe, act, step, record, send. It never waits on the learner.
+"""The actor process: observe, act, step, record, send. It never blocks on sending.
 
 Weights are picked up whenever a newer version appears. The actor may pause while it is more
 than `max_actor_lead_steps` ahead of what the learner has trained on (a pacing knob for
