@@ -36,7 +36,6 @@ import math
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,12 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import free_port, write_results
 from drivers.camera import CameraIntrinsics, CameraNotStarted, Frame
 from drivers.safety import PoseCommand, SafetyFilter
 from robot_rl.envs.robot_env import ObservationTimeout, RobotEnv, RobotEnvConfig, RobotTopics
 from robot_rl.ros import codec
-from robot_rl.ros.bringup import SafetySpec
+from robot_rl.ros.bringup import SafetySpec, SpinThreads
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
@@ -188,25 +187,14 @@ class RobotSide:
             camera.start()
             tr = self.transports[name] = make_transport(f"{name}_node")
             self.nodes[name] = TimedCameraNode(tr, camera, CameraNodeParams(name, FPS))
-        self._running = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._spinners = SpinThreads()  # as bringup spins its nodes
 
     def start(self) -> None:
-        self._running.set()
-        for name, transport in self.transports.items():
-            thread = threading.Thread(target=self._spin, args=(transport,), name=f"spin-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _spin(self, transport: Transport) -> None:
-        while self._running.is_set():
-            transport.spin_once(0.05)  # as bringup spins its nodes
+        self._spinners.start(self.transports)
 
     def stop(self) -> None:
         """Stop spinning: no callback runs after this, so the records hold still."""
-        self._running.clear()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
+        self._spinners.stop()
 
     def close(self) -> None:
         self.stop()
@@ -271,9 +259,7 @@ class Server:
     """A robot-side process of this script (`--serve`) listening on a free loopback port."""
 
     def __init__(self, tmp: Path, arm: bool, n_cameras: int) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.out, self.log = tmp / f"serve_{self.port}.json", tmp / f"serve_{self.port}.log"
         cmd = [sys.executable, "-m", "benchmarks.ros_latency", "--serve", str(self.port),
                "--arm", str(int(arm)), "--cameras", str(n_cameras), "--out", str(self.out)]  # fmt: skip

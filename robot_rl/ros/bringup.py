@@ -156,6 +156,32 @@ def _camera(spec: CameraSpec, scene: Any) -> Any:
     return RealSenseCamera(RealSenseConfig(spec.serial_number, spec.width, spec.height, spec.fps))
 
 
+class SpinThreads:
+    """One spin thread per node's transport, so a slow node (a camera) never delays another (the
+    arm's state). stop() joins them: no callback runs after it."""
+
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, transports: dict[str, Transport]) -> None:
+        self._running.set()
+        for name, transport in transports.items():
+            thread = threading.Thread(target=self._spin, args=(transport,), name=f"spin-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _spin(self, transport: Transport) -> None:
+        while self._running.is_set():
+            transport.spin_once(0.05)
+
+    def stop(self) -> None:
+        self._running.clear()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        self._threads.clear()
+
+
 class Bringup:
     """The nodes of one config, each on its own transport (one ROS node each) and spin thread."""
 
@@ -165,8 +191,7 @@ class Bringup:
         self.nodes: dict[str, Any] = {}
         self.transports: dict[str, Transport] = {}
         self._closers: list[Callable[[], None]] = []
-        self._threads: list[threading.Thread] = []
-        self._running = threading.Event()
+        self._spinners = SpinThreads()
         wanted = set(cfg.nodes) or {"arm", "task", *[c.name for c in cfg.cameras]}
         try:
             self._build(wanted, clock)
@@ -219,24 +244,14 @@ class Bringup:
         self.nodes[name] = make(transport)
 
     def start(self) -> None:
-        """Spin every node on its own thread (a slow camera never delays the arm's state)."""
-        self._running.set()
-        for name, transport in self.transports.items():
-            thread = threading.Thread(target=self._spin, args=(transport,), name=f"spin-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _spin(self, transport: Transport) -> None:
-        while self._running.is_set():
-            transport.spin_once(0.05)
+        """Spin every node on its own thread."""
+        self._spinners.start(self.transports)
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {name: dict(node.counters) for name, node in self.nodes.items()}
 
     def close(self) -> None:
-        self._running.clear()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
+        self._spinners.stop()
         for name, node in self.nodes.items():
             node.destroy()
             self.transports[name].shutdown()
