@@ -61,6 +61,17 @@ class Reason(str, Enum):
 _FORCE_REASONS = {Reason.NO_FORCE, Reason.FORCE_LIMIT}
 
 
+def workspace_corner(raw: object, what: str) -> np.ndarray:
+    """A workspace box corner as 3 finite float64s (m, base frame); ValueError naming `what`."""
+    try:
+        corner = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        corner = np.full(0, np.nan)
+    if corner.shape != (3,) or not np.all(np.isfinite(corner)):
+        raise ValueError(f"{what} must be 3 finite numbers (m, base frame), got {raw!r}")
+    return corner
+
+
 @dataclass(frozen=True)
 class SafetyLimits:
     """Limits every command to the arm must satisfy (units in the field names / comments)."""
@@ -77,13 +88,7 @@ class SafetyLimits:
 
     def __post_init__(self) -> None:
         for name in ("workspace_low", "workspace_high"):
-            raw = getattr(self, name)
-            try:
-                box = np.asarray(raw, dtype=np.float64)
-            except (TypeError, ValueError):
-                box = np.full(0, np.nan)
-            if box.shape != (3,) or not np.all(np.isfinite(box)):
-                raise ValueError(f"SafetyLimits.{name} must be 3 finite numbers (m, base frame), got {raw!r}")
+            box = workspace_corner(getattr(self, name), f"SafetyLimits.{name}")
             object.__setattr__(self, name, tuple(float(x) for x in box))
         for axis, lo, hi in zip("xyz", self.workspace_low, self.workspace_high, strict=True):
             if not lo < hi:

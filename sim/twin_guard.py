@@ -32,7 +32,7 @@ import mujoco
 import numpy as np
 
 from drivers.rotations import integrate_angular_velocity
-from drivers.safety import PoseCommand, TwistCommand, rotation_angle
+from drivers.safety import PoseCommand, TwistCommand, rotation_angle, workspace_corner
 from sim.assets import ARM_JOINTS, FINGER_JOINTS, HOME_QPOS, build_model
 from sim.controller import DiffIKController
 
@@ -58,7 +58,8 @@ class TwinGuardConfig:
     arm_xml: str | None = None  # an external arm (sim/assets.py names) when no model is given
 
     def __post_init__(self) -> None:
-        low, high = _box(self.workspace_low, "workspace_low"), _box(self.workspace_high, "workspace_high")
+        low = workspace_corner(self.workspace_low, "TwinGuardConfig.workspace_low")
+        high = workspace_corner(self.workspace_high, "TwinGuardConfig.workspace_high")
         if not np.all(low < high):
             raise ValueError(f"TwinGuardConfig.workspace_low {low} must be below workspace_high {high}")
         self.workspace_low, self.workspace_high = tuple(low.tolist()), tuple(high.tolist())
@@ -80,16 +81,6 @@ class TwinGuardConfig:
 
 def _number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _box(raw: object, name: str) -> np.ndarray:
-    try:
-        box = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError):
-        box = np.full(0, np.nan)
-    if box.shape != (3,) or not np.all(np.isfinite(box)):
-        raise ValueError(f"TwinGuardConfig.{name} must be 3 finite numbers (m, base frame), got {raw!r}")
-    return box
 
 
 @dataclass(frozen=True)
