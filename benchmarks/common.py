@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ def machine_line(m: dict[str, Any]) -> str:
         f"Machine: {m['cpu']} ({m['cores']} cores){gpu}; torch {m['torch']} with "
         f"{m['torch_threads']} thread(s); {m['date']}."
     )
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now, for a process of the benchmark to listen on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_results(

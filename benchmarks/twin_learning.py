@@ -23,27 +23,20 @@ import argparse
 import ast
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import BENCH_DIR, run_train, write_results
+from benchmarks.common import BENCH_DIR, free_port, run_train, write_results
 from robot_rl.eval.stats import bootstrap_ci, iqm
 
 OUT = BENCH_DIR / "out" / "twin_learning"
 REPO = BENCH_DIR.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _bringup(port: int, seed: int, log: Path) -> subprocess.Popen:
+def start_bringup(port: int, seed: int, log: Path) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "robot_rl.ros.bringup", str(REPO / "configs/bringup/twin.yaml"),
         f"ros.listen=[tcp/127.0.0.1:{port}]", f"seed={seed}", "status_every_s=60",
@@ -73,9 +66,9 @@ def run_one(path: str, seed: int, steps: int, eval_episodes: int) -> dict:
         result = run_train(run_dir, common)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = free_port()
         bringup_log = out / f"bringup_s{seed}.log"
-        node = _bringup(port, seed, bringup_log)
+        node = start_bringup(port, seed, bringup_log)
         try:
             result = run_train(
                 run_dir, [*common, "env=robot_twin", f"env.ros.connect=[tcp/127.0.0.1:{port}]"]

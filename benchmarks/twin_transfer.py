@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import write_results
-from benchmarks.twin_learning import OUT, REPO, _bringup, _free_port
+from benchmarks.common import free_port, write_results
+from benchmarks.twin_learning import OUT, REPO, start_bringup
 
 
 def evaluate(run_dir: Path, episodes: int, overrides: list[str]) -> float:
@@ -45,8 +45,8 @@ def main() -> None:
         path, seed = run.name.rsplit("_s", 1)
         own = json.loads((run / "eval.json").read_text())["success_rate"]
         if path == "direct":  # through the twin: a bringup of its own, as in twin_learning
-            port = _free_port()
-            node = _bringup(port, int(seed), runs_dir / f"transfer_bringup_s{seed}.log")
+            port = free_port()
+            node = start_bringup(port, int(seed), runs_dir / f"transfer_bringup_s{seed}.log")
             try:
                 other = evaluate(
                     run, args.episodes, ["env=robot_twin", f"env.ros.connect=[tcp/127.0.0.1:{port}]"]
