@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import write_results
 from robot_rl.agents.sac import SACAgent, SACConfig
-from robot_rl.types import Batch
+from robot_rl.transition import Batch
 
 STATE_DIM, ACTION_DIM, BATCH, HIDDEN = 30, 4, 256, [256, 256]
 N_UPDATES, REPEATS, WARMUP = 200, 7, 50

@@ -148,7 +148,7 @@ def _eval(argv: list[str]) -> None:
 
     from robot_rl.envs.factory import make_env
     from robot_rl.eval.rollout import run_episodes
-    from robot_rl.runtime.setup import build_agent, set_torch_threads
+    from robot_rl.runtime.process import build_agent, set_torch_threads
     from robot_rl.runtime.transport import load_weights
 
     target = Path(args.target)

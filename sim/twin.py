@@ -1,7 +1,7 @@
 """The MuJoCo twin of a task scene, standing behind the same drivers as the hardware.
 
 A TwinScene is one sim task's scene (arm, table, objects) driven through the Arm protocol
-(drivers/sim_arm.py) and seen through the Camera protocol (drivers/sim_camera.py), so the ROS
+(sim/sim_arm.py) and seen through the Camera protocol (sim/sim_camera.py), so the ROS
 nodes, the RobotEnv, the actor and the learner run unchanged with no robot. What hardware has
 no driver for comes from the scene itself: the object's pose (a tracker on a real robot), the
 task's success (a reward classifier or a person) and a scene reset (a person, or a scripted
@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.sim_arm import SimArm, SimArmConfig
-from drivers.sim_camera import SimCamera, SimCameraConfig
+from sim.sim_arm import SimArm, SimArmConfig
+from sim.sim_camera import SimCamera, SimCameraConfig
 from sim.tasks import TASKS, SimConfig, SimTaskEnv
 
 

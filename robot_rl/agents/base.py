@@ -1,16 +1,52 @@
-"""Agent registry: build any agent by name from its (structured) config."""
+"""The agent seam: the Agent protocol the runtime calls, and the registry that builds agents by name."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
+import numpy as np
+import torch
 
-from robot_rl.types import Agent
+from robot_rl.transition import Batch, Obs
 
 __all__ = ["AGENTS", "Agent", "make_agent", "to_config"]
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the runtime needs from an algorithm (SAC, residual, diffusion, BC).
+
+    The actor process builds the same agent from the same config and only calls act() and
+    load_policy_state(); the learner calls update() and the state methods.
+    """
+
+    def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
+        """One unbatched observation -> float32[A] action in [-1, 1]."""
+        ...
+
+    def update(self, batches: Iterator[Batch]) -> dict[str, float]:
+        """Take as many batches as the algorithm's UTD needs; return scalar metrics."""
+        ...
+
+    @property
+    def updates_per_call(self) -> int:
+        """Gradient steps one update() call makes (its UTD loop length)."""
+        ...
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """Weights the actor needs (a flat tensor dict, safe for weights_only loading)."""
+        ...
+
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to resume training: networks, optimisers, temperature."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def _sac() -> tuple[type, type]:

@@ -22,7 +22,7 @@ from robot_rl.agents.common import (
     unpack_policy_state,
 )
 from robot_rl.nets.actor import TanhGaussianActor
-from robot_rl.types import Batch, Obs
+from robot_rl.transition import Batch, Obs
 
 
 @dataclass
@@ -65,7 +65,7 @@ def bc_loss(
 
 
 class BCAgent:
-    """Behaviour cloning implementing robot_rl.types.Agent; act() is always deterministic."""
+    """Behaviour cloning implementing robot_rl.agents.base.Agent; act() is always deterministic."""
 
     def __init__(
         self,

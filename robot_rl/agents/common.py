@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from robot_rl.nets.encoders import ObsEncoder, random_shift
-from robot_rl.types import Batch, Obs
+from robot_rl.transition import Batch, Obs
 
 
 def image_shapes(obs_space: gym.spaces.Dict) -> dict[str, tuple[int, int]]:

@@ -28,7 +28,7 @@ from robot_rl.agents.common import (
 )
 from robot_rl.nets.actor import TanhGaussianActor
 from robot_rl.nets.ensemble import EnsembleMLP
-from robot_rl.types import Batch, Obs
+from robot_rl.transition import Batch, Obs
 
 
 @dataclass
@@ -127,7 +127,7 @@ def temperature_loss(
 
 
 class SACAgent:
-    """RLPD-style SAC implementing robot_rl.types.Agent.
+    """RLPD-style SAC implementing robot_rl.agents.base.Agent.
 
     With cameras, the encoder belongs to the critic and is trained by the critic loss; the actor
     reads its features detached (DrQ/RLPD), and the target critic has its own target encoder.

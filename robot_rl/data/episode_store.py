@@ -6,7 +6,7 @@ Layout (zarr format 2, so diffusion_policy's zarr-2 code opens it too):
     meta/has_final_obs    bool[N_ep]      whether meta/final_<key> holds episode i's last observation
     meta/final_<key>      [N_ep, ...]     observation after the last step ("state", "image_<cam>")
 
-Keys in our own episodes are "state", "image_<cam>" (uint8 [T, H, W, 3]) and robot_rl.types.STEP_KEYS;
+Keys in our own episodes are "state", "image_<cam>" (uint8 [T, H, W, 3]) and robot_rl.transition.STEP_KEYS;
 stores written by diffusion_policy (keys such as "img", "state", "action") open as well.
 
 Crash safety: an append writes data/ first, then meta/final_*, and extends meta/episode_ends last,
@@ -28,7 +28,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync as _zarr_sync
 
-from robot_rl.types import IMAGE_PREFIX
+from robot_rl.transition import IMAGE_PREFIX
 
 DEFAULT_CHUNK_STEPS = 1024  # low-dim rows per chunk: few files, cheap partial-chunk rewrites
 IMAGE_CHUNK_BYTES = 256 * 1024  # a few frames per chunk so random frame reads stay cheap

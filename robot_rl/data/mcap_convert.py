@@ -49,7 +49,7 @@ from robot_rl.envs.robot_state import robot_state
 from robot_rl.ros import codec
 from robot_rl.ros.codec import DEFAULT_DISTRO, CodecError, Distro, get_codec
 from robot_rl.ros.rmw_zenoh_keys import fully_qualified_name
-from robot_rl.types import IMAGE_PREFIX
+from robot_rl.transition import IMAGE_PREFIX
 
 _CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # What rosbags raises on a damaged file besides ReaderError: a record cut short or garbled, or a

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.types import Batch
+from robot_rl.transition import Batch
 
 
 def _concat(a: Any, b: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.types import IMAGE_PREFIX, Batch, flat_to_obs
+from robot_rl.transition import IMAGE_PREFIX, Batch, flat_to_obs
 
 ObsSpec = Mapping[str, tuple[tuple[int, ...], np.dtype]]
 _MAX_REJECTION_ROUNDS = 32
@@ -256,7 +256,7 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int) -> Batch:
-        """B uniformly drawn transitions with n-step returns (numpy Batch, see robot_rl.types.Batch).
+        """B uniformly drawn transitions with n-step returns (numpy Batch, see robot_rl.transition.Batch).
 
         obs / next_obs: {"state": float32[B, D], "images": {cam: uint8[B, H, W, 3]}};
         action float32[B, A]; reward float32[B] (sum of gamma^k r); discount float32[B].

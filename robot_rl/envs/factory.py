@@ -12,7 +12,7 @@ EnvConfig = SimEnvConfig | GymEnvConfig | RobotEnvConfig
 
 
 def make_env(cfg: EnvConfig, seed: int | None = None) -> gym.Env:
-    """Build the env named by cfg. Observations follow robot_rl.types; actions are in [-1, 1].
+    """Build the env named by cfg. Observations follow robot_rl.transition; actions are in [-1, 1].
 
     A robot env connects to its topics at its first reset, not here, so building one to read its
     spaces (the learner does) touches no robot.

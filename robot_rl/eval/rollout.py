@@ -7,8 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.agents.base import Agent
 from robot_rl.eval.stats import success_rate_ci
-from robot_rl.types import Agent
 
 
 def run_episodes(

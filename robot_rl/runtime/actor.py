@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.agents.base import Agent
 from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.eval.rollout import run_episodes
+from robot_rl.runtime.process import build_agent, post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.sender import TransitionSender
-from robot_rl.runtime.setup import build_agent, post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.transport import ActorTransport
-from robot_rl.types import Agent, obs_to_flat
+from robot_rl.transition import obs_to_flat
 
 
 @dataclass

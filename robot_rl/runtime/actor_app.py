@@ -24,7 +24,7 @@ from robot_rl.runtime.actor import Actor, ActorShared
 from robot_rl.runtime.net.client import GrpcActorTransport
 from robot_rl.runtime.net.codec import spaces_json
 from robot_rl.runtime.net.security import actor_token
-from robot_rl.runtime.setup import set_torch_threads
+from robot_rl.runtime.process import set_torch_threads
 from robot_rl.runtime.train import Progress, prepare_run_dir
 
 

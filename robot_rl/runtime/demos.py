@@ -14,7 +14,7 @@ import numpy as np
 from robot_rl.config import DemoConfig, SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env, sim_env_config
-from robot_rl.types import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
+from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
 
 
 def load_policy_factory(import_path: str) -> Callable[[Any], Callable[[Any], np.ndarray]]:

@@ -18,7 +18,7 @@ import numpy as np
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.transport import ActorRestarted, TransitionChunk
-from robot_rl.types import IMAGE_PREFIX
+from robot_rl.transition import IMAGE_PREFIX
 
 
 def _is_obs_key(key: str) -> bool:

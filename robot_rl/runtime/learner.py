@@ -21,7 +21,7 @@ from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.runtime.ingest import Ingest
-from robot_rl.runtime.setup import (
+from robot_rl.runtime.process import (
     build_agent,
     is_offline,
     post_status,

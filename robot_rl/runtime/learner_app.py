@@ -22,7 +22,7 @@ from robot_rl.runtime.learner import Learner, LearnerShared
 from robot_rl.runtime.net.codec import spaces_json
 from robot_rl.runtime.net.security import TOKEN_FILE, learner_token
 from robot_rl.runtime.net.server import GrpcLearnerTransport
-from robot_rl.runtime.setup import set_torch_threads
+from robot_rl.runtime.process import set_torch_threads
 from robot_rl.runtime.train import PrintClock, RunFailed, prepare_run_dir
 
 

@@ -28,7 +28,7 @@ from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.actor import ActorShared, actor_main
 from robot_rl.runtime.demos import check_demos_fit, prepare_demos
 from robot_rl.runtime.learner import LearnerShared, learner_main
-from robot_rl.runtime.setup import build_agent, set_torch_threads
+from robot_rl.runtime.process import build_agent, set_torch_threads
 from robot_rl.runtime.transport import LocalTransport, load_weights
 
 WEIGHTS_FILE = Path("weights") / "policy.pt"

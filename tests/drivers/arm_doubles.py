@@ -11,7 +11,7 @@ import numpy as np
 
 from drivers.arm import ArmReading
 from drivers.safety import PoseCommand, TwistCommand
-from drivers.sim_arm import SimArm
+from sim.sim_arm import SimArm
 
 
 class CallLog:

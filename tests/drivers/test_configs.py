@@ -8,10 +8,10 @@ from omegaconf import OmegaConf
 
 from drivers.franka import FrankaConfig
 from drivers.realsense import RealSenseConfig
-from drivers.sim_arm import SimArmConfig
-from drivers.sim_camera import SimCameraConfig
 from drivers.ur import URConfig
 from drivers.xarm import XArmConfig
+from sim.sim_arm import SimArmConfig
+from sim.sim_camera import SimCameraConfig
 
 CONFIGS = [SimArmConfig, SimCameraConfig, RealSenseConfig, URConfig, FrankaConfig, XArmConfig]
 

@@ -6,7 +6,7 @@ from robot_rl.agents.sac import SACAgent
 from robot_rl.cli import load_run_config, resume_overrides
 from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.envs.factory import make_env
-from robot_rl.runtime.setup import build_agent
+from robot_rl.runtime.process import build_agent
 
 
 def compose(overrides: list[str]) -> TrainConfig:

@@ -12,12 +12,12 @@ from arm_doubles import RecordingArm, SteppedClock
 from drivers.arm import ArmReading
 from drivers.rotations import quat_mul, rotvec_to_quat
 from drivers.safety import PoseCommand, SafetyFilter, SafetyLimits, TwistCommand
-from drivers.sim_arm import SimArm
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode
 from sim.assets import HOME_QPOS, arm_only_xml
 from sim.controller import DiffIKController
+from sim.sim_arm import SimArm
 from sim.twin_guard import GuardVerdict, TwinGuard, TwinGuardConfig
 
 OPEN_BOX = TwinGuardConfig(workspace_low=(-1.0, -1.0, -1.0), workspace_high=(1.0, 1.0, 1.0))

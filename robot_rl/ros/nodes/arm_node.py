@@ -370,8 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--watchdog-timeout-s", type=float, default=0.2)
     args = parser.parse_args(argv)
     from drivers.safety import SafetyLimits
-    from drivers.sim_arm import SimArm, SimArmConfig
     from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
+    from sim.sim_arm import SimArm, SimArmConfig
 
     arm = SimArm(SimArmConfig(realtime=True), clock=time.time)
     # The twin's reachable box in front of the table, with servo-step limits for a 10..100 Hz policy.

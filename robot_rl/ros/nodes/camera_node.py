@@ -184,9 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-hz", type=float, default=30.0)
     parser.add_argument("--resize", type=int, nargs=2, metavar=("W", "H"))
     args = parser.parse_args(argv)
-    from drivers.sim_arm import SimArm, SimArmConfig
-    from drivers.sim_camera import SimCamera
     from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
+    from sim.sim_arm import SimArm, SimArmConfig
+    from sim.sim_camera import SimCamera
 
     arm = SimArm(SimArmConfig(realtime=True))
     camera: Any = SimCamera.for_arm(arm)

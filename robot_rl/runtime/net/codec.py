@@ -19,7 +19,7 @@ from numcodecs import Blosc
 
 from robot_rl.runtime.net import protocol_pb2 as pb
 from robot_rl.runtime.transport import TransitionChunk
-from robot_rl.types import IMAGE_PREFIX, STEP_KEYS
+from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS
 
 PROTOCOL_VERSION = 1
 SERVICE = "robot_rl.v1.Learner"

@@ -12,9 +12,10 @@ import torch
 from omegaconf import OmegaConf
 
 from robot_rl.agents import make_agent
+from robot_rl.agents.base import Agent
 from robot_rl.agents.bc import BCConfig
 from robot_rl.agents.sac import SACAgent, SACConfig, actor_loss, critic_loss, td_target, temperature_loss
-from robot_rl.types import Agent, Batch
+from robot_rl.transition import Batch
 
 D, A = 6, 3
 

@@ -15,7 +15,7 @@ import pytest
 import zarr
 
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.types import STEP_KEYS
+from robot_rl.transition import STEP_KEYS
 
 
 def make_episode(t: int, seed: int = 0, cams: tuple[str, ...] = ("wrist",)) -> tuple[dict, dict]:

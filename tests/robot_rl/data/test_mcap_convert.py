@@ -21,7 +21,7 @@ from robot_rl.envs.robot_state import robot_state, state_dim
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.record import Recorder
-from robot_rl.types import STEP_KEYS
+from robot_rl.transition import STEP_KEYS
 
 T0_NS = 1_700_000_000_000_000_000
 ROBOT_DT_NS = 20_000_000  # the robot publishes at 50 Hz; iteration i is at T0 + i * 20 ms

@@ -7,7 +7,7 @@ import pytest
 
 from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.types import Batch
+from robot_rl.transition import Batch
 
 SPEC = {"state": ((1,), np.float32), "image_cam": ((2, 2, 3), np.uint8)}
 

@@ -17,11 +17,11 @@ from arm_doubles import RecordingArm, SteppedClock
 
 from drivers.arm import ArmReading
 from drivers.safety import PoseCommand, SafetyFilter, SafetyLimits
-from drivers.sim_arm import SimArm
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from sim.assets import FINGER_JOINTS
+from sim.sim_arm import SimArm
 
 LIMITS = SafetyLimits((0.2, -0.3, 0.05), (0.7, 0.3, 0.6), 0.03, 0.2, 0.25, 1.0, 30.0, 0.2)
 

@@ -21,7 +21,7 @@ from robot_rl.runtime.net.codec import (
     weights_to_bytes,
 )
 from robot_rl.runtime.transport import TransitionChunk
-from robot_rl.types import STEP_KEYS
+from robot_rl.transition import STEP_KEYS
 
 LIMIT = 2**20
 H, W = 12, 16

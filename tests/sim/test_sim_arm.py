@@ -14,7 +14,7 @@ import pytest
 
 from drivers.arm import Arm, ArmLimitViolation
 from drivers.safety import PoseCommand, TwistCommand
-from drivers.sim_arm import SimArm, SimArmConfig
+from sim.sim_arm import SimArm, SimArmConfig
 
 NO_TURN = np.zeros(3)
 
@@ -134,7 +134,7 @@ def test_needs_no_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_runs_with_gl_disabled() -> None:
     code = (
-        "from drivers.sim_arm import SimArm; a = SimArm(); a.advance(0.1); "
+        "from sim.sim_arm import SimArm; a = SimArm(); a.advance(0.1); "
         "print(round(a.state().vendor_stamp, 3))"
     )
     env = {**os.environ, "MUJOCO_GL": "disable", "PYOPENGL_PLATFORM": ""}

@@ -4,7 +4,7 @@ The same node code then runs against the twin and the hardware. Cartesian comman
 sim/controller.py's DiffIKController at physics rate; joint targets go straight to the position
 servos. Physics advances either when told (advance(seconds): deterministic, for tests and
 lock-step use) or, with realtime=True, on a background thread that keeps sim time in step with
-the wall clock. State only: nothing here renders, so it needs no GL (drivers/sim_camera.py
+the wall clock. State only: nothing here renders, so it needs no GL (sim/sim_camera.py
 renders a camera of the same model and data).
 
 A twist is integrated into the Cartesian target each physics step and, like the real drivers'

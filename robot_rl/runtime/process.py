@@ -9,10 +9,10 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from robot_rl.agents.base import Agent
 from robot_rl.agents.bc import BCAgent, BCConfig
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.config import TrainConfig
-from robot_rl.types import Agent
 
 
 def set_torch_threads(n: int) -> None:

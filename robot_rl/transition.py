@@ -1,15 +1,15 @@
-"""Data types shared by envs, data, agents and runtime.
+"""The observation and transition formats shared by envs, data, agents and runtime.
 
-One observation format everywhere (see DESIGN.md):
+One observation format everywhere (docs/architecture.md):
     {"state": float32[D], "images": {camera: uint8[H, W, 3]}}
 "images" is absent when the env has no cameras. Actions are float32 in [-1, 1].
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,37 +76,3 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
-
-
-@runtime_checkable
-class Agent(Protocol):
-    """What the runtime needs from an algorithm (SAC, residual, diffusion, BC).
-
-    The actor process builds the same agent from the same config and only calls act() and
-    load_policy_state(); the learner calls update() and the state methods.
-    """
-
-    def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
-        """One unbatched observation -> float32[A] action in [-1, 1]."""
-        ...
-
-    def update(self, batches: Iterator[Batch]) -> dict[str, float]:
-        """Take as many batches as the algorithm's UTD needs; return scalar metrics."""
-        ...
-
-    @property
-    def updates_per_call(self) -> int:
-        """Gradient steps one update() call makes (its UTD loop length)."""
-        ...
-
-    def policy_state(self) -> dict[str, torch.Tensor]:
-        """Weights the actor needs (a flat tensor dict, safe for weights_only loading)."""
-        ...
-
-    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything to resume training: networks, optimisers, temperature."""
-        ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...

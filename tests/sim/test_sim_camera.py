@@ -10,8 +10,8 @@ import pytest
 
 from drivers.camera import Camera, CameraError, CameraNotStarted
 from drivers.safety import PoseCommand
-from drivers.sim_arm import SimArm
-from drivers.sim_camera import SimCamera, SimCameraConfig
+from sim.sim_arm import SimArm
+from sim.sim_camera import SimCamera, SimCameraConfig
 
 BALL_SCENE = """
 <mujoco>

@@ -30,7 +30,7 @@ from drivers.camera import (
 )
 
 if TYPE_CHECKING:
-    from drivers.sim_arm import SimArm
+    from sim.sim_arm import SimArm
 
 
 @dataclass
