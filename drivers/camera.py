@@ -4,7 +4,7 @@ A driver is started, polled for its newest frame, and stopped. latest() never bl
 camera node calls it from a timer and publishes only frames with a new frame_number, so a slow
 or stalled camera shows up as missing frames, not as a blocked executor.
 
-Images follow the project's observation format (DESIGN.md): color uint8 (H, W, 3) RGB; depth
+Images follow the project's observation format (docs/architecture.md): color uint8 (H, W, 3) RGB; depth
 uint16 (H, W) in units of Frame.depth_scale_m metres (0 = no reading). Intrinsics use the pinhole
 model with pixel centres at integer coordinates (OpenCV / ROS CameraInfo convention).
 """
