@@ -31,11 +31,20 @@ class WorkQueue:
         self._depth = depth
         self.run = run
         self._on_evict = on_evict
+        self._watchers: tuple[Callable[[Any], None], ...] = ()
         self.cancelled = False
         self.evicted = 0  # items dropped for newer ones (the consumer fell behind)
 
+    def watch(self, watcher: Callable[[Any], None]) -> None:
+        """Call watcher(item) with every item pushed from now on, on the pushing thread just before
+        the item is queued, so a time it takes precedes the item's run (a latency probe's hook).
+        It must be quick and must not raise: it delays, or breaks, the middleware's delivery."""
+        self._watchers = (*self._watchers, watcher)  # swapped whole: a concurrent push sees old or new
+
     def push(self, item: Any) -> None:
         """Queue item (from any thread); when full the oldest goes, to on_evict if given."""
+        for watcher in self._watchers:
+            watcher(item)
         evicted = self._executor._push(self, item)
         if evicted is not None and self._on_evict is not None:
             self._on_evict(evicted)
@@ -81,6 +90,14 @@ class Registration:
     def superseded(self) -> int:
         """Messages the keep-last queue dropped for newer ones before the node ran them."""
         return self._queue.evicted if self._queue is not None else 0
+
+    def watch_queued(self, watcher: Callable[[Any], None]) -> None:
+        """watcher(msg) for each decoded message as it reaches the keep-last queue, on the
+        middleware's (or publisher's) thread: see WorkQueue.watch. Times taken there split the
+        transport's delivery from the wait for the spinning thread."""
+        if self._queue is None:
+            raise ValueError("this registration has no queue to watch: pass a subscription's handle")
+        self._queue.watch(watcher)
 
     def cancel(self) -> None:
         """Idempotent, so shutdown can cancel whatever the node has not."""

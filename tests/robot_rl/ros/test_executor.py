@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from robot_rl.ros.executor import Executor, serve_request
+from robot_rl.ros.executor import Executor, Registration, serve_request
 
 
 def test_keep_last_queue_drops_the_oldest_and_reports_it() -> None:
@@ -18,6 +18,25 @@ def test_keep_last_queue_drops_the_oldest_and_reports_it() -> None:
     assert executor.spin_once(0.0) == 2
     assert seen == [3, 4] and evicted == [0, 1, 2]
     assert queue.evicted == 3
+
+
+def test_a_watcher_sees_each_pushed_item_on_the_pushing_thread_before_it_runs() -> None:
+    executor, events = Executor(), []
+    queue = executor.queue(1, lambda item: events.append(("ran", item, threading.get_ident())))
+    handle = Registration(queue.cancel, queue=queue)
+    handle.watch_queued(lambda item: events.append(("queued", item, threading.get_ident())))
+    pusher = threading.Thread(target=lambda: [queue.push(i) for i in range(3)])
+    pusher.start()
+    pusher.join()
+    executor.spin_once(0.0)
+    assert [e[:2] for e in events] == [("queued", 0), ("queued", 1), ("queued", 2), ("ran", 2)]
+    assert {e[2] for e in events[:3]} == {pusher.ident} and events[3][2] == threading.get_ident()
+    assert handle.superseded == 2  # watched, then dropped for newer ones
+
+
+def test_only_a_registration_with_a_queue_can_be_watched() -> None:
+    with pytest.raises(ValueError, match="no queue to watch"):
+        Registration(lambda: None).watch_queued(lambda _item: None)
 
 
 def test_items_run_in_arrival_order_across_queues_and_new_work_waits_for_the_next_call() -> None:
