@@ -52,7 +52,7 @@ from drivers.camera import CameraIntrinsics, CameraNotStarted, Frame
 from drivers.safety import PoseCommand, SafetyFilter
 from robot_rl.envs.robot_env import ObservationTimeout, RobotEnv, RobotEnvConfig, RobotTopics
 from robot_rl.ros import codec
-from robot_rl.ros.bringup import SafetySpec, SpinThreads
+from robot_rl.ros.bringup import SpinThreads, default_safety
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
@@ -176,7 +176,7 @@ class RobotSide:
         if arm:
             self.scene = TwinScene("pick_cube", seed=0, clock=time.time)
             self.arm = RecordingArm(self.scene.arm)
-            safety = SafetyFilter(SafetySpec().limits())  # configs/bringup/twin.yaml's limits
+            safety = SafetyFilter(default_safety())  # configs/bringup/twin.yaml's limits
             tr = self.transports["arm"] = make_transport("arm_node")
             node = self.nodes["arm"] = ArmNode(tr, self.arm, safety, ArmNodeParams(), clock=time.time)
             self.arm_queued: list[tuple[float, float]] = []  # target_pose reaching its queue

@@ -24,7 +24,7 @@ from robot_rl.envs.robot_env import (
     robot_env_spaces,
 )
 from robot_rl.ros import codec
-from robot_rl.ros.bringup import SafetySpec
+from robot_rl.ros.bringup import default_safety
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from robot_rl.ros.nodes.task_node import TaskNode
@@ -73,7 +73,7 @@ def twin() -> Iterator[Twin]:
     scene = TwinScene("pick_cube", seed=0)
     arm_tr, task_tr = InprocTransport(bus), InprocTransport(bus)
     arm_node = ArmNode(
-        arm_tr, scene.arm, SafetyFilter(SafetySpec().limits()), ArmNodeParams(), clock=time.time
+        arm_tr, scene.arm, SafetyFilter(default_safety()), ArmNodeParams(), clock=time.time
     )
     rig = Twin(bus, scene, arm_node, TaskNode(task_tr, scene))
     hold = scene.arm.hold
