@@ -282,4 +282,3 @@ class SimTaskEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
