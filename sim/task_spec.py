@@ -95,6 +95,12 @@ def step_target(
     return new_position, new_quat, float(a[-1])
 
 
+def gripper_actuator(command: float, open_value: float, closed_value: float) -> float:
+    """The value a gripper actuator gets for a command (clipped to [-1, 1]): open_value at
+    GRIPPER_OPEN, closed_value at GRIPPER_CLOSED, linear between."""
+    return open_value + (closed_value - open_value) * (np.clip(command, -1.0, 1.0) + 1) / 2
+
+
 def in_workspace(position: np.ndarray, spec: TaskSpec) -> np.ndarray:
     """position (m) clipped to the workspace box, as a new float64 array."""
     position = np.asarray(position, dtype=np.float64)

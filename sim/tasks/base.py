@@ -43,6 +43,7 @@ from sim.task_spec import (
     WORKSPACE_HIGH,
     WORKSPACE_LOW,
     TaskSpec,
+    gripper_actuator,
     proprio_dim,
     start_position,
     state_dim,
@@ -163,8 +164,7 @@ class SimTaskEnv(gym.Env):
 
     def _gripper_ctrl(self, command: float) -> float:
         lo, hi = self._gripper_range
-        # -1 open -> high end of ctrlrange, +1 closed -> low end
-        return hi + (lo - hi) * (np.clip(command, -1, 1) + 1) / 2
+        return gripper_actuator(command, open_value=hi, closed_value=lo)  # ctrlrange's high end is open
 
     def _set_gripper(self, command: float) -> None:
         self.data.ctrl[self._gripper_act] = self._gripper_ctrl(command)
