@@ -67,7 +67,7 @@ from benchmarks.ros_latency_report import command_samples, markdown, observation
 from drivers.safety import SafetyFilter
 from robot_rl.envs.robot_env import ObservationTimeout, RobotEnv, RobotEnvConfig, RobotTopics
 from robot_rl.ros import codec
-from robot_rl.ros.bringup import SafetySpec, SpinThreads
+from robot_rl.ros.bringup import SpinThreads, default_safety
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
@@ -91,7 +91,7 @@ class RobotSide:
         if arm:
             self.scene = TwinScene("pick_cube", seed=0, clock=time.time)
             self.arm = RecordingArm(self.scene.arm)
-            safety = SafetyFilter(SafetySpec().limits())  # configs/bringup/twin.yaml's limits
+            safety = SafetyFilter(default_safety())  # configs/bringup/twin.yaml's limits
             params = ArmNodeParams()
             probe = QueueProbe(make_transport("arm_node"), params.target_pose_topic)
             self.arm_queued = probe.queued  # target_pose reaching the arm node's queue

@@ -1,10 +1,10 @@
 """Safety filter that sits between every arm command and the arm driver.
 
-Rule (DESIGN.md): a command outside the configured workspace, velocity or force limits never reaches
-an arm driver. SafetyFilter.filter() turns each command into a Decision: ok (pass as is), clipped
-(a safe command plus the reasons it was changed) or hold (do not move). Whatever it emits as
-ok/clipped is re-verified against the limits before it leaves, so a bug in the clipping maths holds
-the arm instead of moving it.
+Rule (docs/architecture.md): a command outside the configured workspace, velocity or force limits
+never reaches an arm driver. SafetyFilter.filter() turns each command into a Decision: ok (pass as
+is), clipped (a safe command plus the reasons it was changed) or hold (do not move). Whatever it
+emits as ok/clipped is re-verified against the limits before it leaves, so a bug in the clipping
+maths holds the arm instead of moving it.
 
 Units and frames: positions in metres and quaternions (w, x, y, z) in the robot base frame; linear
 velocity in m/s and angular velocity in rad/s in the base frame; forces in N; stamps and `now` in
@@ -74,7 +74,11 @@ def workspace_corner(raw: object, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SafetyLimits:
-    """Limits every command to the arm must satisfy (units in the field names / comments)."""
+    """Limits every command to the arm must satisfy (units in the field names / comments).
+
+    Also the bringup's `safety` config (robot_rl/ros/bringup.py loads it as an OmegaConf structured
+    config, whose defaults carry the task's workspace box); no field has a default but the clock
+    skew, so a limit is always chosen, never inherited by accident."""
 
     workspace_low: tuple[float, float, float]  # m, base frame, ee position lower corner
     workspace_high: tuple[float, float, float]  # m, base frame, upper corner

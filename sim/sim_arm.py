@@ -34,6 +34,7 @@ from drivers.rotations import integrate_angular_velocity
 from drivers.safety import PoseCommand, TwistCommand
 from sim.assets import FINGER_JOINTS, HOME_QPOS, build_model
 from sim.controller import DiffIKController
+from sim.task_spec import gripper_actuator
 
 
 @dataclass
@@ -207,7 +208,7 @@ class SimArm:
 
     def _set_gripper(self, command: float) -> None:
         lo, hi = self._gripper_lo, self._gripper_hi
-        self.data.ctrl[self._gripper_act] = hi + (lo - hi) * (command + 1.0) / 2.0  # -1 open -> hi
+        self.data.ctrl[self._gripper_act] = gripper_actuator(command, open_value=hi, closed_value=lo)
 
     def hold(self) -> None:
         with self._lock:

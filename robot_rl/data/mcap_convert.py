@@ -8,10 +8,10 @@ command and going one tick past its last, so the last command is inside a step.
 
 At tick t_k the observation is the newest message of each topic logged at or before t_k (never
 one logged later). Step k pairs that observation with what the operator commanded before the next
-tick, in the sim tasks' action layout (sim/tasks/base.py), float32 in [-1, 1]:
+tick, in the task contract's action layout (sim/task_spec.py), float32 in [-1, 1]:
     (dx, dy, dz) = (target_pose position at t_{k+1} - at t_k) / pos_scale, clipped
     gripper      = the gripper/command in force at t_{k+1} (-1 open, +1 closed), clipped
-The state is robot_rl.envs.robot_state.robot_state of the arm's readings, images are uint8
+The state is sim.task_spec.robot_state of the arm's readings, images are uint8
 [H, W, 3] (rgb8 and bgr8 as RGB, mono8 repeated to 3 channels).
 
 A tick is unusable when an observation topic has not arrived yet or is older than max_obs_age_s,
@@ -45,11 +45,21 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError
 
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.envs.robot_state import robot_state
 from robot_rl.ros import codec
 from robot_rl.ros.codec import DEFAULT_DISTRO, CodecError, Distro, get_codec
 from robot_rl.ros.rmw_zenoh_keys import fully_qualified_name
+from robot_rl.ros.topics import (
+    CURRENT_POSE,
+    GRIPPER_COMMAND,
+    GRIPPER_STATE,
+    JOINT_STATES,
+    OBJECT_POSE,
+    ROBOT_TOPICS,
+    SUCCESS,
+    TARGET_POSE,
+)
 from robot_rl.transition import IMAGE_PREFIX
+from sim.task_spec import POS_SCALE, robot_state
 
 _CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # What rosbags raises on a damaged file besides ReaderError: a record cut short or garbled, or a
@@ -65,15 +75,7 @@ _DAMAGE = (
     MemoryError,
 )
 
-_TYPES = {  # role -> message type (cameras: Image)
-    "joint_states": codec.JOINT_STATE,
-    "gripper_state": codec.JOINT_STATE,
-    "current_pose": codec.POSE_STAMPED,
-    "target_pose": codec.POSE_STAMPED,
-    "object_pose": codec.POSE_STAMPED,
-    "gripper_command": codec.FLOAT64,
-    "success": codec.BOOL,
-}
+_TYPES = {role: t.msg_type for role, t in ROBOT_TOPICS.items()}  # cameras: Image
 
 
 class BagError(ValueError):
@@ -86,7 +88,7 @@ class ConvertConfig:
     relative names are taken from the root namespace."""
 
     control_hz: float = 10.0  # ticks per second, as the sim tasks and RobotEnv
-    pos_scale: float = 0.025  # m of target motion per tick at |action| = 1, as the sim tasks
+    pos_scale: float = POS_SCALE  # m of target motion per tick at |action| = 1, as the sim tasks
     episode_gap_s: float = 1.0  # no command for longer than this ends an episode
     max_obs_age_s: float = 0.5  # an observation older than this at a tick makes the tick unusable
     cameras: dict[str, str] = field(default_factory=dict)  # camera name -> its image topic
@@ -95,13 +97,13 @@ class ConvertConfig:
     intervened: bool = False  # True when the bag records corrections of a running policy
     base_frame: str = "base"  # poses in another frame ("" is taken as this one) are refused
     distro: Distro = DEFAULT_DISTRO
-    joint_states_topic: str = "joint_states"
-    current_pose_topic: str = "current_pose"
-    gripper_state_topic: str = "gripper/joint_states"  # one joint: opening width in m
-    target_pose_topic: str = "target_pose"
-    gripper_command_topic: str = "gripper/command"
-    object_pose_topic: str = "object_pose"
-    success_topic: str = "task/success"  # std_msgs/Bool, used when in the bag; "" -> never
+    joint_states_topic: str = JOINT_STATES.name
+    current_pose_topic: str = CURRENT_POSE.name
+    gripper_state_topic: str = GRIPPER_STATE.name  # one joint: opening width in m
+    target_pose_topic: str = TARGET_POSE.name
+    gripper_command_topic: str = GRIPPER_COMMAND.name
+    object_pose_topic: str = OBJECT_POSE.name
+    success_topic: str = SUCCESS.name  # std_msgs/Bool, used when in the bag; "" -> never
 
     def __post_init__(self) -> None:
         if not 0 < self.control_hz <= 1000:
@@ -127,9 +129,9 @@ class ConvertConfig:
         """role -> (fully qualified topic, message type) of every topic the conversion reads."""
         roles = ["joint_states", "current_pose", "gripper_state", "target_pose", "gripper_command"]
         roles += ["object_pose"] * self.with_object + ["success"] * bool(self.success_topic)
-        topics = {role: (getattr(self, f"{role}_topic"), _TYPES[role]) for role in roles}
-        topics |= {IMAGE_PREFIX + cam: (topic, codec.IMAGE) for cam, topic in self.cameras.items()}
-        return {role: (fully_qualified_name(topic), msg_type) for role, (topic, msg_type) in topics.items()}
+        named = {role: (getattr(self, f"{role}_topic"), _TYPES[role]) for role in roles}
+        named |= {IMAGE_PREFIX + cam: (topic, codec.IMAGE) for cam, topic in self.cameras.items()}
+        return {role: (fully_qualified_name(topic), msg_type) for role, (topic, msg_type) in named.items()}
 
 
 @dataclass

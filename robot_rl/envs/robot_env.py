@@ -6,9 +6,10 @@ Cartesian controllers. Topic names are config, so the same env drives our nodes 
 twin (`robot-rl bringup configs/bringup/twin.yaml`), our nodes on a real arm, or realsense-ros
 and a user's own controller.
 
-Spaces and scaling are the sim task's (sim/tasks/base.py): state as robot_rl.envs.robot_state,
-images uint8 [H, W, 3], actions in [-1, 1] as (dx, dy, dz[, droll, dpitch, dyaw], gripper); a
-delta moves the ee target by pos_scale (m) per tick, clipped to the task's workspace box.
+Spaces, scaling, workspace and start pose are the task contract's (sim/task_spec.py), which the
+sim tasks follow too: state as task_spec.robot_state, images uint8 [H, W, 3], actions in [-1, 1]
+as (dx, dy, dz[, droll, dpitch, dyaw], gripper) applied by task_spec.step_target. Topic names and
+types default to robot_rl/ros/topics.py's.
 
 Time: step() sends the command, waits for the next control tick and then assembles the newest
 messages. A message older than max_obs_age_s (by its header stamp, on the robot PC's clock)
@@ -32,17 +33,22 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from drivers.rotations import quat_mul, rotvec_to_quat
-from robot_rl.envs.robot_state import robot_state, state_dim
-from robot_rl.ros import codec
+from robot_rl.ros import codec, topics
 from robot_rl.ros.connect import RosConfig, open_transport
-from robot_rl.ros.transport import SENSOR_DATA, QoS, Transport, TransportError
-from sim.controller import clip_to_workspace
-from sim.tasks import TASKS, SimConfig
+from robot_rl.ros.transport import Transport, TransportError
+from sim.task_spec import (
+    EE_DOWN_QUAT,
+    GRIPPER_OPEN,
+    TaskSpec,
+    in_workspace,
+    robot_state,
+    start_position,
+    state_dim,
+    step_target,
+)
+from sim.tasks import TASKS
 
 log = logging.getLogger(__name__)
-COMMAND_QOS = QoS.reliable(depth=1)
-EE_DOWN_QUAT = (0.0, 1.0, 0.0, 0.0)  # the sim tasks' start orientation: tool pointing down
 
 
 class ObservationTimeout(RuntimeError):
@@ -57,15 +63,15 @@ class RobotEnvError(RuntimeError):
 class RobotTopics:
     """Topic and service names (relative names take ros.namespace)."""
 
-    joint_states: str = "joint_states"
-    current_pose: str = "current_pose"
-    gripper_state: str = "gripper/joint_states"  # one joint, "gripper": opening width in m
-    target_pose: str = "target_pose"
-    gripper_command: str = "gripper/command"  # std_msgs/Float64 in [-1 open, +1 closed]
-    object_pose: str = "object_pose"  # privileged=true: a tracker's (or the twin's) object pose
-    success: str = "task/success"  # std_msgs/Bool; "" -> no reward signal (reward 0 always)
-    reset_scene: str = "reset_scene"  # std_srvs/Trigger called at reset; "" -> none
-    hold: str = "hold"  # std_srvs/Trigger called on a safe stop; "" -> none
+    joint_states: str = topics.JOINT_STATES.name
+    current_pose: str = topics.CURRENT_POSE.name
+    gripper_state: str = topics.GRIPPER_STATE.name  # one joint, "gripper": opening width in m
+    target_pose: str = topics.TARGET_POSE.name
+    gripper_command: str = topics.GRIPPER_COMMAND.name  # std_msgs/Float64 in [-1 open, +1 closed]
+    object_pose: str = topics.OBJECT_POSE.name  # privileged=true: a tracker's (or the twin's) object pose
+    success: str = topics.SUCCESS.name  # std_msgs/Bool; "" -> no reward signal (reward 0 always)
+    reset_scene: str = topics.RESET_SCENE.name  # std_srvs/Trigger called at reset; "" -> none
+    hold: str = topics.HOLD.name  # std_srvs/Trigger called on a safe stop; "" -> none
     # camera -> image topic; a camera not listed reads /<camera>/color/image_raw (realsense-ros)
     images: dict[str, str] = field(default_factory=dict)
 
@@ -75,7 +81,7 @@ class RobotEnvConfig:
     """A robot (or the twin) over ROS 2, shaped like the sim task `task`."""
 
     kind: str = "robot"
-    task: str = "pick_cube"  # the sim task whose spaces, workspace, scaling and start pose it shares
+    task: str = "pick_cube"  # the sim task whose spaces and episode length it shares
     control_hz: float = 10.0
     privileged: bool = True  # object pose in the state, from topics.object_pose
     cameras: list[str] = field(default_factory=list)  # e.g. [wrist, front]
@@ -159,11 +165,10 @@ class RobotEnv(gym.Env):
         self.cfg = cfg
         if seed is not None:  # start-pose draws are reproducible without touching the robot here
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.sim = SimConfig()  # workspace, scaling and start pose of the sim tasks
+        self.spec = TaskSpec()  # workspace, scaling and start pose, as the sim tasks'
         self.observation_space, self.action_space = robot_env_spaces(cfg)
         self.max_episode_steps = cfg.max_episode_steps or TASKS[cfg.task].default_max_steps
         self.period_s = 1.0 / cfg.control_hz
-        self.workspace = (np.array(self.sim.workspace_low), np.array(self.sim.workspace_high))
         self._transport, self._owns_transport = transport, transport is None
         self._latest = _Latest()
         self._spinning = threading.Event()
@@ -177,7 +182,7 @@ class RobotEnv(gym.Env):
 
     # ---- topics ---------------------------------------------------------------------------
     def _image_topic(self, camera: str) -> str:
-        return self.cfg.topics.images.get(camera, f"/{camera}/color/image_raw")
+        return self.cfg.topics.images.get(camera, topics.camera_topics(camera).color.name)
 
     def _needed(self) -> list[str]:
         t = self.cfg.topics
@@ -191,20 +196,20 @@ class RobotEnv(gym.Env):
             self._transport = open_transport(self.cfg.ros, "robot_env")
         tr, t = self._transport, self.cfg.topics
         readers = {
-            t.joint_states: (codec.JOINT_STATE, self._read_joints),
-            t.current_pose: (codec.POSE_STAMPED, self._read_pose),
-            t.gripper_state: (codec.JOINT_STATE, self._read_gripper),
+            t.joint_states: (topics.JOINT_STATES, self._read_joints),
+            t.current_pose: (topics.CURRENT_POSE, self._read_pose),
+            t.gripper_state: (topics.GRIPPER_STATE, self._read_gripper),
         }
         if self.cfg.privileged:
-            readers[t.object_pose] = (codec.POSE_STAMPED, self._read_pose)
+            readers[t.object_pose] = (topics.OBJECT_POSE, self._read_pose)
         if t.success:
-            readers[t.success] = (codec.BOOL, lambda m: (codec.bool_from_msg(m), time.time()))
+            readers[t.success] = (topics.SUCCESS, lambda m: (codec.bool_from_msg(m), time.time()))
         for cam in self.cfg.cameras:
-            readers[self._image_topic(cam)] = (codec.IMAGE, codec.image_from_msg)
-        for topic, (msg_type, read) in readers.items():
-            tr.subscribe(topic, msg_type, self._on_message(topic, read), SENSOR_DATA)
-        self._pose_pub = tr.create_publisher(t.target_pose, codec.POSE_STAMPED, COMMAND_QOS)
-        self._gripper_pub = tr.create_publisher(t.gripper_command, codec.FLOAT64, COMMAND_QOS)
+            readers[self._image_topic(cam)] = (topics.camera_topics(cam).color, codec.image_from_msg)
+        for name, (topic, read) in readers.items():
+            topic.subscribe(tr, self._on_message(name, read), name)
+        self._pose_pub = topics.TARGET_POSE.publisher(tr, t.target_pose)
+        self._gripper_pub = topics.GRIPPER_COMMAND.publisher(tr, t.gripper_command)
         if self._owns_transport:
             self._spinning.set()
             self._spin_thread = threading.Thread(target=self._spin, name="robot-env-spin", daemon=True)
@@ -325,7 +330,7 @@ class RobotEnv(gym.Env):
         if self.cfg.topics.hold and self._transport is not None:
             try:
                 hold = codec.trigger_request()
-                self._call(self.cfg.topics.hold, codec.TRIGGER, hold, self.cfg.hold_timeout_s)
+                self._call(self.cfg.topics.hold, topics.HOLD.srv_type, hold, self.cfg.hold_timeout_s)
             except TransportError as exc:
                 log.error("safe stop: hold service failed (%s); the arm node's watchdog holds it", exc)
 
@@ -335,17 +340,17 @@ class RobotEnv(gym.Env):
         if not self._connected:
             self._connect()
             self._wait_fresh(self.cfg.connect_timeout_s)
-        noise = self.sim.ee_start_noise if self.cfg.randomize else 0.0
-        start = np.array(self.sim.ee_start) + self.np_random.uniform(-noise, noise, 3)
-        self._move_to(clip_to_workspace(start, *self.workspace), np.array(EE_DOWN_QUAT))
+        start = start_position(self.spec, self.np_random, self.cfg.randomize)
+        self._move_to(in_workspace(start, self.spec), np.array(EE_DOWN_QUAT))
         if self.cfg.topics.reset_scene:
-            reply = self._call(self.cfg.topics.reset_scene, codec.TRIGGER, codec.trigger_request())
+            service = self.cfg.topics.reset_scene
+            reply = self._call(service, topics.RESET_SCENE.srv_type, codec.trigger_request())
             if not reply.success:
                 raise RobotEnvError(f"{self.cfg.topics.reset_scene} refused: {reply.message}")
         self._next_tick = None
         self._wait_tick()
         obs, info = self._observe()
-        self._target_pos = clip_to_workspace(info.pop("ee_pos"), *self.workspace)
+        self._target_pos = in_workspace(info.pop("ee_pos"), self.spec)
         self._target_quat = np.array(EE_DOWN_QUAT)
         self._steps = 0
         return obs, info
@@ -360,7 +365,7 @@ class RobotEnv(gym.Env):
             while True:
                 offset = waypoint - position
                 step = min(1.0, self.cfg.reset_step_m / max(float(np.linalg.norm(offset)), 1e-9))
-                self._command(position + step * offset, quat, -1.0)
+                self._command(position + step * offset, quat, GRIPPER_OPEN)
                 self._wait_tick()
                 position = np.asarray(self._observe()[1]["ee_pos"], dtype=np.float64)
                 if np.linalg.norm(waypoint - position) <= self.cfg.reset_tolerance_m:
@@ -376,13 +381,10 @@ class RobotEnv(gym.Env):
         a = np.asarray(action, dtype=np.float64)
         if a.shape != self.action_space.shape or not np.all(np.isfinite(a)):
             raise ValueError(f"action must be finite with shape {self.action_space.shape}, got {action!r}")
-        a = np.clip(a, -1.0, 1.0)
-        self._target_pos = clip_to_workspace(self._target_pos + a[:3] * self.sim.pos_scale, *self.workspace)
-        if self.cfg.rotation:
-            turn = rotvec_to_quat(a[3:6] * self.sim.rot_scale)
-            self._target_quat = quat_mul(turn, self._target_quat)
-            self._target_quat /= np.linalg.norm(self._target_quat)
-        self._command(self._target_pos, self._target_quat, float(a[-1]))
+        self._target_pos, self._target_quat, gripper = step_target(
+            self._target_pos, self._target_quat, a, self.cfg.rotation, self.spec
+        )
+        self._command(self._target_pos, self._target_quat, gripper)
         self._wait_tick()
         obs, info = self._observe()
         info.pop("ee_pos")

@@ -2,17 +2,19 @@
 started from one yaml file over zenoh or rclpy.
 
     robot-rl bringup configs/bringup/twin.yaml            # the MuJoCo twin, no robot, no ROS
-    robot-rl bringup configs/bringup/ur5e.yaml ros.backend=rclpy
+    robot-rl bringup configs/bringup/ur5e_realsense.yaml driver.host=192.168.1.10 ros.backend=rclpy
 
 The twin's nodes share one MuJoCo scene, so they run in one process; a real robot's arm and
 camera nodes can run in one process or, with `nodes=[arm]` / `nodes=[wrist]`, one per process
 (launch/real.launch.py starts them so). Every command to the arm passes the SafetyFilter built
-from `safety`, whichever driver stands behind the node.
+from `safety` (drivers.safety.SafetyLimits; its workspace box defaults to the task contract's,
+sim/task_spec.py), whichever driver stands behind the node.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import signal
 import threading
@@ -31,9 +33,17 @@ from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from robot_rl.ros.nodes.camera_node import CameraNode, CameraNodeParams
 from robot_rl.ros.nodes.task_node import TaskNode, TaskNodeParams
 from robot_rl.ros.transport import Transport
+from sim.task_spec import WORKSPACE_HIGH, WORKSPACE_LOW
 
 log = logging.getLogger(__name__)
-ROBOTS = ("twin", "ur", "franka", "xarm")
+# robot -> (module, driver class, config class) of its arm driver, imported only when it is used
+# (each needs its vendor's library). The twin's arm is the scene's own.
+ARM_DRIVERS: dict[str, tuple[str, str, str]] = {
+    "ur": ("drivers.ur", "URArm", "URConfig"),
+    "franka": ("drivers.franka", "FrankaArm", "FrankaConfig"),
+    "xarm": ("drivers.xarm", "XArmArm", "XArmConfig"),
+}
+ROBOTS = ("twin", *ARM_DRIVERS)
 
 
 @dataclass
@@ -53,30 +63,19 @@ class CameraSpec:
             raise ValueError(f"camera {self.name!r}: driver must be sim or realsense, got {self.driver!r}")
 
 
-@dataclass
-class SafetySpec:
-    """drivers.safety.SafetyLimits, in the base frame."""
-
-    workspace_low: list[float] = field(default_factory=lambda: [0.25, -0.3, 0.015])
-    workspace_high: list[float] = field(default_factory=lambda: [0.75, 0.3, 0.4])
-    max_step_m: float = 0.05  # per command: a 10 Hz policy moves <= 2.5 cm/tick, plus one tick of lag
-    max_rot_step_rad: float = 0.3
-    max_linear_speed: float = 0.25  # m/s, twists
-    max_angular_speed: float = 1.0  # rad/s, twists
-    max_force_n: float = 30.0
-    max_command_age_s: float = 0.2
-
-    def limits(self) -> SafetyLimits:
-        return SafetyLimits(
-            tuple(self.workspace_low),  # type: ignore[arg-type]
-            tuple(self.workspace_high),  # type: ignore[arg-type]
-            self.max_step_m,
-            self.max_rot_step_rad,
-            self.max_linear_speed,
-            self.max_angular_speed,
-            self.max_force_n,
-            self.max_command_age_s,
-        )
+def default_safety() -> SafetyLimits:
+    """The bringup's default limits, in the base frame: the task contract's workspace box, so the
+    arm may go wherever a policy's target may (and nowhere else)."""
+    return SafetyLimits(
+        workspace_low=WORKSPACE_LOW,
+        workspace_high=WORKSPACE_HIGH,
+        max_step_m=0.05,  # per command: a 10 Hz policy moves <= 2.5 cm/tick, plus one tick of lag
+        max_rot_step_rad=0.3,
+        max_linear_speed=0.25,  # m/s, twists
+        max_angular_speed=1.0,  # rad/s, twists
+        max_force_n=30.0,
+        max_command_age_s=0.2,
+    )
 
 
 @dataclass
@@ -95,7 +94,7 @@ class BringupConfig:
     # the arm itself (sim/twin_guard.py). arm_xml: the arm's MJCF (None: the built-in Panda-like arm).
     guard: bool = False
     guard_arm_xml: str | None = None
-    safety: SafetySpec = field(default_factory=SafetySpec)
+    safety: SafetyLimits = field(default_factory=default_safety)
     cameras: list[CameraSpec] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)  # which to start (arm, task, camera names); [] = all
     # The bringup is where others connect: it listens on 7447 and dials no one by default.
@@ -119,24 +118,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Bringup
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"bringup config {path} does not exist (see configs/bringup/)")
-    merged = OmegaConf.merge(
-        OmegaConf.structured(BringupConfig), OmegaConf.load(path), OmegaConf.from_dotlist(overrides or [])
-    )
+    base = OmegaConf.structured(BringupConfig)
+    # OmegaConf makes a frozen dataclass's node read-only; SafetyLimits is frozen so that limits
+    # never change under a running filter. to_object builds (and checks) a new one from the merge.
+    OmegaConf.set_readonly(base.safety, False)
+    merged = OmegaConf.merge(base, OmegaConf.load(path), OmegaConf.from_dotlist(overrides or []))
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 def _arm_driver(cfg: BringupConfig, clock: Callable[[], float]) -> Any:
-    if cfg.robot == "ur":
-        from drivers.ur import URArm, URConfig
-
-        return URArm(URConfig(**cfg.driver), clock=clock)
-    if cfg.robot == "franka":
-        from drivers.franka import FrankaArm, FrankaConfig
-
-        return FrankaArm(FrankaConfig(**cfg.driver), clock=clock)
-    from drivers.xarm import XArmArm, XArmConfig
-
-    return XArmArm(XArmConfig(**cfg.driver), clock=clock)
+    module_name, arm_class, config_class = ARM_DRIVERS[cfg.robot]
+    module = importlib.import_module(module_name)
+    return getattr(module, arm_class)(getattr(module, config_class)(**cfg.driver), clock=clock)
 
 
 def _guard(cfg: BringupConfig, limits: SafetyLimits) -> Any:
@@ -218,8 +211,7 @@ class Bringup:
                 base_frame=cfg.base_frame,
                 gripper_max_width_m=cfg.gripper_max_width_m,
             )
-            limits = cfg.safety.limits()
-            filt, guard = SafetyFilter(limits), _guard(cfg, limits)
+            filt, guard = SafetyFilter(cfg.safety), _guard(cfg, cfg.safety)
             self._add("arm", lambda tr: ArmNode(tr, arm, filt, params, clock=clock, guard=guard))
         if "task" in wanted and self.scene is not None:
             task_params = TaskNodeParams(base_frame=cfg.base_frame)

@@ -38,7 +38,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from robot_rl.ros import codec
+from robot_rl.ros import codec, topics
 from robot_rl.ros.codec import DEFAULT_DISTRO, Distro, get_codec
 from robot_rl.ros.rmw_zenoh_keys import fully_qualified_name
 from robot_rl.ros.transport import Handle, QoS, Transport
@@ -52,24 +52,11 @@ RECORD_QOS = QoS("best_effort", 1000)
 DRAIN_ROUNDS = 10  # spins on close() to write what is already queued, bounded: publishers go on
 _STORES = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
 
-# The robot stack's topics (RobotEnv, arm and task nodes) and the types their names imply.
-DEFAULT_TOPICS = (
-    "joint_states",
-    "current_pose",
-    "gripper/joint_states",
-    "target_pose",
-    "gripper/command",
-    "object_pose",
-    "task/success",
-)
+# The robot stack's topics (RobotEnv, arm and task nodes; robot_rl/ros/topics.py) and the types
+# their names imply, also under a namespace; camera topics by their realsense-ros endings.
+DEFAULT_TOPICS = tuple(t.name for t in topics.ROBOT_TOPICS.values())
 _TYPE_BY_SUFFIX = {
-    "joint_states": codec.JOINT_STATE,
-    "current_pose": codec.POSE_STAMPED,
-    "target_pose": codec.POSE_STAMPED,
-    "object_pose": codec.POSE_STAMPED,
-    "target_twist": codec.TWIST_STAMPED,
-    "gripper/command": codec.FLOAT64,
-    "task/success": codec.BOOL,
+    **{t.name: t.msg_type for t in (*topics.ROBOT_TOPICS.values(), topics.TARGET_TWIST)},
     "image_raw": codec.IMAGE,
     "camera_info": codec.CAMERA_INFO,
 }
@@ -77,7 +64,8 @@ _TYPE_BY_SUFFIX = {
 
 def camera_topics(camera: str) -> tuple[str, str]:
     """Image and CameraInfo topics of a camera node (realsense-ros names)."""
-    return f"/{camera}/color/image_raw", f"/{camera}/color/camera_info"
+    named = topics.camera_topics(camera)
+    return named.color.name, named.info.name
 
 
 def normalize_type(msg_type: str) -> str:

@@ -7,6 +7,8 @@ import math
 import mujoco
 import numpy as np
 
+from sim.task_spec import OBJECT_STATE_DIM, object_state
+
 
 def yaw_quat(yaw: float) -> np.ndarray:
     return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
@@ -31,11 +33,8 @@ class FreeObject:
         return q[:3].copy(), q[3:].copy()
 
     def state(self, data: mujoco.MjData, ee_pos: np.ndarray) -> np.ndarray:
-        """Privileged object state: position (3), wxyz quaternion (4), position - ee_pos (3)."""
-        pos, quat = self.pose(data)
-        if quat[0] < 0:  # one sign per rotation, so the policy sees a continuous input
-            quat = -quat
-        return np.concatenate([pos, quat, pos - ee_pos])
+        """Privileged object state in the task contract's layout (sim/task_spec.object_state)."""
+        return object_state(*self.pose(data), ee_pos)
 
 
-OBJECT_STATE_DIM = 10
+__all__ = ["OBJECT_STATE_DIM", "FreeObject", "yaw_quat"]

@@ -1,14 +1,10 @@
-"""Base class of the MuJoCo tasks: arm, controller, action scaling, observations, cameras.
+"""Base class of the MuJoCo tasks: arm, controller, observations, cameras.
 
 Observation: {"state": float32[D], "images": {camera: uint8[H, W, 3]}} ("images" only when
-cameras were asked). The state is, in this order:
-    ee_pos (3, m, world) | ee_quat (4, wxyz) | gripper_width (1, m) | joint_pos (7, rad) |
-    joint_vel (7, rad/s) | task goal (task-specific, always: it is the task's specification) |
-    object pose (task-specific, only when privileged=True)
-Action: float32 in [-1, 1]: (dx, dy, dz, gripper) or, with rotation=True,
-(dx, dy, dz, droll, dpitch, dyaw, gripper). Deltas are scaled by pos_scale (m) / rot_scale (rad)
-per control tick and added to the ee target, which is clipped to the workspace box. The gripper
-command is absolute: -1 fully open, +1 closed.
+cameras were asked). The state and the action follow the task contract (sim/task_spec.py): the
+state is the 7-joint arm's part, then the task goal (always, for tasks that have one: it is the
+task's specification), then the object (only when privileged=True). SimConfig's pos_scale,
+rot_scale, workspace box and start pose default to the contract's constants.
 
 Domain randomisation (SimConfig.domain_randomization, sim/randomize.py) draws masses, friction,
 camera and light poses at every reset from the env's np_random, and delays each action by the
@@ -35,13 +31,29 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.assets import FINGER_JOINTS, build_model
-from sim.controller import DiffIKController, clip_to_workspace
+from sim.controller import DiffIKController
 from sim.randomize import DomainRandomization, Randomizer
+from sim.task_spec import (
+    EE_DOWN_QUAT,
+    EE_START,
+    EE_START_NOISE,
+    GRIPPER_OPEN,
+    POS_SCALE,
+    ROT_SCALE,
+    WORKSPACE_HIGH,
+    WORKSPACE_LOW,
+    TaskSpec,
+    gripper_actuator,
+    proprio_dim,
+    start_position,
+    state_dim,
+    state_vector,
+    step_target,
+)
 
 TABLE_Z = 0.0
-# Tool pointing straight down, fingers closing along world y (Panda home orientation).
-EE_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
-PROPRIO_DIM = 3 + 4 + 1 + 7 + 7
+N_JOINTS = 7  # the sim arm's
+PROPRIO_DIM = proprio_dim(N_JOINTS)
 
 
 @dataclass
@@ -55,12 +67,12 @@ class SimConfig:
     max_episode_steps: int | None = None  # None: the task's default
     arm_xml: str | None = None
     randomize: bool = True
-    pos_scale: float = 0.025  # m per tick at |action| = 1
-    rot_scale: float = 0.15  # rad per tick at |action| = 1
-    workspace_low: tuple[float, float, float] = (0.25, -0.3, 0.015)
-    workspace_high: tuple[float, float, float] = (0.75, 0.3, 0.4)
-    ee_start: tuple[float, float, float] = (0.45, 0.0, 0.2)
-    ee_start_noise: float = 0.02
+    pos_scale: float = POS_SCALE  # m per tick at |action| = 1
+    rot_scale: float = ROT_SCALE  # rad per tick at |action| = 1
+    workspace_low: tuple[float, float, float] = WORKSPACE_LOW
+    workspace_high: tuple[float, float, float] = WORKSPACE_HIGH
+    ee_start: tuple[float, float, float] = EE_START
+    ee_start_noise: float = EE_START_NOISE
     extra: dict[str, Any] = field(default_factory=dict)
     domain_randomization: DomainRandomization | None = None  # None: the scene as built, no latency
 
@@ -80,9 +92,10 @@ class SimTaskEnv(gym.Env):
         self.n_substeps = max(1, round(self.cfg.physics_hz / self.cfg.control_hz))
         self.dt = self.n_substeps / self.cfg.physics_hz
         self.max_episode_steps = self.cfg.max_episode_steps or self.default_max_steps
-        self.pos_scale, self.rot_scale = self.cfg.pos_scale, self.cfg.rot_scale
-        self.workspace_low = np.array(self.cfg.workspace_low, dtype=np.float64)
-        self.workspace_high = np.array(self.cfg.workspace_high, dtype=np.float64)
+        self.spec = TaskSpec.of(self.cfg)
+        self.pos_scale, self.rot_scale = self.spec.pos_scale, self.spec.rot_scale
+        self.workspace_low = np.array(self.spec.workspace_low, dtype=np.float64)
+        self.workspace_high = np.array(self.spec.workspace_high, dtype=np.float64)
         h, w = self.cfg.image_size
         self.model = build_model(self._objects_xml(), self.cfg.physics_hz, self.cfg.arm_xml, max(640, h, w))
         self.data = mujoco.MjData(self.model)
@@ -108,8 +121,8 @@ class SimTaskEnv(gym.Env):
         self._steps = 0
         self._setup_task()
         self.action_space = spaces.Box(-1.0, 1.0, (7 if self.cfg.rotation else 4,), np.float32)
-        state_dim = PROPRIO_DIM + self.goal_dim + (self.object_state_dim if self.cfg.privileged else 0)
-        obs_spaces: dict[str, spaces.Space] = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
+        dim = state_dim(N_JOINTS, self.cfg.privileged and self.object_state_dim > 0, self.goal_dim)
+        obs_spaces: dict[str, spaces.Space] = {"state": spaces.Box(-np.inf, np.inf, (dim,), np.float32)}
         if self.cfg.cameras:
             obs_spaces["images"] = spaces.Dict(
                 {cam: spaces.Box(0, 255, (h, w, 3), np.uint8) for cam in self.cfg.cameras}
@@ -151,8 +164,7 @@ class SimTaskEnv(gym.Env):
 
     def _gripper_ctrl(self, command: float) -> float:
         lo, hi = self._gripper_range
-        # -1 open -> high end of ctrlrange, +1 closed -> low end
-        return hi + (lo - hi) * (np.clip(command, -1, 1) + 1) / 2
+        return gripper_actuator(command, open_value=hi, closed_value=lo)  # ctrlrange's high end is open
 
     def _set_gripper(self, command: float) -> None:
         self.data.ctrl[self._gripper_act] = self._gripper_ctrl(command)
@@ -179,14 +191,13 @@ class SimTaskEnv(gym.Env):
         mujoco.mj_resetData(self.model, self.data)
         self._randomize(rng)
         self._physics_step = 0
-        noise = self.cfg.ee_start_noise if self.cfg.randomize else 0.0
-        start = np.array(self.cfg.ee_start) + rng.uniform(-noise, noise, 3)
-        self.ctrl.target_pos, self.ctrl.target_quat = start, EE_DOWN_QUAT.copy()
+        start = start_position(self.spec, rng, self.cfg.randomize)
+        self.ctrl.target_pos, self.ctrl.target_quat = start, np.array(EE_DOWN_QUAT)
         self.data.qpos[self.ctrl.qpos_idx] = self.ctrl.q_rest
         self.ctrl.solve_static(self.model, self.data)
         self.data.ctrl[self.ctrl.act_idx] = self.data.qpos[self.ctrl.qpos_idx]
         self.data.qpos[self._finger_qpos] = self._gripper_range[1]
-        self._set_gripper(-1.0)
+        self._set_gripper(GRIPPER_OPEN)
         self._reset_task(rng)
         mujoco.mj_forward(self.model, self.data)
         self.ctrl.target_pos, self.ctrl.target_quat = self.ctrl.ee_pose(self.data)
@@ -199,11 +210,10 @@ class SimTaskEnv(gym.Env):
         if a.shape != self.action_space.shape:
             raise ValueError(f"action shape {a.shape}, expected {self.action_space.shape}")
         # The commanded target accumulates actions; with latency the controller follows it late.
-        target = self._cmd_pos + a[:3] * self.pos_scale
-        self._cmd_pos = clip_to_workspace(target, self.workspace_low, self.workspace_high)
-        if self.cfg.rotation:
-            self._cmd_quat = _turned(self._cmd_quat, a[3:6] * self.rot_scale)
-        gripper = self._gripper_ctrl(a[-1])
+        self._cmd_pos, self._cmd_quat, command = step_target(
+            self._cmd_pos, self._cmd_quat, a, self.cfg.rotation, self.spec
+        )
+        gripper = self._gripper_ctrl(command)
         if self.latency_steps == 0:
             self.ctrl.target_pos, self.ctrl.target_quat = self._cmd_pos, self._cmd_quat
             self.data.ctrl[self._gripper_act] = gripper
@@ -243,18 +253,16 @@ class SimTaskEnv(gym.Env):
     def _obs(self) -> dict[str, Any]:
         d = self.data
         ee_pos, ee_quat = self.ctrl.ee_pose(d)
-        parts = [
+        state = state_vector(
             ee_pos,
             ee_quat,
-            [self.gripper_width()],
+            self.gripper_width(),
             d.qpos[self.ctrl.qpos_idx],
             d.qvel[self.ctrl.dof_idx],
-        ]
-        if self.goal_dim:
-            parts.append(self.goal[: self.goal_dim])
-        if self.cfg.privileged:
-            parts.append(self._object_state())
-        obs: dict[str, Any] = {"state": np.concatenate(parts).astype(np.float32)}
+            goal=self.goal[: self.goal_dim] if self.goal_dim else None,
+            object_part=self._object_state() if self.cfg.privileged else None,
+        )
+        obs: dict[str, Any] = {"state": state}
         self._t_obs = time.time()
         if self._renderer is not None:
             images = {}
@@ -274,14 +282,3 @@ class SimTaskEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-
-def _turned(quat: np.ndarray, rotvec_world: np.ndarray) -> np.ndarray:
-    """quat turned by a world-frame rotation vector (rad), renormalised."""
-    angle = float(np.linalg.norm(rotvec_world))
-    if angle < 1e-9:
-        return quat
-    dq, out = np.empty(4), np.empty(4)
-    mujoco.mju_axisAngle2Quat(dq, rotvec_world / angle, angle)
-    mujoco.mju_mulQuat(out, dq, quat)
-    return out / np.linalg.norm(out)

@@ -1,13 +1,14 @@
 """Arm node: an Arm driver behind ROS 2 topics, with the SafetyFilter on every command path.
 
 Names follow crisp_controllers (a Cartesian controller stack for ROS 2 arms), so a policy client
-written against it drives this node unchanged: it publishes `joint_states` (JointState) and
-`current_pose` (PoseStamped) and follows `target_pose` (PoseStamped) and `target_twist`
-(TwistStamped). The gripper: `gripper/command` (std_msgs/Float64, -1 open .. +1 closed) in,
-`gripper/joint_states` (JointState, one joint "gripper", opening width in m) out. Services:
-`estop` (std_srvs/SetBool: true latches, false releases) and `hold` (std_srvs/Trigger).
+written against it drives this node unchanged (names and types: robot_rl/ros/topics.py): it
+publishes `joint_states` (JointState) and `current_pose` (PoseStamped) and follows `target_pose`
+(PoseStamped) and `target_twist` (TwistStamped). The gripper: `gripper/command` (std_msgs/Float64,
+-1 open .. +1 closed) in, `gripper/joint_states` (JointState, one joint "gripper", opening width
+in m) out. Services: `estop` (std_srvs/SetBool: true latches, false releases) and `hold`
+(std_srvs/Trigger).
 
-Rule (DESIGN.md): no command outside the safety limits reaches a driver. So every pose or twist
+Rule (docs/architecture.md): no command outside the safety limits reaches a driver. So every pose or twist
 command goes through SafetyFilter.filter() against a fresh state read; only ok/clipped
 commands are sent, a hold verdict calls arm.hold(). A watchdog holds the arm when the commands
 stop (a crashed policy must not leave a twist running), and a latched e-stop refuses everything.
@@ -35,12 +36,10 @@ import numpy as np
 
 from drivers.arm import Arm, ArmError, ArmReading
 from drivers.safety import PoseCommand, SafetyFilter, TwistCommand
-from robot_rl.ros import codec
-from robot_rl.ros.transport import SENSOR_DATA, QoS, Transport
+from robot_rl.ros import codec, topics
+from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
-# A servo target: only the newest matters, and an older one queued behind it would be stale anyway.
-COMMAND_QOS = QoS.reliable(depth=1)
 GUARD_LOG_PERIOD_S = 1.0  # a refusing guard logs its reason at most this often (commands come at 100 Hz)
 
 
@@ -70,14 +69,14 @@ class ArmNodeParams:
     joint_names: tuple[str, ...] = ()  # () -> joint1..jointN, as many as the driver reports
     initial_gripper: float = -1.0  # gripper value sent with commands until a gripper command (-1 open)
     gripper_max_width_m: float = 0.08  # opening at -1 (fully open); the Panda hand's 8 cm
-    joint_states_topic: str = "joint_states"
-    current_pose_topic: str = "current_pose"
-    target_pose_topic: str = "target_pose"
-    target_twist_topic: str = "target_twist"
-    gripper_command_topic: str = "gripper/command"
-    gripper_state_topic: str = "gripper/joint_states"
-    estop_service: str = "estop"
-    hold_service: str = "hold"
+    joint_states_topic: str = topics.JOINT_STATES.name
+    current_pose_topic: str = topics.CURRENT_POSE.name
+    target_pose_topic: str = topics.TARGET_POSE.name
+    target_twist_topic: str = topics.TARGET_TWIST.name
+    gripper_command_topic: str = topics.GRIPPER_COMMAND.name
+    gripper_state_topic: str = topics.GRIPPER_STATE.name
+    estop_service: str = topics.ESTOP.name
+    hold_service: str = topics.HOLD.name
 
     def __post_init__(self) -> None:
         if not (isinstance(self.state_rate_hz, (int, float)) and 100.0 <= self.state_rate_hz <= 2000.0):
@@ -130,25 +129,22 @@ class ArmNode:
         self._guard_logged_at: float | None = None  # node clock time of the last refusal logged
         self._guard_unlogged = 0  # refusals since then
         self._joint_names: Sequence[str] = p.joint_names
-        self._joint_pub = transport.create_publisher(p.joint_states_topic, codec.JOINT_STATE, SENSOR_DATA)
-        self._pose_pub = transport.create_publisher(p.current_pose_topic, codec.POSE_STAMPED, SENSOR_DATA)
-        self._gripper_pub = transport.create_publisher(p.gripper_state_topic, codec.JOINT_STATE, SENSOR_DATA)
+        t = topics
+        self._joint_pub = t.JOINT_STATES.publisher(transport, p.joint_states_topic)
+        self._pose_pub = t.CURRENT_POSE.publisher(transport, p.current_pose_topic)
+        self._gripper_pub = t.GRIPPER_STATE.publisher(transport, p.gripper_state_topic)
         self._command_subs = [
-            transport.subscribe(p.target_pose_topic, codec.POSE_STAMPED, self._on_target_pose, COMMAND_QOS),
-            transport.subscribe(
-                p.target_twist_topic, codec.TWIST_STAMPED, self._on_target_twist, COMMAND_QOS
-            ),
-            transport.subscribe(
-                p.gripper_command_topic, codec.FLOAT64, self._on_gripper_command, COMMAND_QOS
-            ),
+            t.TARGET_POSE.subscribe(transport, self._on_target_pose, p.target_pose_topic),
+            t.TARGET_TWIST.subscribe(transport, self._on_target_twist, p.target_twist_topic),
+            t.GRIPPER_COMMAND.subscribe(transport, self._on_gripper_command, p.gripper_command_topic),
         ]
         self._handles = [
             *self._command_subs,
             transport.create_timer(1.0 / p.state_rate_hz, self._on_state_timer),
             # Checked 4x per timeout, so a stalled command stream is held within 1.25 timeouts.
             transport.create_timer(p.watchdog_timeout_s / 4, self._on_watchdog),
-            transport.create_service(p.estop_service, codec.SET_BOOL, self._on_estop),
-            transport.create_service(p.hold_service, codec.TRIGGER, self._on_hold),
+            transport.create_service(p.estop_service, t.ESTOP.srv_type, self._on_estop),
+            transport.create_service(p.hold_service, t.HOLD.srv_type, self._on_hold),
         ]
 
     # ---- state ------------------------------------------------------------------------------

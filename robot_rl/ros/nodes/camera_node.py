@@ -21,7 +21,8 @@ import numpy as np
 
 from drivers.camera import Camera, CameraError, CameraIntrinsics, Frame
 from robot_rl.ros import codec
-from robot_rl.ros.transport import SENSOR_DATA, Transport
+from robot_rl.ros.topics import camera_topics
+from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
 Interpolation = Literal["nearest", "area"]
@@ -59,11 +60,12 @@ class CameraNodeParams:
             raise ValueError(
                 f"CameraNodeParams.interpolation must be nearest or area, got {self.interpolation!r}"
             )
+        named = camera_topics(self.name)
         defaults = {
             "frame_id": f"{self.name}_color_optical_frame",
-            "color_topic": f"/{self.name}/color/image_raw",
-            "info_topic": f"/{self.name}/color/camera_info",
-            "depth_topic": f"/{self.name}/aligned_depth_to_color/image_raw",
+            "color_topic": named.color.name,
+            "info_topic": named.info.name,
+            "depth_topic": named.depth.name,
         }
         for field, default in defaults.items():
             if not getattr(self, field):
@@ -129,9 +131,10 @@ class CameraNode:
         if p.crop is not None and (p.crop[0] + p.crop[2] > intr.width or p.crop[1] + p.crop[3] > intr.height):
             raise ValueError(f"crop {p.crop} does not fit the {intr.width}x{intr.height} image of {p.name}")
         self.intrinsics = adjust_intrinsics(intr, p.crop, p.resize)
-        self._color_pub = transport.create_publisher(p.color_topic, codec.IMAGE, SENSOR_DATA)
-        self._info_pub = transport.create_publisher(p.info_topic, codec.CAMERA_INFO, SENSOR_DATA)
-        self._depth_pub = transport.create_publisher(p.depth_topic, codec.IMAGE, SENSOR_DATA)
+        named = camera_topics(p.name)
+        self._color_pub = named.color.publisher(transport, p.color_topic)
+        self._info_pub = named.info.publisher(transport, p.info_topic)
+        self._depth_pub = named.depth.publisher(transport, p.depth_topic)
         self._timer = transport.create_timer(1.0 / p.rate_hz, self._on_timer)
         self._last_frame_number: int | None = None
         self.counters = {"published": 0, "repeated": 0, "no_frame": 0, "errors": 0}

@@ -4,7 +4,7 @@ On hardware the object's pose comes from a tracker (AprilTag, mocap), success fr
 classifier or a person, and the scene is reset by a person. The twin has all three, and this
 node publishes them under the names the RobotEnv reads, so the twin-backed run and the robot run
 differ only in who publishes: `object_pose` (PoseStamped), `task/success` (std_msgs/Bool) and the
-`reset_scene` service (std_srvs/Trigger).
+`reset_scene` service (std_srvs/Trigger), as robot_rl/ros/topics.py defines them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robot_rl.ros import codec
-from robot_rl.ros.transport import SENSOR_DATA, Transport
+from robot_rl.ros import codec, topics
+from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ class TaskScene(Protocol):
 class TaskNodeParams:
     rate_hz: float = 100.0  # faster than any policy, so an observation never waits on it
     base_frame: str = "base"
-    object_pose_topic: str = "object_pose"
-    success_topic: str = "task/success"
-    reset_service: str = "reset_scene"
+    object_pose_topic: str = topics.OBJECT_POSE.name
+    success_topic: str = topics.SUCCESS.name
+    reset_service: str = topics.RESET_SCENE.name
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rate_hz, (int, float)) and 1.0 <= self.rate_hz <= 1000.0):
@@ -55,15 +55,12 @@ class TaskNode:
         self.params = p = params or TaskNodeParams()
         self.scene = scene
         self.counters = {"published": 0, "reset_calls": 0, "errors": 0}
-        self._pose_pub = (
-            transport.create_publisher(p.object_pose_topic, codec.POSE_STAMPED, SENSOR_DATA)
-            if scene.has_object
-            else None
-        )
-        self._success_pub = transport.create_publisher(p.success_topic, codec.BOOL, SENSOR_DATA)
+        has_object = scene.has_object
+        self._pose_pub = topics.OBJECT_POSE.publisher(transport, p.object_pose_topic) if has_object else None
+        self._success_pub = topics.SUCCESS.publisher(transport, p.success_topic)
         self._handles = [
             transport.create_timer(1.0 / p.rate_hz, self._on_timer),
-            transport.create_service(p.reset_service, codec.TRIGGER, self._on_reset),
+            transport.create_service(p.reset_service, topics.RESET_SCENE.srv_type, self._on_reset),
         ]
 
     def _on_timer(self) -> None:

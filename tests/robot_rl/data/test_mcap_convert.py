@@ -17,11 +17,11 @@ import pytest
 from robot_rl.cli import main as cli_main
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.mcap_convert import BagError, ConvertConfig, mcap_to_zarr
-from robot_rl.envs.robot_state import robot_state, state_dim
 from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.record import Recorder
 from robot_rl.transition import STEP_KEYS
+from sim.task_spec import robot_state, state_dim
 
 T0_NS = 1_700_000_000_000_000_000
 ROBOT_DT_NS = 20_000_000  # the robot publishes at 50 Hz; iteration i is at T0 + i * 20 ms

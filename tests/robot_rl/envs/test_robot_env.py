@@ -24,7 +24,7 @@ from robot_rl.envs.robot_env import (
     robot_env_spaces,
 )
 from robot_rl.ros import codec
-from robot_rl.ros.bringup import SafetySpec
+from robot_rl.ros.bringup import default_safety
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from robot_rl.ros.nodes.task_node import TaskNode
@@ -72,9 +72,7 @@ def twin() -> Iterator[Twin]:
     bus = InprocBus()
     scene = TwinScene("pick_cube", seed=0)
     arm_tr, task_tr = InprocTransport(bus), InprocTransport(bus)
-    arm_node = ArmNode(
-        arm_tr, scene.arm, SafetyFilter(SafetySpec().limits()), ArmNodeParams(), clock=time.time
-    )
+    arm_node = ArmNode(arm_tr, scene.arm, SafetyFilter(default_safety()), ArmNodeParams(), clock=time.time)
     rig = Twin(bus, scene, arm_node, TaskNode(task_tr, scene))
     hold = scene.arm.hold
 
@@ -145,6 +143,37 @@ def test_episode_moves_the_twin_and_reads_the_sim_state_layout(twin: Twin) -> No
         obs, *_ = env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
     assert obs["state"][7] < 0.02  # gripper width in m: closed on nothing
     assert twin.arm_node.counters["passed"] >= 9 and twin.arm_node.counters["held"] == 0
+    env.close()
+
+
+def test_robot_env_maps_an_action_to_the_sim_envs_target(twin: Twin) -> None:
+    """From the same commanded target, the same actions give the same target pose and gripper
+    command in RobotEnv (what it publishes) and in the sim task (what its controller follows)."""
+    env = twin.env(rotation=True)
+    env.reset()
+    sent: list[tuple[str, object]] = []
+    probe = InprocTransport(twin.bus)
+    probe.subscribe("target_pose", codec.POSE_STAMPED, lambda m: sent.append(("pose", m)))
+    probe.subscribe("gripper/command", codec.FLOAT64, lambda m: sent.append(("gripper", m)))
+    twin.spin("probe", probe)
+    sim = make_sim_env("pick_cube", rotation=True, seed=0).unwrapped
+    sim._cmd_pos, sim._cmd_quat = env._target_pos.copy(), env._target_quat.copy()  # the same start
+    actions = [[1.0, -0.5, 0.2, 0.4, -0.3, 1.0, 0.3], [2.0, 0.0, -3.0, 0.0, 0.0, -2.0, -1.5]]
+    for action in np.array(actions, np.float32):
+        sent.clear()
+        env.step(action)
+        sim.step(action)
+        deadline = time.monotonic() + 2.0
+        while len(sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        got = dict(sent)
+        position, quat, _stamp = codec.pose_from_msg(got["pose"])
+        assert np.array_equal(position, sim.ctrl.target_pos)
+        np.testing.assert_allclose(quat, sim.ctrl.target_quat, atol=1e-12)
+        gripper = codec.float64_from_msg(got["gripper"])
+        assert gripper == float(np.clip(action[-1], -1, 1))
+        assert sim.data.ctrl[sim._gripper_act] == sim._gripper_ctrl(gripper)
+    sim.close()
     env.close()
 
 
