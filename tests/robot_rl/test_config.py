@@ -2,11 +2,11 @@
 
 import pytest
 
+from robot_rl.agents.base import make_agent
 from robot_rl.agents.sac import SACAgent
 from robot_rl.cli import load_run_config, resume_overrides
 from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.envs.factory import make_env
-from robot_rl.runtime.process import build_agent
 
 
 def compose(overrides: list[str]) -> TrainConfig:
@@ -38,7 +38,7 @@ def test_overrides_reach_the_objects_they_name():
         ]
     )
     env = make_env(cfg.env, seed=0)
-    agent = build_agent(cfg, env.observation_space, env.action_space, "cpu")
+    agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed)
     assert isinstance(agent, SACAgent)
     assert agent.critic.num_members == 3
     assert [w.shape[-1] for w in agent.critic.weights][:2] == [32, 16]
