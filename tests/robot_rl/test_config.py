@@ -62,6 +62,26 @@ def test_demos_none_and_gym_group():
     assert cfg.demos.source == "none" and cfg.env.id == "Pendulum-v1"
 
 
+def test_env_sim_is_sims_own_config():
+    from sim.tasks import SimConfig
+
+    cfg = compose(["run_dir=/tmp/x", "env.cameras=[wrist,front]", "env.domain_randomization.light_pos_m=0.1"])
+    assert isinstance(cfg.env, SimConfig) and cfg.env.privileged  # the learning default
+    assert cfg.env.cameras == ("wrist", "front") and cfg.env.domain_randomization.enabled
+
+
+def test_a_sim_task_by_its_gymnasium_id():
+    cfg = compose(
+        ["run_dir=/tmp/x", "env=gym", "env.id=robot_rl/PickCube-v0", "++env.kwargs.privileged=true"]
+    )
+    assert cfg.env.id == "robot_rl/PickCube-v0"
+    env, sim_env = make_env(cfg.env, seed=0), make_env(compose(["run_dir=/tmp/x"]).env, seed=0)
+    assert env.observation_space == sim_env.observation_space and env.action_space == sim_env.action_space
+    env.reset(seed=0)
+    obs, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+
+
 @pytest.mark.parametrize("bad", ["agent.num_critics=0", "replay.demo_ratio=-0.1", "env.image_size=[4,4]"])
 def test_bad_values_fail_with_the_field_named(bad):
     with pytest.raises(SystemExit, match=bad.split("=")[0].split(".")[-1]):
