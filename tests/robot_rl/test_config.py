@@ -6,7 +6,7 @@ from robot_rl.agents.base import make_agent
 from robot_rl.agents.sac import SACAgent
 from robot_rl.cli import load_run_config, resume_overrides
 from robot_rl.config import SimEnvConfig, TrainConfig
-from robot_rl.envs.factory import make_env
+from robot_rl.envs.factory import make_env, sim_env_config
 
 
 def compose(overrides: list[str]) -> TrainConfig:
@@ -80,6 +80,9 @@ def test_a_sim_task_by_its_gymnasium_id():
     env.reset(seed=0)
     obs, *_ = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs)
+    demo_cfg = sim_env_config(cfg.env)  # scripted demos: the task's expert in the same env
+    assert isinstance(demo_cfg, SimEnvConfig) and demo_cfg.task == "pick_cube" and demo_cfg.privileged
+    assert make_env(demo_cfg).observation_space == env.observation_space
 
 
 @pytest.mark.parametrize("bad", ["agent.num_critics=0", "replay.demo_ratio=-0.1", "env.image_size=[4,4]"])
