@@ -146,9 +146,10 @@ def _eval(argv: list[str]) -> None:
     )
     args = parser.parse_args(argv)
 
+    from robot_rl.agents.base import make_agent
     from robot_rl.envs.factory import make_env
     from robot_rl.eval.rollout import run_episodes
-    from robot_rl.runtime.process import build_agent, set_torch_threads
+    from robot_rl.runtime.process import set_torch_threads
     from robot_rl.runtime.transport import load_weights
 
     target = Path(args.target)
@@ -159,7 +160,7 @@ def _eval(argv: list[str]) -> None:
     cfg = load_run_config(run_dir, args.override)
     set_torch_threads(cfg.torch_threads)
     env = make_env(cfg.env, seed=args.seed)
-    agent = build_agent(cfg, env.observation_space, env.action_space, "cpu")
+    agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed)
     version, state = load_weights(weights)
     agent.load_policy_state(state)
     print(f"evaluating weights v{version} from {weights} over {args.episodes} episodes", flush=True)

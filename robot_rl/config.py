@@ -1,5 +1,8 @@
 """Structured configs: one dataclass per seam, registered in hydra's ConfigStore.
 
+The env configs live in robot_rl/envs/config.py, the agents' in their modules (registered through
+robot_rl.agents.base.AGENTS); this module adds the run's own and composes them into TrainConfig.
+
 A wrong key or a wrong type fails at start-up with hydra's message naming it; values are
 checked in __post_init__ so a bad value fails before any process starts.
 """
@@ -12,78 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from robot_rl.agents.bc import BCConfig
-from robot_rl.agents.sac import SACConfig
-from robot_rl.envs.robot_env import RobotEnvConfig
-
-
-@dataclass
-class DomainRandomizationConfig:
-    """sim/randomize.py's ranges as lists (hydra's form), drawn at every reset; defaults: off.
-
-    e.g. env.domain_randomization.mass_scale=[0.8,1.2] env.domain_randomization.latency_steps=[0,25]
-    ++env.domain_randomization.camera_pos_m={front:0.02} (a dict field is set with ++)
-    """
-
-    mass_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # x task objects' mass
-    friction_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # table, object, fingers
-    latency_steps: list[int] = field(default_factory=lambda: [0, 0])  # physics steps, 2 ms each at 500 Hz
-    camera_pos_m: dict[str, float] = field(default_factory=dict)  # {camera: +-m per axis}
-    camera_rot_rad: dict[str, float] = field(default_factory=dict)  # {camera: most turn, rad}
-    light_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # x diffuse and ambient
-    light_pos_m: float = 0.0  # +-m per axis, every light
-
-    def __post_init__(self) -> None:
-        self.to_sim()  # a bad range fails here, named, before any env is built
-
-    def to_sim(self) -> Any:
-        """The sim's DomainRandomization (None when every range is off: the scene as built)."""
-        from sim.randomize import DomainRandomization
-
-        dr = DomainRandomization(
-            mass_scale=tuple(self.mass_scale),
-            friction_scale=tuple(self.friction_scale),
-            latency_steps=tuple(self.latency_steps),
-            camera_pos_m=dict(self.camera_pos_m),
-            camera_rot_rad=dict(self.camera_rot_rad),
-            light_scale=tuple(self.light_scale),
-            light_pos_m=self.light_pos_m,
-        )
-        return dr if dr.enabled else None
-
-
-@dataclass
-class SimEnvConfig:
-    """A MuJoCo task from sim/ (see sim.tasks.make_sim_env)."""
-
-    kind: str = "sim"
-    task: str = "pick_cube"
-    control_hz: float = 10.0
-    physics_hz: float = 500.0
-    privileged: bool = True  # object poses in the state; the pixel route sets false
-    cameras: list[str] = field(default_factory=list)  # e.g. [wrist, front]
-    image_size: list[int] = field(default_factory=lambda: [64, 64])
-    rotation: bool = False
-    max_episode_steps: int | None = None  # None: the task's default
-    arm_xml: str | None = None  # an external MJCF arm (e.g. MuJoCo Menagerie's panda)
-    randomize: bool = True  # start placement (objects, ee); domain_randomization: the scene itself
-    domain_randomization: DomainRandomizationConfig = field(default_factory=DomainRandomizationConfig)
-
-    def __post_init__(self) -> None:
-        if self.control_hz <= 0 or self.physics_hz < self.control_hz:
-            raise ValueError(f"need 0 < control_hz <= physics_hz, got {self.control_hz}, {self.physics_hz}")
-        if len(self.image_size) != 2 or min(self.image_size) < 8:
-            raise ValueError(f"env.image_size must be [height, width] >= 8, got {self.image_size}")
-
-
-@dataclass
-class GymEnvConfig:
-    """Any registered gymnasium env with Box or Dict observations and a Box action space."""
-
-    kind: str = "gym"
-    id: str = MISSING  # e.g. Hopper-v5
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    max_episode_steps: int | None = None
+from robot_rl.agents.base import agent_configs
+from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
 
 
 @dataclass
@@ -230,8 +163,8 @@ def register_configs() -> None:
     cs.store(group="env", name="sim", node=SimEnvConfig)
     cs.store(group="env", name="gym", node=GymEnvConfig)
     cs.store(group="env", name="robot", node=RobotEnvConfig)
-    cs.store(group="agent", name="sac", node=SACConfig)
-    cs.store(group="agent", name="bc", node=BCConfig)
+    for name, config_cls in agent_configs().items():  # agent=sac | bc | ...: the agents' registry
+        cs.store(group="agent", name=name, node=config_cls)
     cs.store(group="demos", name="scripted", node=DemoConfig())
     cs.store(group="demos", name="zarr", node=DemoConfig(source="zarr", path="???"))
     cs.store(group="demos", name="none", node=DemoConfig(source="none", num_episodes=0))

@@ -73,7 +73,11 @@ def _check_jitter(name: str, value: Mapping[str, float], most: float) -> dict[st
 
 @dataclass
 class DomainRandomization:
-    """Ranges drawn afresh at every reset (units in the names; see the module doc for targets)."""
+    """Ranges drawn afresh at every reset (units in the names; see the module doc for targets).
+
+    Also the hydra config env.domain_randomization (robot_rl's env=sim): a range comes as a list
+    from there, a tuple from Python; __post_init__ checks it and stores a tuple.
+    """
 
     mass_scale: tuple[float, float] = (1.0, 1.0)  # x nominal, free bodies
     friction_scale: tuple[float, float] = (1.0, 1.0)  # x nominal, table / object / finger geoms

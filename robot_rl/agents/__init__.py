@@ -1,4 +1,4 @@
-"""Learning algorithms: one per module (sac, bc), built by name with make_agent."""
+"""Learning algorithms: one per module (sac, bc), registered in agents/base.py and built with make_agent."""
 
 from robot_rl.agents.base import make_agent
 

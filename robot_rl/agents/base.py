@@ -1,4 +1,10 @@
-"""The agent seam: the Agent protocol the runtime calls, and the registry that builds agents by name."""
+"""The agent seam: the Agent protocol the runtime calls, and the one registry of algorithms.
+
+AGENTS names each algorithm's (agent class, config class). make_agent builds an agent from a name
+(tests, users) or from a config object (the runtime's cfg.agent: its type names the algorithm), and
+robot_rl.config registers every config class as hydra's agent=<name>, so a new algorithm is one
+module plus one AGENTS entry.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import torch
 
 from robot_rl.transition import Batch, Obs
 
-__all__ = ["AGENTS", "Agent", "make_agent", "to_config"]
+__all__ = ["AGENTS", "Agent", "agent_class", "agent_configs", "make_agent", "to_config"]
 
 
 @runtime_checkable
@@ -22,6 +28,10 @@ class Agent(Protocol):
     The actor process builds the same agent from the same config and only calls act() and
     load_policy_state(); the learner calls update() and the state methods.
     """
+
+    # True: learns from demonstrations alone (BC), so the learner samples only the demo buffer and
+    # starts as soon as it holds demos; False: learns from the actors' transitions too (SAC).
+    offline: bool
 
     def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
         """One unbatched observation -> float32[A] action in [-1, 1]."""
@@ -94,16 +104,42 @@ def to_config(config_cls: type, cfg: Any) -> Any:
     raise ValueError(f"cannot build {config_cls.__name__} from {type(cfg).__name__}")
 
 
+def agent_configs() -> dict[str, type]:
+    """name -> config class of every registered agent (hydra's agent group)."""
+    return {name: load()[1] for name, load in AGENTS.items()}
+
+
+def agent_class(agent: str | Any) -> type:
+    """The agent class registered under a name, or for a config object (by its type)."""
+    return _lookup(agent)[0]
+
+
+def _lookup(agent: str | Any) -> tuple[type, type]:
+    if isinstance(agent, str):
+        if agent not in AGENTS:
+            raise ValueError(f"unknown agent {agent!r}; choose one of {sorted(AGENTS)}")
+        return AGENTS[agent]()
+    for load in AGENTS.values():
+        agent_cls, config_cls = load()
+        if isinstance(agent, config_cls):
+            return agent_cls, config_cls
+    known = sorted(c.__name__ for c in agent_configs().values())
+    raise ValueError(f"no agent is registered for config {type(agent).__name__}; known configs: {known}")
+
+
 def make_agent(
-    name: str,
+    agent: str | Any,
     obs_space: gym.spaces.Dict,
     action_space: gym.spaces.Box,
     cfg: Any = None,
     device: str = "cpu",
     seed: int | None = None,
 ) -> Agent:
-    """Build agent `name` ("sac" | "bc") for these spaces; cfg as accepted by to_config."""
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; choose one of {sorted(AGENTS)}")
-    agent_cls, config_cls = AGENTS[name]()
+    """Build an agent for these spaces: by name ("sac" | "bc", cfg as accepted by to_config), or
+    from its config object (make_agent(train_cfg.agent, ...); cfg must then be None)."""
+    agent_cls, config_cls = _lookup(agent)
+    if not isinstance(agent, str):
+        if cfg is not None:
+            raise ValueError("make_agent takes a name with a cfg, or a config object alone, not both")
+        cfg = agent
     return agent_cls(obs_space, action_space, to_config(config_cls, cfg), device=device, seed=seed)

@@ -67,6 +67,8 @@ def bc_loss(
 class BCAgent:
     """Behaviour cloning implementing robot_rl.agents.base.Agent; act() is always deterministic."""
 
+    offline = True  # demos only: the learner samples the demo buffer alone
+
     def __init__(
         self,
         obs_space: gym.spaces.Dict,

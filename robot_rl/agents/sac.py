@@ -133,6 +133,8 @@ class SACAgent:
     reads its features detached (DrQ/RLPD), and the target critic has its own target encoder.
     """
 
+    offline = False  # learns from the actors' transitions and the demos
+
     def __init__(
         self,
         obs_space: gym.spaces.Dict,

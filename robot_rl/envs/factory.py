@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from robot_rl.config import GymEnvConfig, SimEnvConfig
+from robot_rl.envs.config import EnvConfig, GymEnvConfig, RobotEnvConfig, SimEnvConfig
 from robot_rl.envs.gym_adapter import StandardObsWrapper
-from robot_rl.envs.robot_env import RobotEnv, RobotEnvConfig
-
-EnvConfig = SimEnvConfig | GymEnvConfig | RobotEnvConfig
+from robot_rl.envs.robot_env import RobotEnv
+from sim.tasks import TASKS, gym_id, make_sim_env
 
 
 def make_env(cfg: EnvConfig, seed: int | None = None) -> gym.Env:
@@ -20,22 +19,7 @@ def make_env(cfg: EnvConfig, seed: int | None = None) -> gym.Env:
     if isinstance(cfg, RobotEnvConfig):
         return RobotEnv(cfg, seed=seed)
     if isinstance(cfg, SimEnvConfig):
-        from sim.tasks import make_sim_env
-
-        return make_sim_env(
-            cfg.task,
-            control_hz=cfg.control_hz,
-            physics_hz=cfg.physics_hz,
-            privileged=cfg.privileged,
-            cameras=tuple(cfg.cameras),
-            image_size=(int(cfg.image_size[0]), int(cfg.image_size[1])),
-            rotation=cfg.rotation,
-            max_episode_steps=cfg.max_episode_steps,
-            arm_xml=cfg.arm_xml,
-            randomize=cfg.randomize,
-            domain_randomization=cfg.domain_randomization.to_sim(),
-            seed=seed,
-        )
+        return make_sim_env(cfg.task, cfg, seed=seed)
     if isinstance(cfg, GymEnvConfig):
         try:
             env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, **cfg.kwargs)
@@ -47,7 +31,14 @@ def make_env(cfg: EnvConfig, seed: int | None = None) -> gym.Env:
 
 def sim_env_config(cfg: EnvConfig) -> SimEnvConfig | GymEnvConfig:
     """The config of the env scripted demos are recorded in: a robot env's own sim task (same
-    spaces), any other env itself."""
+    spaces), a sim task's gymnasium id (env.id=robot_rl/PickCube-v0) that task, any other env
+    itself."""
+    task = _sim_task(cfg.id) if isinstance(cfg, GymEnvConfig) else None
+    if task is not None:
+        # make_sim_env's defaults (privileged false), as the gym route builds it
+        return SimEnvConfig(
+            **{"privileged": False, **cfg.kwargs}, task=task, max_episode_steps=cfg.max_episode_steps
+        )
     if isinstance(cfg, RobotEnvConfig):
         return SimEnvConfig(
             task=cfg.task,
@@ -60,3 +51,9 @@ def sim_env_config(cfg: EnvConfig) -> SimEnvConfig | GymEnvConfig:
             randomize=cfg.randomize,
         )
     return cfg
+
+
+def _sim_task(env_id: str) -> str | None:
+    """The sim task a gymnasium id names (robot_rl/PickCube-v0, sim:robot_rl/PickCube-v0), else None."""
+    name = env_id.rsplit(":", 1)[-1]  # gymnasium's "module:id" form
+    return next((task for task in TASKS if gym_id(task) == name), None)

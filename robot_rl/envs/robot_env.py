@@ -165,7 +165,7 @@ class RobotEnv(gym.Env):
         self.cfg = cfg
         if seed is not None:  # start-pose draws are reproducible without touching the robot here
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.spec = TaskSpec()  # workspace, scaling and start pose, as the sim tasks'
+        self.task_spec = TaskSpec()  # workspace, scaling and start pose, as the sim tasks'
         self.observation_space, self.action_space = robot_env_spaces(cfg)
         self.max_episode_steps = cfg.max_episode_steps or TASKS[cfg.task].default_max_steps
         self.period_s = 1.0 / cfg.control_hz
@@ -340,8 +340,8 @@ class RobotEnv(gym.Env):
         if not self._connected:
             self._connect()
             self._wait_fresh(self.cfg.connect_timeout_s)
-        start = start_position(self.spec, self.np_random, self.cfg.randomize)
-        self._move_to(in_workspace(start, self.spec), np.array(EE_DOWN_QUAT))
+        start = start_position(self.task_spec, self.np_random, self.cfg.randomize)
+        self._move_to(in_workspace(start, self.task_spec), np.array(EE_DOWN_QUAT))
         if self.cfg.topics.reset_scene:
             service = self.cfg.topics.reset_scene
             reply = self._call(service, topics.RESET_SCENE.srv_type, codec.trigger_request())
@@ -350,7 +350,7 @@ class RobotEnv(gym.Env):
         self._next_tick = None
         self._wait_tick()
         obs, info = self._observe()
-        self._target_pos = in_workspace(info.pop("ee_pos"), self.spec)
+        self._target_pos = in_workspace(info.pop("ee_pos"), self.task_spec)
         self._target_quat = np.array(EE_DOWN_QUAT)
         self._steps = 0
         return obs, info
@@ -382,7 +382,7 @@ class RobotEnv(gym.Env):
         if a.shape != self.action_space.shape or not np.all(np.isfinite(a)):
             raise ValueError(f"action must be finite with shape {self.action_space.shape}, got {action!r}")
         self._target_pos, self._target_quat, gripper = step_target(
-            self._target_pos, self._target_quat, a, self.cfg.rotation, self.spec
+            self._target_pos, self._target_quat, a, self.cfg.rotation, self.task_spec
         )
         self._command(self._target_pos, self._target_quat, gripper)
         self._wait_tick()

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.agents.base import Agent
+from robot_rl.agents.base import Agent, make_agent
 from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.eval.rollout import run_episodes
-from robot_rl.runtime.process import build_agent, post_status, set_torch_threads, supervisor_gone
+from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.sender import TransitionSender
 from robot_rl.runtime.transport import ActorTransport
 from robot_rl.transition import obs_to_flat
@@ -63,7 +63,9 @@ class Actor:
         self.store = EpisodeStore(run_dir / f"actor_{actor_id}" / "episodes.zarr", mode="a")
         self.sender = TransitionSender(transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps)
         self.env = make_env(cfg.env, seed=cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes)
-        self.agent: Agent = build_agent(cfg, self.env.observation_space, self.env.action_space, "cpu")
+        self.agent: Agent = make_agent(
+            cfg.agent, self.env.observation_space, self.env.action_space, seed=cfg.seed
+        )
         self.rng = np.random.default_rng(cfg.seed + 17 + self.store.n_episodes)
         self.policy_version = -1
         self.env_steps = self.store.n_steps  # a resumed actor continues its count

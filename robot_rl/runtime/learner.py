@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from robot_rl.agents.base import make_agent
 from robot_rl.config import TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.mixer import DemoMixer
@@ -22,8 +23,6 @@ from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.checkpoint import load_checkpoint, save_checkpoint
 from robot_rl.runtime.ingest import Ingest
 from robot_rl.runtime.process import (
-    build_agent,
-    is_offline,
     post_status,
     resolve_device,
     set_torch_threads,
@@ -58,7 +57,8 @@ class Learner:
         self.run_dir = run_dir
         self.transport = transport
         self.shared = shared
-        self.agent = build_agent(cfg, obs_space, action_space, resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        self.agent = make_agent(cfg.agent, obs_space, action_space, device=device, seed=cfg.seed)
         spec = ReplayBuffer.obs_spec_from_space(obs_space)
         act_dim = int(action_space.shape[0])
         rc = cfg.replay
@@ -74,7 +74,7 @@ class Learner:
             self.demo.add_episode(steps, final_obs)
         self.ingest = Ingest(self.online, self.demo, EpisodeStore(run_dir / "replay.zarr", mode="a"))
         # an empty buffer gives its share to the other, so demos=none needs no special case
-        self.mixer = DemoMixer(self.online, self.demo, 1.0 if is_offline(cfg) else rc.demo_ratio)
+        self.mixer = DemoMixer(self.online, self.demo, 1.0 if self.agent.offline else rc.demo_ratio)
         self.batches = self.mixer.iterate(cfg.agent.batch_size)
         self.calls = 0  # agent.update() calls
         self.grad_steps = 0
@@ -111,7 +111,7 @@ class Learner:
         self.transport.publish_weights(self.weights_version, self.agent.policy_state())
 
     def _ready(self) -> bool:
-        if is_offline(self.cfg):
+        if self.agent.offline:
             return len(self.demo) > 0
         return len(self.online) + len(self.demo) >= self.cfg.learning_starts and len(self.online) > 0
 

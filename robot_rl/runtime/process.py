@@ -1,4 +1,4 @@
-"""Small set-up steps shared by the processes: threads, device, agent construction."""
+"""Small set-up steps shared by the processes: threads, device, status messages, supervision."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ import contextlib
 import os
 from typing import Any
 
-import gymnasium as gym
 import torch
-
-from robot_rl.agents.base import Agent
-from robot_rl.agents.bc import BCAgent, BCConfig
-from robot_rl.agents.sac import SACAgent, SACConfig
-from robot_rl.config import TrainConfig
 
 
 def set_torch_threads(n: int) -> None:
@@ -40,19 +34,3 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' was asked for but torch sees no CUDA device")
     return name
-
-
-def build_agent(
-    cfg: TrainConfig, obs_space: gym.spaces.Dict, action_space: gym.spaces.Box, device: str
-) -> Agent:
-    """The agent seam: the config's type names the algorithm."""
-    if isinstance(cfg.agent, SACConfig):
-        return SACAgent(obs_space, action_space, cfg.agent, device=device, seed=cfg.seed)
-    if isinstance(cfg.agent, BCConfig):
-        return BCAgent(obs_space, action_space, cfg.agent, device=device, seed=cfg.seed)
-    raise TypeError(f"unknown agent config {type(cfg.agent).__name__}")
-
-
-def is_offline(cfg: TrainConfig) -> bool:
-    """Agents that learn from demos only (BC) sample the demo buffer alone."""
-    return isinstance(cfg.agent, BCConfig)

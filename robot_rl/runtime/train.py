@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from robot_rl.agents.base import make_agent
 from robot_rl.config import TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
@@ -28,7 +29,7 @@ from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.actor import ActorShared, actor_main
 from robot_rl.runtime.demos import check_demos_fit, prepare_demos
 from robot_rl.runtime.learner import LearnerShared, learner_main
-from robot_rl.runtime.process import build_agent, set_torch_threads
+from robot_rl.runtime.process import set_torch_threads
 from robot_rl.runtime.transport import LocalTransport, load_weights
 
 WEIGHTS_FILE = Path("weights") / "policy.pt"
@@ -194,7 +195,7 @@ def run_processes(cfg: TrainConfig, run_dir: Path, obs_space: Any, action_space:
 
 def final_eval(cfg: TrainConfig, run_dir: Path, episodes: int) -> dict[str, Any]:
     env = make_env(cfg.env, seed=cfg.seed + 999_999)
-    agent = build_agent(cfg, env.observation_space, env.action_space, "cpu")
+    agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed)
     version, state = load_weights(run_dir / WEIGHTS_FILE)
     agent.load_policy_state(state)
     summary = run_episodes(env, agent, episodes, seed=cfg.seed + 999_999)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,14 +53,20 @@ from sim.task_spec import (
 TABLE_Z = 0.0
 N_JOINTS = 7  # the sim arm's
 PROPRIO_DIM = proprio_dim(N_JOINTS)
+_TUPLE_FIELDS = ("cameras", "image_size", "workspace_low", "workspace_high", "ee_start")  # of SimConfig
 
 
 @dataclass
 class SimConfig:
+    """How a task env is built (make_sim_env's keywords). Also the hydra config of env=sim
+    (robot_rl.envs.config.SimEnvConfig), so its fields are OmegaConf types: a sequence is a tuple
+    here and arrives as a list from hydra; __post_init__ turns it back into a tuple and checks values.
+    """
+
     control_hz: float = 10.0
     physics_hz: float = 500.0
     privileged: bool = False
-    cameras: Sequence[str] = ()
+    cameras: tuple[str, ...] = ()
     image_size: tuple[int, int] = (64, 64)  # (H, W)
     rotation: bool = False
     max_episode_steps: int | None = None  # None: the task's default
@@ -74,7 +79,21 @@ class SimConfig:
     ee_start: tuple[float, float, float] = EE_START
     ee_start_noise: float = EE_START_NOISE
     extra: dict[str, Any] = field(default_factory=dict)
-    domain_randomization: DomainRandomization | None = None  # None: the scene as built, no latency
+    # Drawn at every reset; the default (every range off) leaves the scene as built, no latency.
+    domain_randomization: DomainRandomization = field(default_factory=DomainRandomization)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.control_hz <= self.physics_hz:
+            raise ValueError(f"need 0 < control_hz <= physics_hz, got {self.control_hz}, {self.physics_hz}")
+        if isinstance(self.cameras, str):
+            raise ValueError(f"cameras must be a list of camera names, got {self.cameras!r}")
+        for name in _TUPLE_FIELDS:
+            setattr(self, name, tuple(getattr(self, name)))
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"image_size must be [height, width], each >= 8, got {list(self.image_size)}")
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        if self.domain_randomization is None:  # make_sim_env's old "no randomisation"
+            self.domain_randomization = DomainRandomization()
 
 
 class SimTaskEnv(gym.Env):
@@ -86,16 +105,14 @@ class SimTaskEnv(gym.Env):
     goal_dim: int = 0
 
     def __init__(self, config: SimConfig | None = None) -> None:
-        self.cfg = config or SimConfig()
-        if self.cfg.physics_hz < self.cfg.control_hz:
-            raise ValueError(f"physics_hz {self.cfg.physics_hz} must be >= control_hz {self.cfg.control_hz}")
+        self.cfg = config or SimConfig()  # SimConfig checked its values
         self.n_substeps = max(1, round(self.cfg.physics_hz / self.cfg.control_hz))
         self.dt = self.n_substeps / self.cfg.physics_hz
         self.max_episode_steps = self.cfg.max_episode_steps or self.default_max_steps
-        self.spec = TaskSpec.of(self.cfg)
-        self.pos_scale, self.rot_scale = self.spec.pos_scale, self.spec.rot_scale
-        self.workspace_low = np.array(self.spec.workspace_low, dtype=np.float64)
-        self.workspace_high = np.array(self.spec.workspace_high, dtype=np.float64)
+        self.task_spec = TaskSpec.of(self.cfg)
+        self.pos_scale, self.rot_scale = self.task_spec.pos_scale, self.task_spec.rot_scale
+        self.workspace_low = np.array(self.task_spec.workspace_low, dtype=np.float64)
+        self.workspace_high = np.array(self.task_spec.workspace_high, dtype=np.float64)
         h, w = self.cfg.image_size
         self.model = build_model(self._objects_xml(), self.cfg.physics_hz, self.cfg.arm_xml, max(640, h, w))
         self.data = mujoco.MjData(self.model)
@@ -105,7 +122,7 @@ class SimTaskEnv(gym.Env):
         self._gripper_act = gripper.id
         self._gripper_range = self.model.actuator_ctrlrange[gripper.id].copy()
         dr = self.cfg.domain_randomization
-        self._randomizer = Randomizer(self.model, dr) if dr is not None and dr.enabled else None
+        self._randomizer = Randomizer(self.model, dr) if dr.enabled else None
         self.latency_steps = 0  # this episode's, physics steps
         # Delayed commands: (physics step it takes effect, target_pos, target_quat, gripper ctrl).
         self._pending: deque[tuple[int, np.ndarray, np.ndarray, float]] = deque()
@@ -191,7 +208,7 @@ class SimTaskEnv(gym.Env):
         mujoco.mj_resetData(self.model, self.data)
         self._randomize(rng)
         self._physics_step = 0
-        start = start_position(self.spec, rng, self.cfg.randomize)
+        start = start_position(self.task_spec, rng, self.cfg.randomize)
         self.ctrl.target_pos, self.ctrl.target_quat = start, np.array(EE_DOWN_QUAT)
         self.data.qpos[self.ctrl.qpos_idx] = self.ctrl.q_rest
         self.ctrl.solve_static(self.model, self.data)
@@ -211,7 +228,7 @@ class SimTaskEnv(gym.Env):
             raise ValueError(f"action shape {a.shape}, expected {self.action_space.shape}")
         # The commanded target accumulates actions; with latency the controller follows it late.
         self._cmd_pos, self._cmd_quat, command = step_target(
-            self._cmd_pos, self._cmd_quat, a, self.cfg.rotation, self.spec
+            self._cmd_pos, self._cmd_quat, a, self.cfg.rotation, self.task_spec
         )
         gripper = self._gripper_ctrl(command)
         if self.latency_steps == 0:

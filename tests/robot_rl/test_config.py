@@ -2,11 +2,11 @@
 
 import pytest
 
+from robot_rl.agents.base import make_agent
 from robot_rl.agents.sac import SACAgent
 from robot_rl.cli import load_run_config, resume_overrides
 from robot_rl.config import SimEnvConfig, TrainConfig
-from robot_rl.envs.factory import make_env
-from robot_rl.runtime.process import build_agent
+from robot_rl.envs.factory import make_env, sim_env_config
 
 
 def compose(overrides: list[str]) -> TrainConfig:
@@ -38,7 +38,7 @@ def test_overrides_reach_the_objects_they_name():
         ]
     )
     env = make_env(cfg.env, seed=0)
-    agent = build_agent(cfg, env.observation_space, env.action_space, "cpu")
+    agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed)
     assert isinstance(agent, SACAgent)
     assert agent.critic.num_members == 3
     assert [w.shape[-1] for w in agent.critic.weights][:2] == [32, 16]
@@ -60,6 +60,29 @@ def test_gpu_preset_carries_rlpd_recipe():
 def test_demos_none_and_gym_group():
     cfg = compose(["run_dir=/tmp/x", "env=gym", "env.id=Pendulum-v1", "demos=none"])
     assert cfg.demos.source == "none" and cfg.env.id == "Pendulum-v1"
+
+
+def test_env_sim_is_sims_own_config():
+    from sim.tasks import SimConfig
+
+    cfg = compose(["run_dir=/tmp/x", "env.cameras=[wrist,front]", "env.domain_randomization.light_pos_m=0.1"])
+    assert isinstance(cfg.env, SimConfig) and cfg.env.privileged  # the learning default
+    assert cfg.env.cameras == ("wrist", "front") and cfg.env.domain_randomization.enabled
+
+
+def test_a_sim_task_by_its_gymnasium_id():
+    cfg = compose(
+        ["run_dir=/tmp/x", "env=gym", "env.id=robot_rl/PickCube-v0", "++env.kwargs.privileged=true"]
+    )
+    assert cfg.env.id == "robot_rl/PickCube-v0"
+    env, sim_env = make_env(cfg.env, seed=0), make_env(compose(["run_dir=/tmp/x"]).env, seed=0)
+    assert env.observation_space == sim_env.observation_space and env.action_space == sim_env.action_space
+    env.reset(seed=0)
+    obs, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+    demo_cfg = sim_env_config(cfg.env)  # scripted demos: the task's expert in the same env
+    assert isinstance(demo_cfg, SimEnvConfig) and demo_cfg.task == "pick_cube" and demo_cfg.privileged
+    assert make_env(demo_cfg).observation_space == env.observation_space
 
 
 @pytest.mark.parametrize("bad", ["agent.num_critics=0", "replay.demo_ratio=-0.1", "env.image_size=[4,4]"])

@@ -283,7 +283,8 @@ def test_hydra_overrides_build_a_randomized_env():
     assert dr.camera_pos_m == {"front": 0.01, "wrist": 0.005}  # merged into the yaml's
     assert 0 <= env.unwrapped.latency_steps <= 5
     env.step(env.action_space.sample())
-    assert make_env(compose(["run_dir=/tmp/x"]).env).unwrapped.cfg.domain_randomization is None
+    plain = make_env(compose(["run_dir=/tmp/x"]).env).unwrapped
+    assert not plain.cfg.domain_randomization.enabled and plain._randomizer is None  # off: the scene as built
 
 
 def test_hydra_bad_range_fails_at_start_up_naming_it():

@@ -62,7 +62,7 @@ def test_sim_env_commands_what_the_contract_maps() -> None:
     rng = np.random.default_rng(2)
     for a in _random_actions(rng, 10).astype(np.float32):
         before = task.ctrl.target_pos.copy(), task.ctrl.target_quat.copy()
-        expected = step_target(*before, a, True, task.spec)
+        expected = step_target(*before, a, True, task.task_spec)
         env.step(a)
         assert np.array_equal(task.ctrl.target_pos, expected[0])
         assert np.array_equal(task.ctrl.target_quat, expected[1])

@@ -1,0 +1,45 @@
+"""The env configs, one per kind of env (env=sim | gym | robot); robot_rl.config registers them
+with hydra. They live next to the envs so that robot_rl.envs never imports robot_rl.config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from robot_rl.envs.robot_env import RobotEnvConfig
+from sim.tasks import SimConfig
+
+__all__ = ["EnvConfig", "GymEnvConfig", "RobotEnvConfig", "SimEnvConfig"]
+
+
+@dataclass
+class SimEnvConfig(SimConfig):
+    """env=sim: a MuJoCo task from sim/, built from SimConfig's fields (sim/tasks/base.py) plus
+    which task. Differs from SimConfig only in privileged's default (the learning default: object
+    poses in the state; the pixel route sets false).
+
+    e.g. env.task=reach env.cameras=[wrist,front] env.domain_randomization.mass_scale=[0.8,1.2]
+    ++env.domain_randomization.camera_pos_m={front:0.02} (a dict field is set with ++);
+    the ranges are sim/randomize.py's DomainRandomization.
+    """
+
+    privileged: bool = True
+    kind: str = "sim"
+    task: str = "pick_cube"
+
+
+@dataclass
+class GymEnvConfig:
+    """Any registered gymnasium env with Box or Dict observations and a Box action space
+    (the sim tasks too: env.id=robot_rl/PickCube-v0)."""
+
+    kind: str = "gym"
+    id: str = MISSING  # e.g. Hopper-v5
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+
+
+EnvConfig = SimEnvConfig | GymEnvConfig | RobotEnvConfig
