@@ -1,4 +1,4 @@
-"""MuJoCo tasks as gymnasium envs, built by make_sim_env (see sim/tasks/base.py for layouts).
+"""MuJoCo tasks as gymnasium envs, built by make_sim_env (observation and action layouts: sim/task_spec.py).
 
 Every task in TASKS is also registered with gymnasium as robot_rl/<Task>-v0 (pick_cube ->
 robot_rl/PickCube-v0), with make_sim_env's keywords:
