@@ -35,8 +35,10 @@ VARIANTS: dict[str, list[str]] = {
 OUT = BENCH_DIR / "out" / "learning"
 
 
-def run_variant(name: str, overrides: list[str], seed: int, budget: int, rerun: bool) -> dict:
-    run_dir = OUT / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}_s{seed}"
+def run_variant(
+    name: str, overrides: list[str], seed: int, budget: int, rerun: bool, out: Path = OUT
+) -> dict:
+    run_dir = out / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}_s{seed}"
     eval_path = run_dir / "eval.json"
     if eval_path.exists() and not rerun:
         return json.loads(eval_path.read_text()) | {"run_dir": str(run_dir)}
@@ -88,6 +90,12 @@ def main() -> None:
     parser.add_argument(
         "--rerun", action="store_true", help="ignore finished runs in benchmarks/out/learning"
     )
+    parser.add_argument(
+        "--name",
+        default="learning",
+        help="results name (JSON, RESULTS.md section, curves, run folders); a subset of the variants "
+        "under another name, e.g. a recheck of the default rows, leaves the full table as it is",
+    )
     args = parser.parse_args()
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
@@ -96,7 +104,15 @@ def main() -> None:
     jobs = [(name, seed) for seed in args.seeds for name in args.variants]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
-            job: pool.submit(run_variant, job[0], VARIANTS[job[0]], job[1], args.env_steps, args.rerun)
+            job: pool.submit(
+                run_variant,
+                job[0],
+                VARIANTS[job[0]],
+                job[1],
+                args.env_steps,
+                args.rerun,
+                OUT.parent / args.name,
+            )
             for job in jobs
         }
         results = {name: [futures[(name, s)].result() for s in args.seeds] for name in args.variants}
@@ -124,7 +140,7 @@ def main() -> None:
     )
 
     curves = {name: [eval_curve(r["run_dir"]) for r in runs] for name, runs in results.items()}
-    png = BENCH_DIR / "results" / "learning_pick_cube.png"
+    png = BENCH_DIR / "results" / f"{args.name}_pick_cube.png"
     png.parent.mkdir(exist_ok=True)
     plot_runs(curves, png, xlabel="env steps", ylabel="eval success rate (10 episodes)")
 
@@ -140,11 +156,11 @@ def main() -> None:
             "| --- | --- | --- | --- | --- |",
             *rows,
             "",
-            "Curves: `benchmarks/results/learning_pick_cube.png`.",
+            f"Curves: `benchmarks/results/{args.name}_pick_cube.png`.",
         ]
     )
     cmd = "python -m benchmarks.learning " + " ".join(sys.argv[1:])
-    write_results("learning", payload, table, cmd.strip())
+    write_results(args.name, payload, table, cmd.strip())
     print(table)
 
 
