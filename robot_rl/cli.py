@@ -50,16 +50,20 @@ def _run_app(command: str, argv: list[str]) -> None:
     """Compose the config with hydra, then run train, learner or actor on it."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from robot_rl.config import register_configs
     from robot_rl.runtime.net.client import TransportFailed
-    from robot_rl.runtime.train import RunFailed
+    from robot_rl.runtime.run_folder import RunFailed
 
     register_configs()
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> None:
-        cfg.run_dir = HydraConfig.get().runtime.output_dir  # resolve ${now:...} once
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # hydra made each job its own folder
+            cfg.run_dir = HydraConfig.get().runtime.output_dir
+        else:  # resolve ${now:...} once; the folder is made by the app once its start is checked
+            cfg.run_dir = os.path.abspath(cfg.run_dir)
         typed = to_train_config(cfg)
         try:
             if command == "train":
@@ -150,6 +154,7 @@ def _eval(argv: list[str]) -> None:
     from robot_rl.envs.factory import make_env
     from robot_rl.eval.rollout import run_episodes
     from robot_rl.runtime.process import set_torch_threads
+    from robot_rl.runtime.progress import eval_summary_text
     from robot_rl.runtime.transport import load_weights
 
     target = Path(args.target)
@@ -169,11 +174,7 @@ def _eval(argv: list[str]) -> None:
     finally:
         env.close()  # a robot env's transport session would otherwise keep the process alive
     summary = {"weights": str(weights), "weights_version": version, **episodes}
-    print(
-        f"success {summary['success_rate']:.2f} [{summary['success_ci_low']:.2f}, "
-        f"{summary['success_ci_high']:.2f}] (95% Wilson) | episode length {summary['episode_length']:.1f}"
-        f" | return {summary['return']:.2f} +- {summary['return_std']:.2f}"
-    )
+    print(eval_summary_text(summary))
     print(json.dumps(summary))
 
 

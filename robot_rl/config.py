@@ -9,11 +9,12 @@ checked in __post_init__ so a bad value fails before any process starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from robot_rl.agents.base import agent_configs
 from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
@@ -141,7 +142,8 @@ class TrainConfig:
     final_eval_episodes: int = 50
     torch_threads: int = 1  # per process; 2 threads on a 2-core box run far slower than 1
     device: str = "auto"  # learner device: auto | cpu | cuda | cuda:N
-    run_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}_${oc.select:env.task,${oc.select:env.id,env}}"
+    # runs/<date>_<time>_<task or env id>, the id made safe for any filesystem (config.folder_name)
+    run_dir: str = "runs/${now:%Y-%m-%d_%H-%M-%S}_${folder_name:${oc.select:env.task,${oc.select:env.id,env}}}"  # noqa: E501
     resume: bool = False  # continue the run in run_dir from its checkpoint and stores
     actor_id: int = 0  # `robot-rl actor`: this actor's id; each robot or sim worker needs its own
     progress: bool = True
@@ -157,7 +159,14 @@ class TrainConfig:
             raise ValueError(f"actor_id must be >= 0, got {self.actor_id}")
 
 
+def folder_name(text: str) -> str:
+    """A name safe in every filesystem and shell: what is not a letter, digit, '.', '_' or '-'
+    becomes '-' (`robot_rl/PickCube-v0` -> `robot_rl-PickCube-v0`, `pkg:task-v0` -> `pkg-task-v0`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", str(text)).strip(".-") or "run"
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)  # run_dir's default
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="env", name="sim", node=SimEnvConfig)

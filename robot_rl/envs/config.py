@@ -37,9 +37,12 @@ class GymEnvConfig:
     (the sim tasks too: env.id=robot_rl/PickCube-v0)."""
 
     kind: str = "gym"
-    id: str = MISSING  # e.g. Hopper-v5
+    id: str = MISSING  # e.g. Hopper-v5; a package's id: pkg:task-v0 (gymnasium imports pkg first)
     kwargs: dict[str, Any] = field(default_factory=dict)
     max_episode_steps: int | None = None
+    # Modules imported in every process before gym.make, for packages that register their ids
+    # on import (the current folder is searched too): env.imports=[my_pkg]
+    imports: list[str] = field(default_factory=list)
 
 
 EnvConfig = SimEnvConfig | GymEnvConfig | RobotEnvConfig

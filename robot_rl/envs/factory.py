@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import gymnasium as gym
 
 from robot_rl.envs.config import EnvConfig, GymEnvConfig, RobotEnvConfig, SimEnvConfig
 from robot_rl.envs.gym_adapter import StandardObsWrapper
 from robot_rl.envs.robot_env import RobotEnv
+from robot_rl.imports import cwd_on_path, import_module
 from sim.tasks import TASKS, gym_id, make_sim_env
 
 
@@ -21,12 +24,36 @@ def make_env(cfg: EnvConfig, seed: int | None = None) -> gym.Env:
     if isinstance(cfg, SimEnvConfig):
         return make_sim_env(cfg.task, cfg, seed=seed)
     if isinstance(cfg, GymEnvConfig):
-        try:
-            env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, **cfg.kwargs)
-        except gym.error.Error as err:
-            raise ValueError(f"env.id '{cfg.id}' could not be made: {err}") from err
-        return StandardObsWrapper(env)
+        return StandardObsWrapper(make_gym_env(cfg), seed=seed)
     raise TypeError(f"unknown env config {type(cfg).__name__}")
+
+
+def make_gym_env(cfg: GymEnvConfig) -> gym.Env:
+    """gym.make(env.id) after importing env.imports (the packages that register their ids on
+    import); gymnasium's own `module:id` form works too. Both find modules in the current folder."""
+    for name in cfg.imports:
+        import_module(name, "env.imports")
+    cwd_on_path()  # gymnasium imports the module of a `module:id` itself
+    try:
+        return gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, **cfg.kwargs)
+    except ModuleNotFoundError as err:  # the module of `module:id`
+        module = cfg.id.partition(":")[0]
+        raise ValueError(
+            f"env.id '{cfg.id}': cannot import '{module}' ({err.msg.split('.')[0]}); install it, run from "
+            "the folder that holds it, or fix the name before ':'"
+        ) from err
+    except gym.error.Error as err:
+        raise ValueError(f"env.id '{cfg.id}' could not be made: {err}; {_how_to_name(cfg.id)}") from err
+
+
+def _how_to_name(env_id: str) -> str:
+    """How to name the package that registers env_id, with a guess where its namespace is a module."""
+    if ":" in env_id:
+        return "check the id after ':' against the ids its module registers"
+    namespace = env_id.split("/", 1)[0] if "/" in env_id else None
+    if namespace and importlib.util.find_spec(namespace) is not None:
+        return f"did you mean env.id={namespace}:{env_id} (imports {namespace}, which registers it)?"
+    return f"if a package registers it, name it: env.id=<module>:{env_id} or env.imports=[<module>]"
 
 
 def sim_env_config(cfg: EnvConfig) -> SimEnvConfig | GymEnvConfig:

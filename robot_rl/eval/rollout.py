@@ -1,4 +1,8 @@
-"""Deterministic evaluation episodes: success rate with a confidence interval, length, return."""
+"""Deterministic evaluation episodes: success rate with a confidence interval, length, return.
+
+An env with no success signal (envs/gym_adapter.reports_success) gets no success keys, so no
+report shows a success rate of 0.00 that says nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.agents.base import Agent
+from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.eval.stats import success_rate_ci
 
 
@@ -30,12 +35,11 @@ def run_episodes(
         successes.append(success)
         lengths.append(length)
         returns.append(ret)
-    rate, low, high = success_rate_ci(int(np.sum(successes)), episodes)
-    return {
-        "episodes": episodes,
-        "success_rate": rate,
-        "success_ci_low": low,
-        "success_ci_high": high,
+    summary: dict[str, Any] = {"episodes": episodes}
+    if reports_success(env):  # an env with no success signal is summarised by its return alone
+        rate, low, high = success_rate_ci(int(np.sum(successes)), episodes)
+        summary |= {"success_rate": rate, "success_ci_low": low, "success_ci_high": high}
+    return summary | {
         "episode_length": float(np.mean(lengths)),
         "return": float(np.mean(returns)),
         "return_std": float(np.std(returns)),

@@ -22,6 +22,7 @@ from robot_rl.agents.base import Agent, make_agent
 from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
+from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.sender import TransitionSender
@@ -173,7 +174,10 @@ class Actor:
             intervened += int(row["intervened"])
             obs = next_obs
             if done:
-                return {"return": ret, "length": length, "success": success, "intervened": intervened}
+                stats = {"return": ret, "length": length, "success": success, "intervened": intervened}
+                if not reports_success(self.env):  # Hopper and the like: shown by their return
+                    del stats["success"]
+                return stats
 
     def _start_weights(self) -> None:
         """A (re)started actor acts on the learner's current weights, never on fresh random ones."""
@@ -191,11 +195,13 @@ class Actor:
         while self.env_steps < self.cfg.total_env_steps and not self.shared.stopping():
             stats = self.run_episode()
             episodes += 1
-            successes.append(float(stats["success"]))
+            if "success" in stats:
+                successes.append(float(stats["success"]))
             self.report = {
                 "env_steps": self.env_steps,
                 "episodes": episodes,
-                "success_last20": float(np.mean(successes)),
+                # NaN: the env reports no success; the learner then shows last_return
+                "success_last20": float(np.mean(successes)) if successes else float("nan"),
                 "last_return": stats["return"],
                 "policy_version": self.policy_version,
                 "backlog": self.sender.backlog + self.transport.pending(),

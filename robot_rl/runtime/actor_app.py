@@ -18,14 +18,14 @@ from typing import Any
 
 from robot_rl.config import TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.envs.factory import make_env
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.actor import Actor, ActorShared
 from robot_rl.runtime.net.client import GrpcActorTransport
 from robot_rl.runtime.net.codec import spaces_json
 from robot_rl.runtime.net.security import actor_token
 from robot_rl.runtime.process import set_torch_threads
-from robot_rl.runtime.train import Progress, prepare_run_dir
+from robot_rl.runtime.progress import ActorDisplay, budget_row, budget_text, drain, final_eval_line
+from robot_rl.runtime.run_folder import open_run_folder
 
 
 class _LearnerTrainedThrough:
@@ -39,41 +39,16 @@ class _LearnerTrainedThrough:
         return self._transport.trained_through
 
 
-class ActorDisplay(Progress):
-    """Progress's metrics logging, with a line about the link instead of the learner's."""
-
-    def __init__(self, cfg: TrainConfig, run_dir: Path, transport: GrpcActorTransport) -> None:
-        super().__init__(cfg, run_dir)
-        self.transport = transport
-
-    def show(self, force: bool = False) -> None:
-        if not self.clock.due(force):
-            return
-        s, t = self.state, self.transport.stats()
-        success = f"{sum(self.recent_success) / len(self.recent_success):.2f}" if self.recent_success else "-"
-        evals = f"{s['eval/success_rate']:.2f}" if "eval/success_rate" in s else "-"
-        link = "up" if t["link_up"] else "LOST, spooling"
-        print(
-            f"[{self.clock.elapsed_s():6.0f}s] actor {self.cfg.actor_id}: env {s.get('env_steps', 0):,}/"
-            f"{self.cfg.total_env_steps:,} | episodes {s.get('episode', 0)} | success(last 20) {success}"
-            f" | eval {evals} | weights v{s.get('policy_version', -1)} | link {link}"
-            f" | unacked {int(t['unacked_steps'])} backlog {s.get('backlog', 0)}"
-            f" | connects {int(t['connects'])} losses {int(t['losses'])}",
-            flush=True,
-        )
-
-
 def run_actor(cfg: TrainConfig) -> dict[str, Any]:
     """Act until total_env_steps (or Ctrl-C), every step delivered; returns the final evaluation."""
     if cfg.transport.kind != "grpc":
         raise ValueError("robot-rl actor talks to a learner over gRPC: transport.kind must be grpc")
     set_torch_threads(cfg.torch_threads)
-    run_dir = prepare_run_dir(cfg, holds_run=(f"actor_{cfg.actor_id}",))
-    env = make_env(cfg.env, seed=cfg.seed)
-    spaces = spaces_json(env.observation_space, env.action_space)
-    env.close()
+    token = actor_token(cfg.transport, Path(cfg.run_dir))  # a missing token fails before the folder is made
+    folder = open_run_folder(cfg, holds_run=(f"actor_{cfg.actor_id}",), demos=False)
+    run_dir = folder.path
+    spaces = spaces_json(folder.obs_space, folder.action_space)
     recorded = EpisodeStore(run_dir / f"actor_{cfg.actor_id}" / "episodes.zarr", mode="a").n_steps
-    token = actor_token(cfg.transport, run_dir)
     transport = GrpcActorTransport(cfg.transport, cfg.actor_id, spaces, token, recorded_steps=recorded)
     status: queue.Queue = queue.Queue(maxsize=10_000)
     shared = ActorShared(threading.Event(), _LearnerTrainedThrough(transport), status)
@@ -97,11 +72,7 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
 
     def show() -> None:
         while not done.wait(0.2):
-            while True:
-                try:
-                    display.handle(status.get_nowait())
-                except queue.Empty:
-                    break
+            drain(status, display)
             display.show()
 
     shower = threading.Thread(target=show, name="display", daemon=True)
@@ -121,15 +92,16 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
         done.set()
         shower.join(timeout=2.0)
     display.show(force=True)
-    result: dict[str, Any] = {"env_steps": actor.env_steps, "policy_version": actor.policy_version}
+    display.logger.log(budget_row(actor.env_steps, cfg.total_env_steps))
+    print(f"actor {cfg.actor_id}: {budget_text(actor.env_steps, cfg.total_env_steps)}", flush=True)
+    result: dict[str, Any] = {
+        "env_steps": actor.env_steps,
+        "env_steps_asked": cfg.total_env_steps,
+        "policy_version": actor.policy_version,
+    }
     if cfg.final_eval_episodes > 0 and not shared.stop.is_set():
         result |= run_episodes(actor.env, actor.agent, cfg.final_eval_episodes, seed=cfg.seed + 999_999)
-        print(
-            f"final eval (weights v{actor.policy_version}): success {result['success_rate']:.2f} "
-            f"[{result['success_ci_low']:.2f}, {result['success_ci_high']:.2f}]"
-            f" over {result['episodes']} episodes",
-            flush=True,
-        )
+        print(final_eval_line(result, actor.policy_version), flush=True)
     actor.env.close()
     display.logger.close()
     (run_dir / f"actor_{cfg.actor_id}" / "result.json").write_text(json.dumps(result, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import time
 from collections.abc import Callable
@@ -14,21 +13,19 @@ import numpy as np
 from robot_rl.config import DemoConfig, SimEnvConfig, TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env, sim_env_config
+from robot_rl.envs.gym_adapter import reports_success
+from robot_rl.imports import import_object
 from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
 
 
 def load_policy_factory(import_path: str) -> Callable[[Any], Callable[[Any], np.ndarray]]:
-    """'package.module:Name' -> the object; it is called with the env to make a policy."""
-    module_name, _, attr = import_path.partition(":")
-    if not attr:
-        raise ValueError(f"demos.policy must look like 'package.module:Name', got '{import_path}'")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"demos.policy '{import_path}' could not be imported: {err}") from err
+    """'package.module:Name' -> the object; it is called with the env to make a policy (so a class
+    can read the env's internals, env.unwrapped). Modules in the current folder are found too."""
+    return import_object(import_path, "demos.policy")
 
 
-def _scripted_factory(cfg: TrainConfig) -> Callable[[Any], Any]:
+def scripted_policy_factory(cfg: TrainConfig) -> Callable[[Any], Any]:
+    """What makes the scripted demo policy: demos.policy, else the sim task's expert."""
     if cfg.demos.policy:
         return load_policy_factory(cfg.demos.policy)
     env_cfg = sim_env_config(cfg.env)
@@ -36,7 +33,18 @@ def _scripted_factory(cfg: TrainConfig) -> Callable[[Any], Any]:
         from sim.experts import expert_for
 
         return expert_for(env_cfg.task)
-    raise ValueError("demos.source=scripted on a gym env needs demos.policy ('module:Name')")
+    raise ValueError("demos.source=scripted on a gym env needs demos.policy=<module>:<Class>, or demos=none")
+
+
+def check_demos_source(cfg: TrainConfig, run_dir: Path) -> None:
+    """Fail now, before the run folder is made, on a demo source that cannot work: a demo policy
+    that does not import, a demo store that does not open. A resumed run keeps its demos."""
+    if (run_dir / "demos.zarr").exists():
+        return
+    if cfg.demos.source == "scripted" and cfg.demos.num_episodes > 0:
+        scripted_policy_factory(cfg)
+    elif cfg.demos.source == "zarr":
+        EpisodeStore(cfg.demos.path, mode="r")
 
 
 def record_episode(
@@ -73,14 +81,25 @@ def record_episode(
 
 def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = print) -> EpisodeStore:
     """Record cfg.demos.num_episodes scripted episodes into a fresh store at `path`."""
-    demos: DemoConfig = cfg.demos
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    store = EpisodeStore(tmp, mode="w")
     # A robot env's demos are recorded in its sim task (same spaces); on hardware, record teleop
     # demos instead (robot-rl record, robot-rl mcap2zarr) and use demos=zarr.
     env = make_env(sim_env_config(cfg.env), seed=cfg.seed + 10_000)
-    policy = _scripted_factory(cfg)(env)
+    try:
+        _record_demos(cfg, env, EpisodeStore(tmp, mode="w"), log)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed start leaves no half-written store
+        raise
+    finally:
+        env.close()
+    tmp.rename(path)  # the run only ever sees a complete demo store
+    return EpisodeStore(path, mode="r")
+
+
+def _record_demos(cfg: TrainConfig, env: Any, store: EpisodeStore, log: Callable[[str], None]) -> None:
+    demos: DemoConfig = cfg.demos
+    policy = scripted_policy_factory(cfg)(env)
     attempts, max_attempts = 0, 5 * demos.num_episodes + 10
     while store.n_episodes < demos.num_episodes:
         if attempts >= max_attempts:
@@ -90,12 +109,9 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
             )
         steps, final_obs, success = record_episode(env, policy, seed=cfg.seed + 10_000 + attempts)
         attempts += 1
-        if success or not demos.only_successful:
+        if success or not demos.only_successful or not reports_success(env):  # no signal: keep all
             store.append_episode(steps, final_obs)
             log(f"demos: {store.n_episodes}/{demos.num_episodes} recorded ({attempts} tried)")
-    env.close()
-    tmp.rename(path)  # the run only ever sees a complete demo store
-    return EpisodeStore(path, mode="r")
 
 
 def prepare_demos(cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print) -> int:
@@ -171,9 +187,13 @@ def import_demos(demos: DemoConfig, path: Path) -> int:
     n = min(src.n_episodes, demos.num_episodes) if demos.num_episodes else src.n_episodes
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    dst = EpisodeStore(tmp, mode="w")
-    for i in range(n):
-        dst.append_episode(*import_episode(src.episode(i), src.final_obs(i), demos))
+    try:
+        dst = EpisodeStore(tmp, mode="w")
+        for i in range(n):
+            dst.append_episode(*import_episode(src.episode(i), src.final_obs(i), demos))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed import leaves no half-written store
+        raise
     tmp.rename(path)
     return n
 

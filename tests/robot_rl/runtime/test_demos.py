@@ -134,3 +134,35 @@ def test_demos_of_the_wrong_size_are_refused(tmp_path):
     env = make_env(SimEnvConfig(task="reach"))
     with pytest.raises(ValueError, match=r"'state' has shape \(3,\), the env needs \(25,\)"):
         check_demos_fit(tmp_path / "run" / "demos.zarr", env.observation_space, env.action_space)
+
+
+def _gym_cfg(user_project, **demos) -> TrainConfig:
+    from robot_rl.agents.sac import SACConfig
+
+    env = GymEnvConfig(id=user_project.env_id, imports=[user_project.package])
+    return TrainConfig(env=env, agent=SACConfig(), demos=DemoConfig(**demos))
+
+
+def test_a_demo_policy_in_the_current_folder_is_found(user_project, monkeypatch, tmp_path):
+    monkeypatch.chdir(user_project.folder)  # as `python -m` would, though robot-rl's script does not
+    cfg = _gym_cfg(user_project, num_episodes=2, policy=user_project.expert)
+    assert prepare_demos(cfg, tmp_path / "run", log=lambda _: None) == 2
+    steps = EpisodeStore(tmp_path / "run" / "demos.zarr", mode="r").steps(0, 2)
+    assert steps["state"].shape == (2, 2)
+
+
+def test_a_demo_policy_that_fails_leaves_no_partial_store(user_project, monkeypatch, tmp_path):
+    monkeypatch.chdir(user_project.folder)
+    (user_project.folder / "broken_expert.py").write_text(
+        "class Expert:\n    def __init__(self, env):\n        raise RuntimeError('needs a camera')\n"
+    )
+    cfg = _gym_cfg(user_project, num_episodes=2, policy="broken_expert:Expert")
+    with pytest.raises(RuntimeError, match="needs a camera"):
+        prepare_demos(cfg, tmp_path, log=lambda _: None)
+    assert not (tmp_path / "demos.zarr.partial").exists() and not (tmp_path / "demos.zarr").exists()
+
+
+def test_a_demo_policy_not_found_says_where_it_looked(user_project, monkeypatch):
+    monkeypatch.chdir(user_project.folder)
+    with pytest.raises(ValueError, match=r"demos\.policy: cannot import 'elsewhere'.*current folder"):
+        load_policy_factory("elsewhere:Expert")
