@@ -7,11 +7,13 @@ gripper) or, with rotation, (dx, dy, dz, 0, 0, 0, gripper); the expert never rot
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium
 import numpy as np
 
+from sim.tasks.peg_insert import PEG_HALF
 from sim.tasks.pick_cube import CUBE_HALF
 from sim.tasks.push import BLOCK_HALF
 
@@ -34,10 +36,10 @@ class _Expert:
     def reset(self) -> None:
         """Call after env.reset(): forget the phase of the last episode."""
 
-    def _action(self, target_xyz: np.ndarray, gripper: float) -> np.ndarray:
+    def _action(self, target_xyz: np.ndarray, gripper: float, gain: float | None = None) -> np.ndarray:
         delta = (np.asarray(target_xyz) - self.task.ee_position()) / self.task.pos_scale
         action = np.zeros(self.action_dim, dtype=np.float32)
-        action[:3] = np.clip(self.gain * delta, -1.0, 1.0)
+        action[:3] = np.clip((self.gain if gain is None else gain) * delta, -1.0, 1.0)
         action[-1] = gripper
         if self.noise > 0:
             action[:3] += self.rng.normal(0.0, self.noise, 3)
@@ -130,10 +132,79 @@ class PushExpert(_Expert):
         return self._action(np.array([*target_xy, self.push_z]), CLOSED)
 
 
+def _yaw(quat: np.ndarray) -> float:
+    """Heading (rad) of a wxyz quaternion's x axis about world z."""
+    w, x, y, z = quat
+    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def _wrap(angle: float, period: float) -> float:
+    """angle folded into [-period/2, period/2)."""
+    return (angle + period / 2) % period - period / 2
+
+
+class PegInsertExpert(_Expert):
+    """Grasp the peg near its top, lift it clear of the walls, turn it to the hole's yaw (with
+    rotation actions), hover it over the hole, then lower it slowly while centring it."""
+
+    grasp_below_top = 0.02  # m from the peg's top down to the tool centre point
+    carry_z = 0.13  # m, tool centre height while carrying: the peg's bottom clears the walls
+    close_ticks = 3
+    align_tol = 0.0015  # m of peg-to-hole error before lowering
+
+    def reset(self) -> None:
+        self.phase = "approach"
+        self.ticks = 0
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        peg, quat = self.task.object_pose()
+        ee = self.task.ee_position()
+        top = peg[2] + PEG_HALF[2]
+        grasp_z = top - self.grasp_below_top
+        xy_err = float(np.linalg.norm(peg[:2] - ee[:2]))
+        if self.phase == "approach":
+            target = np.array([peg[0], peg[1], top + 0.05])
+            if xy_err < 0.008 and abs(ee[2] - target[2]) < 0.03:
+                self.phase = "descend"
+            return self._action(target, OPEN)
+        if self.phase == "descend":
+            if xy_err > 0.015:
+                self.phase = "approach"
+            elif abs(ee[2] - grasp_z) < 0.008:
+                self.phase, self.ticks = "close", 0
+            return self._action(np.array([peg[0], peg[1], grasp_z]), OPEN)
+        if self.phase == "close":
+            self.ticks += 1
+            if self.ticks >= self.close_ticks:
+                self.phase = "carry"
+            return self._action(np.array([peg[0], peg[1], grasp_z]), CLOSED)
+        slipped = abs(top - self.grasp_below_top - ee[2]) > 0.03
+        if self.task.gripper_width() < 2 * PEG_HALF[1] - 0.008 or slipped:
+            self.phase = "approach"  # dropped it: go back round
+            return self._action(ee + np.array([0.0, 0.0, 0.05]), OPEN)
+        hole = np.asarray(self.task.goal)
+        offset = ee[:2] - peg[:2]  # the peg sits off-centre in the grasp: aim the peg, not the ee
+        err = hole[:2] - peg[:2]
+        yaw_err = _wrap(hole[2] - _yaw(quat), np.pi / 2)
+        if self.phase == "carry":
+            if ee[2] > self.carry_z - 0.01 and np.linalg.norm(err) < self.align_tol and abs(yaw_err) < 0.03:
+                self.phase = "insert"
+            z = self.carry_z if ee[2] > self.carry_z - 0.03 or np.linalg.norm(err) < 0.02 else ee[2] + 0.03
+            action = self._action(np.array([*(hole[:2] + offset), max(z, ee[2])]), CLOSED)
+        else:  # insert: keep centring while going down slowly
+            if np.linalg.norm(err) > 0.006 and peg[2] - PEG_HALF[2] > 0.028:
+                self.phase = "carry"
+            action = self._action(np.array([*(hole[:2] + offset), ee[2] - 0.01]), CLOSED)
+        if self.action_dim == 7:
+            action[5] = np.clip(yaw_err / self.task.rot_scale, -1.0, 1.0)
+        return action
+
+
 EXPERTS: dict[str, type[_Expert]] = {
     "pick_cube": PickCubeExpert,
     "reach": ReachExpert,
     "push": PushExpert,
+    "peg_insert": PegInsertExpert,
 }
 
 

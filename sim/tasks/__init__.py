@@ -8,11 +8,17 @@ import gymnasium
 
 from sim.randomize import DomainRandomization
 from sim.tasks.base import SimConfig, SimTaskEnv
+from sim.tasks.peg_insert import PegInsertEnv
 from sim.tasks.pick_cube import PickCubeEnv
 from sim.tasks.push import PushEnv
 from sim.tasks.reach import ReachEnv
 
-TASKS: dict[str, type[SimTaskEnv]] = {"pick_cube": PickCubeEnv, "reach": ReachEnv, "push": PushEnv}
+TASKS: dict[str, type[SimTaskEnv]] = {
+    "pick_cube": PickCubeEnv,
+    "reach": ReachEnv,
+    "push": PushEnv,
+    "peg_insert": PegInsertEnv,
+}
 
 
 def make_sim_env(
