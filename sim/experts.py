@@ -16,6 +16,7 @@ import numpy as np
 from sim.tasks.peg_insert import PEG_HALF
 from sim.tasks.pick_cube import CUBE_HALF
 from sim.tasks.push import BLOCK_HALF
+from sim.tasks.stack_cube import BASE_HALF, TOP_HALF
 
 OPEN, CLOSED = -1.0, 1.0
 
@@ -57,6 +58,7 @@ class PickCubeExpert(_Expert):
     hover = 0.08  # m above the cube centre before descending
     lift_to = 0.16  # m above the table for the tool centre point while lifting
     close_ticks = 3
+    half = CUBE_HALF  # of the cube to pick, m
 
     def reset(self) -> None:
         self.phase = "approach"
@@ -85,7 +87,7 @@ class PickCubeExpert(_Expert):
                 self.phase = "lift"
             return self._action(np.array([cube[0], cube[1], grasp_z]), CLOSED)
         # lift: go back round if the cube is no longer between the fingers
-        if self.task.gripper_width() < 2 * CUBE_HALF - 0.01 or cube[2] < ee[2] - 0.03:
+        if self.task.gripper_width() < 2 * self.half - 0.01 or cube[2] < ee[2] - 0.03:
             self.phase = "approach"
             return self._action(ee + np.array([0.0, 0.0, 0.05]), OPEN)
         return self._action(np.array([ee[0], ee[1], self.lift_to]), CLOSED)
@@ -130,6 +132,51 @@ class PushExpert(_Expert):
         # steer back onto the line through block and goal.
         target_xy = goal - direction * self.standoff + direction * min(dist, 0.02)
         return self._action(np.array([*target_xy, self.push_z]), CLOSED)
+
+
+class StackCubeExpert(PickCubeExpert):
+    """Pick the red cube as PickCubeExpert does, carry it over the blue one, lower it until it
+    sits a few millimetres above, open, and rise clear."""
+
+    half = TOP_HALF
+    lift_to = 0.14
+    align_tol = 0.003  # m of cube-to-cube xy error before lowering
+    drop_gap = 0.003  # m between the cubes when the gripper opens
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        if self.phase in ("approach", "descend", "close"):
+            return super().__call__(obs)
+        ee = self.task.ee_position()
+        if self.phase == "retreat":
+            return self._action(np.array([ee[0], ee[1], self.lift_to]), OPEN)
+        if self.phase == "release":
+            self.ticks += 1
+            if self.ticks >= self.close_ticks:
+                self.phase = "retreat"
+            return self._action(ee, OPEN)
+        cube, _ = self.task.object_pose()
+        base, _ = self.task.base_pose()
+        if self.phase == "lift":
+            action = super().__call__(obs)  # lifts, or goes back round if the cube slipped
+            if self.phase == "lift" and ee[2] > self.lift_to - 0.02:
+                self.phase = "carry"
+            return action
+        if self.task.gripper_width() < 2 * self.half - 0.01 or cube[2] < ee[2] - 0.03:
+            self.phase = "approach"
+            return self._action(ee + np.array([0.0, 0.0, 0.05]), OPEN)
+        target_xy = base[:2] + ee[:2] - cube[:2]  # aim the cube, not the gripper
+        err = float(np.linalg.norm(base[:2] - cube[:2]))
+        gap = (cube[2] - self.half) - (base[2] + BASE_HALF)
+        if self.phase == "carry":
+            if err < self.align_tol:
+                self.phase = "lower"
+            return self._action(np.array([*target_xy, self.lift_to]), CLOSED)
+        # lower: centre while going down; open once the cube is just above the other
+        if gap < self.drop_gap:
+            self.phase, self.ticks = "release", 0
+            return self._action(ee, OPEN)
+        step_z = ee[2] - min(gap, 0.02)
+        return self._action(np.array([*target_xy, step_z]), CLOSED)
 
 
 def _yaw(quat: np.ndarray) -> float:
@@ -205,6 +252,7 @@ EXPERTS: dict[str, type[_Expert]] = {
     "reach": ReachExpert,
     "push": PushExpert,
     "peg_insert": PegInsertExpert,
+    "stack_cube": StackCubeExpert,
 }
 
 

@@ -12,12 +12,14 @@ from sim.tasks.peg_insert import PegInsertEnv
 from sim.tasks.pick_cube import PickCubeEnv
 from sim.tasks.push import PushEnv
 from sim.tasks.reach import ReachEnv
+from sim.tasks.stack_cube import StackCubeEnv
 
 TASKS: dict[str, type[SimTaskEnv]] = {
     "pick_cube": PickCubeEnv,
     "reach": ReachEnv,
     "push": PushEnv,
     "peg_insert": PegInsertEnv,
+    "stack_cube": StackCubeEnv,
 }
 
 

@@ -35,7 +35,8 @@ def _wall_geoms() -> str:
     hz = HOLE_DEPTH / 2
     long, short = HOLE_HALF + WALL, WALL / 2
     off = HOLE_HALF + WALL / 2
-    walls = [(off, 0, short, long), (-off, 0, short, long), (0, off, HOLE_HALF, short), (0, -off, HOLE_HALF, short)]
+    walls = [(off, 0, short, long), (-off, 0, short, long)]  # the x walls run the full length
+    walls += [(0, off, HOLE_HALF, short), (0, -off, HOLE_HALF, short)]
     return "\n".join(
         f'<geom name="hole_wall{i}" type="box" pos="{x} {y} {hz}" size="{sx} {sy} {hz}" '
         'rgba="0.3 0.55 0.3 1" friction="0.6 0.005 0.0001"/>'
