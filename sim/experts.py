@@ -179,6 +179,55 @@ class StackCubeExpert(PickCubeExpert):
         return self._action(np.array([*target_xy, step_z]), CLOSED)
 
 
+class SlideToMarkExpert(_Expert):
+    """Grasp the knob, slide the carriage until it is on the mark, open, and rise clear; grasp
+    again if it is not on the mark once let go."""
+
+    hover = 0.05  # m above the knob's centre before descending
+    close_ticks = 3
+    settle_tol = 0.0015  # m from the mark before letting go
+
+    def reset(self) -> None:
+        self.phase = "approach"
+        self.ticks = 0
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        knob, _ = self.task.object_pose()
+        ee = self.task.ee_position()
+        xy_err = float(np.linalg.norm(knob[:2] - ee[:2]))
+        to_mark = self.task.mark_travel - self.task.travel()
+        if self.phase == "approach":
+            target = np.array([knob[0], knob[1], knob[2] + self.hover])
+            if xy_err < 0.006 and abs(ee[2] - target[2]) < 0.02:
+                self.phase = "descend"
+            return self._action(target, OPEN)
+        if self.phase == "descend":
+            if xy_err > 0.012:
+                self.phase = "approach"
+            elif abs(ee[2] - knob[2]) < 0.006:
+                self.phase, self.ticks = "close", 0
+            return self._action(knob, OPEN)
+        if self.phase == "close":
+            self.ticks += 1
+            if self.ticks >= self.close_ticks:
+                self.phase = "slide"
+            return self._action(knob, CLOSED)
+        if self.phase == "slide":
+            if abs(to_mark) < self.settle_tol:
+                self.phase, self.ticks = "release", 0
+            target = np.array([knob[0], ee[1] + to_mark, knob[2]])
+            return self._action(target, CLOSED)
+        if self.phase == "release":
+            self.ticks += 1
+            if self.ticks >= self.close_ticks:
+                self.phase = "retreat"
+            return self._action(ee, OPEN)
+        # retreat: rise; if the carriage is off the mark once free, go back for it
+        if ee[2] > knob[2] + self.hover - 0.02 and abs(to_mark) > self.task.success_tolerance:
+            self.phase = "approach"
+        return self._action(np.array([ee[0], ee[1], knob[2] + self.hover]), OPEN)
+
+
 def _yaw(quat: np.ndarray) -> float:
     """Heading (rad) of a wxyz quaternion's x axis about world z."""
     w, x, y, z = quat
@@ -253,6 +302,7 @@ EXPERTS: dict[str, type[_Expert]] = {
     "push": PushExpert,
     "peg_insert": PegInsertExpert,
     "stack_cube": StackCubeExpert,
+    "slide_to_mark": SlideToMarkExpert,
 }
 
 

@@ -12,6 +12,7 @@ from sim.tasks.peg_insert import PegInsertEnv
 from sim.tasks.pick_cube import PickCubeEnv
 from sim.tasks.push import PushEnv
 from sim.tasks.reach import ReachEnv
+from sim.tasks.slide_to_mark import SlideToMarkEnv
 from sim.tasks.stack_cube import StackCubeEnv
 
 TASKS: dict[str, type[SimTaskEnv]] = {
@@ -20,6 +21,7 @@ TASKS: dict[str, type[SimTaskEnv]] = {
     "push": PushEnv,
     "peg_insert": PegInsertEnv,
     "stack_cube": StackCubeEnv,
+    "slide_to_mark": SlideToMarkEnv,
 }
 
 

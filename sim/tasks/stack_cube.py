@@ -61,7 +61,8 @@ class StackCubeEnv(SimTaskEnv):
             yaws = rng.uniform(-self.max_yaw, self.max_yaw, 2)
         else:
             mid = (self.cube_low + self.cube_high) / 2
-            top_xy, base_xy, yaws = mid - [0, 0.06], mid + [0, 0.06], np.zeros(2)
+            offset = np.array([0.0, 0.06])
+            top_xy, base_xy, yaws = mid - offset, mid + offset, np.zeros(2)
         self.cube.place(self.data, np.array([*top_xy, TABLE_Z + TOP_HALF]), yaw_quat(yaws[0]))
         self.base_cube.place(self.data, np.array([*base_xy, TABLE_Z + BASE_HALF]), yaw_quat(yaws[1]))
 
