@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from sim.tasks.peg_insert import PEG_HALF
+from sim.tasks.peg_insert import CLEARANCE, HOLE_DEPTH, PEG_HALF
 from sim.tasks.pick_cube import CUBE_HALF
 from sim.tasks.push import BLOCK_HALF
 from sim.tasks.stack_cube import BASE_HALF, TOP_HALF
@@ -243,7 +243,7 @@ class PegInsertExpert(_Expert):
     """Grasp the peg near its top, lift it clear of the walls, turn it to the hole's yaw (with
     rotation actions), hover it over the hole, then lower it slowly while centring it."""
 
-    grasp_below_top = 0.02  # m from the peg's top down to the tool centre point
+    grasp_below_top = 0.015  # m from the peg's top down to the tool centre point: fingers clear the walls
     carry_z = 0.13  # m, tool centre height while carrying: the peg's bottom clears the walls
     close_ticks = 3
     align_tol = 0.0015  # m of peg-to-hole error before lowering
@@ -279,18 +279,22 @@ class PegInsertExpert(_Expert):
             self.phase = "approach"  # dropped it: go back round
             return self._action(ee + np.array([0.0, 0.0, 0.05]), OPEN)
         hole = np.asarray(self.task.goal)
-        offset = ee[:2] - peg[:2]  # the peg sits off-centre in the grasp: aim the peg, not the ee
-        err = hole[:2] - peg[:2]
+        target_xy = hole[:2] + ee[:2] - peg[:2]  # the peg sits off-centre in the grasp: aim the peg
+        err = float(np.linalg.norm(hole[:2] - peg[:2]))
         yaw_err = _wrap(hole[2] - _yaw(quat), np.pi / 2)
+        above_walls = peg[2] - PEG_HALF[2] - HOLE_DEPTH  # m between the peg's bottom and the walls' top
         if self.phase == "carry":
-            if ee[2] > self.carry_z - 0.01 and np.linalg.norm(err) < self.align_tol and abs(yaw_err) < 0.03:
+            if above_walls > 0.002 and err < self.align_tol and abs(yaw_err) < 0.03:
                 self.phase = "insert"
-            z = self.carry_z if ee[2] > self.carry_z - 0.03 or np.linalg.norm(err) < 0.02 else ee[2] + 0.03
-            action = self._action(np.array([*(hole[:2] + offset), max(z, ee[2])]), CLOSED)
-        else:  # insert: keep centring while going down slowly
-            if np.linalg.norm(err) > 0.006 and peg[2] - PEG_HALF[2] > 0.028:
+            if err > 0.02:  # travel high: rise, then cross over
+                z = self.carry_z if ee[2] > self.carry_z - 0.03 else ee[2] + 0.03
+            else:  # close: line up just above the walls
+                z = ee[2] + 0.006 - above_walls
+            action = self._action(np.array([*target_xy, z]), CLOSED)
+        else:  # insert: keep centring while going down slowly; back up if it lands on the rim
+            if err > CLEARANCE + 0.001 and above_walls > -0.003:
                 self.phase = "carry"
-            action = self._action(np.array([*(hole[:2] + offset), ee[2] - 0.01]), CLOSED)
+            action = self._action(np.array([*target_xy, ee[2] - 0.01]), CLOSED)
         if self.action_dim == 7:
             action[5] = np.clip(yaw_err / self.task.rot_scale, -1.0, 1.0)
         return action

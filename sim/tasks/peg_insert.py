@@ -1,6 +1,6 @@
 """peg_insert (precision, contact): pick a square peg and seat it in a square hole.
 
-The peg (2.5 cm square, 7 cm tall) stands on the table; the hole is a 2.9 cm square pocket,
+The peg (2.5 cm square, 8 cm tall) stands on the table; the hole is a 2.9 cm square pocket,
 hole_depth deep, in a block built from four wall boxes (MuJoCo has no boolean geometry), so the
 clearance is 2 mm a side. The hole block is a mocap body: reset moves it without rebuilding
 the model. Start: peg xy uniform in +-peg_range around peg_center, yaw in +-max_peg_yaw; hole xy
@@ -23,7 +23,7 @@ import numpy as np
 from sim.tasks._objects import OBJECT_STATE_DIM, FreeObject, yaw_quat
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
-PEG_HALF = (0.0125, 0.0125, 0.035)
+PEG_HALF = (0.0125, 0.0125, 0.04)
 CLEARANCE = 0.002  # m a side between peg and hole wall
 HOLE_HALF = PEG_HALF[0] + CLEARANCE
 WALL = 0.02  # wall thickness, m
@@ -45,7 +45,7 @@ def _wall_geoms() -> str:
 
 
 class PegInsertEnv(SimTaskEnv):
-    default_max_steps = 80
+    default_max_steps = 100  # clean expert needs 20-40, noisy demos about twice that
     goal_dim = 3
     object_state_dim = OBJECT_STATE_DIM
     peg_center = np.array([0.45, -0.08])

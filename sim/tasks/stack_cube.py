@@ -22,7 +22,7 @@ BASE_HALF = 0.025  # blue cube, stays on the table
 
 
 class StackCubeEnv(SimTaskEnv):
-    default_max_steps = 80
+    default_max_steps = 100  # clean expert needs 20-40, noisy demos about twice that
     object_state_dim = 2 * OBJECT_STATE_DIM
     cube_low = np.array([0.4, -0.12])
     cube_high = np.array([0.6, 0.12])
