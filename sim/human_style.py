@@ -19,7 +19,7 @@ the last) reach the robot. What it models, each from the operator's seed:
                              target) the operator, with probability `overshoot_p`, keeps moving
                              for a number of ticks uniform in `overshoot_ticks` at a fraction
                              `overshoot_gain` of the last command, past the target; the expert's
-                             closed loop then pulls back.
+                             closed loop then pulls back (that correction does not overshoot).
 While the operator hesitates or overshoots, the wrapped policy is not called: its plan (phase,
 tick counters) waits, as a person's does, and resumes from the state it then finds.
 
@@ -87,6 +87,7 @@ class NoisyOperator:
         self._ou: np.ndarray | None = None
         self._last: np.ndarray | None = None  # the last action sent
         self._last_motion_norm = 0.0  # of the expert's last motion command
+        self._may_overshoot = False
         self._frozen = 0  # ticks left of a hesitation or an overshoot
         self._frozen_motion: np.ndarray | None = None
 
@@ -101,11 +102,13 @@ class NoisyOperator:
         norm = float(np.linalg.norm(motion))
         s = self.style
         arriving = norm < 0.5 * self._last_motion_norm and self._last_motion_norm > 0.2
-        if arriving and self._last is not None and self.rng.random() < s.overshoot_p:
+        if np.linalg.norm(expert[:-1]) > 0.9:
+            self._may_overshoot = True  # a transit at full speed; a correction is not one
+        if arriving and self._may_overshoot and self.rng.random() < s.overshoot_p:
             # Keep going past the target for a tick or two; the expert corrects afterwards.
             self._frozen = int(self.rng.integers(s.overshoot_ticks[0], s.overshoot_ticks[1] + 1)) - 1
             self._frozen_motion = self._last[:-1] * self.rng.uniform(*s.overshoot_gain)
-            self._last_motion_norm = 0.0
+            self._last_motion_norm, self._may_overshoot = 0.0, False
             return self._send(self._frozen_motion, self._last[-1])
         self._last_motion_norm = norm
         if self._last is not None and self.rng.random() < s.hesitate_p:

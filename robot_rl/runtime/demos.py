@@ -81,6 +81,10 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
     # demos instead (robot-rl record, robot-rl mcap2zarr) and use demos=zarr.
     env = make_env(sim_env_config(cfg.env), seed=cfg.seed + 10_000)
     policy = _scripted_factory(cfg)(env)
+    if demos.style == "noisy":
+        from sim.human_style import NoisyOperator
+
+        policy = NoisyOperator(policy, seed=cfg.seed + 20_000)
     attempts, max_attempts = 0, 5 * demos.num_episodes + 10
     while store.n_episodes < demos.num_episodes:
         if attempts >= max_attempts:
