@@ -115,7 +115,7 @@ class DemoConfig:
         if self.style not in ("clean", "noisy"):
             raise ValueError(f"demos.style must be clean or noisy, got '{self.style}'")
         if self.style != "clean" and self.source == "zarr":
-            raise ValueError("demos.style=noisy shapes scripted demos only; with demos=zarr leave demos.style=clean")
+            raise ValueError("demos.style=noisy shapes scripted demos; with demos=zarr set demos.style=clean")
 
 
 @dataclass

@@ -45,7 +45,8 @@ def test_resumed_run_keeps_its_demos(tmp_path):
 
 def test_noisy_style_records_successful_human_like_demos(tmp_path):
     def actions(style: str, run: str):
-        prepare_demos(_cfg(source="scripted", num_episodes=3, style=style), tmp_path / run, log=lambda _: None)
+        cfg = _cfg(source="scripted", num_episodes=3, style=style)
+        prepare_demos(cfg, tmp_path / run, log=lambda _: None)
         store = EpisodeStore(tmp_path / run / "demos.zarr", mode="r")
         assert store.steps(0, store.n_steps)["reward"].sum() == 3  # only successful demos kept
         return store.steps(0, store.n_steps)["action"]
