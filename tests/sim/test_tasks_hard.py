@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import mujoco
@@ -228,3 +232,29 @@ def test_camera_images_have_the_asked_shape(task: str) -> None:
     for img in obs["images"].values():
         assert img.shape == (48, 64, 3) and img.dtype == np.uint8 and img.std() > 5
     env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # three tiny runs on a shared 2-core CPU; a hang bound
+def test_train_smoke_on_each_task(tmp_path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    tiny = [
+        "total_env_steps=200",
+        "demos.num_episodes=2",
+        "demos.style=noisy",
+        "agent.hidden_dims=[64,64]",
+        "agent.batch_size=32",
+        "learning_starts=64",
+        "eval_every_steps=200",
+        "eval_episodes=1",
+        "final_eval_episodes=1",
+        "weights_every_updates=20",
+        "checkpoint_every_updates=50",
+    ]
+    for task in HARD_TASKS:
+        run = tmp_path / task
+        cmd = [sys.executable, "-m", "robot_rl.cli", "train", f"env.task={task}", f"run_dir={run}", *tiny]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=280, env=env)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        result = json.loads((run / "eval.json").read_text())
+        assert result["episodes"] == 1 and result["updates"] > 0
