@@ -19,12 +19,15 @@ from sim.tasks.push import BLOCK_HALF
 from sim.tasks.stack_cube import BASE_HALF, TOP_HALF
 
 OPEN, CLOSED = -1.0, 1.0
+GRASP_PHASES = ("approach", "descend", "close")  # _Expert._grasp's
 
 
 class _Expert:
     """Shared plumbing: move-to-point action, gripper, noise, action layout."""
 
     gain = 1.0  # fraction of the remaining error asked for per tick (then clipped to [-1, 1])
+    first_phase = "approach"
+    close_ticks = 3  # ticks the gripper closes or opens before the next move
 
     def __init__(self, env: gymnasium.Env, noise: float = 0.0, seed: int | None = None) -> None:
         self.env = env
@@ -36,15 +39,38 @@ class _Expert:
 
     def reset(self) -> None:
         """Call after env.reset(): forget the phase of the last episode."""
+        self.phase = self.first_phase
+        self.ticks = 0
 
-    def _action(self, target_xyz: np.ndarray, gripper: float, gain: float | None = None) -> np.ndarray:
+    def _action(self, target_xyz: np.ndarray, gripper: float) -> np.ndarray:
         delta = (np.asarray(target_xyz) - self.task.ee_position()) / self.task.pos_scale
         action = np.zeros(self.action_dim, dtype=np.float32)
-        action[:3] = np.clip((self.gain if gain is None else gain) * delta, -1.0, 1.0)
+        action[:3] = np.clip(self.gain * delta, -1.0, 1.0)
         action[-1] = gripper
         if self.noise > 0:
             action[:3] += self.rng.normal(0.0, self.noise, 3)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def _grasp(self, xy: np.ndarray, grasp_z: float, hover_z: float, tol: float, then: str) -> np.ndarray:
+        """Phases approach (open, above xy at hover_z) -> descend (to grasp_z; back up if more
+        than 2 tol off in xy) -> close (close_ticks) -> `then`. tol (m) gates each move."""
+        ee = self.task.ee_position()
+        xy_err = float(np.linalg.norm(xy - ee[:2]))
+        grasp = np.array([xy[0], xy[1], grasp_z])
+        if self.phase == "approach":
+            if xy_err < tol and abs(ee[2] - hover_z) < 0.03:
+                self.phase = "descend"
+            return self._action(np.array([xy[0], xy[1], hover_z]), OPEN)
+        if self.phase == "descend":
+            if xy_err > 2 * tol:
+                self.phase = "approach"
+            elif abs(ee[2] - grasp_z) < tol:
+                self.phase, self.ticks = "close", 0
+            return self._action(grasp, OPEN)
+        self.ticks += 1
+        if self.ticks >= self.close_ticks:
+            self.phase = then
+        return self._action(grasp, CLOSED)
 
 
 class ReachExpert(_Expert):
@@ -57,35 +83,13 @@ class PickCubeExpert(_Expert):
 
     hover = 0.08  # m above the cube centre before descending
     lift_to = 0.16  # m above the table for the tool centre point while lifting
-    close_ticks = 3
     half = CUBE_HALF  # of the cube to pick, m
-
-    def reset(self) -> None:
-        self.phase = "approach"
-        self.ticks = 0
 
     def __call__(self, obs: Any) -> np.ndarray:
         cube, _ = self.task.object_pose()
         ee = self.task.ee_position()
-        xy_err = float(np.linalg.norm(cube[:2] - ee[:2]))
-        grasp_z = cube[2] - 0.005
-        if self.phase == "approach":
-            target = np.array([cube[0], cube[1], cube[2] + self.hover])
-            if xy_err < 0.01 and abs(ee[2] - target[2]) < 0.03:
-                self.phase = "descend"
-            return self._action(target, OPEN)
-        if self.phase == "descend":
-            target = np.array([cube[0], cube[1], grasp_z])
-            if xy_err > 0.02:
-                self.phase = "approach"
-            elif abs(ee[2] - grasp_z) < 0.01:
-                self.phase, self.ticks = "close", 0
-            return self._action(target, OPEN)
-        if self.phase == "close":
-            self.ticks += 1
-            if self.ticks >= self.close_ticks:
-                self.phase = "lift"
-            return self._action(np.array([cube[0], cube[1], grasp_z]), CLOSED)
+        if self.phase in GRASP_PHASES:
+            return self._grasp(cube[:2], cube[2] - 0.005, cube[2] + self.hover, 0.01, then="lift")
         # lift: go back round if the cube is no longer between the fingers
         if self.task.gripper_width() < 2 * self.half - 0.01 or cube[2] < ee[2] - 0.03:
             self.phase = "approach"
@@ -99,9 +103,7 @@ class PushExpert(_Expert):
     push_z = 0.025  # tool centre height while pushing (block is 4 cm tall)
     safe_z = 0.08  # travel height clear of the block
     standoff = BLOCK_HALF[0] + 0.035  # behind the block centre; covers a rotated block's corner
-
-    def reset(self) -> None:
-        self.phase = "to_start"
+    first_phase = "to_start"
 
     def __call__(self, obs: Any) -> np.ndarray:
         block, _ = self.task.object_pose()
@@ -144,7 +146,7 @@ class StackCubeExpert(PickCubeExpert):
     drop_gap = 0.003  # m between the cubes when the gripper opens
 
     def __call__(self, obs: Any) -> np.ndarray:
-        if self.phase in ("approach", "descend", "close"):
+        if self.phase in GRASP_PHASES:
             return super().__call__(obs)
         ee = self.task.ee_position()
         if self.phase == "retreat":
@@ -184,34 +186,14 @@ class SlideToMarkExpert(_Expert):
     again if it is not on the mark once let go."""
 
     hover = 0.05  # m above the knob's centre before descending
-    close_ticks = 3
     settle_tol = 0.0015  # m from the mark before letting go
-
-    def reset(self) -> None:
-        self.phase = "approach"
-        self.ticks = 0
 
     def __call__(self, obs: Any) -> np.ndarray:
         knob, _ = self.task.object_pose()
         ee = self.task.ee_position()
-        xy_err = float(np.linalg.norm(knob[:2] - ee[:2]))
         to_mark = self.task.mark_travel - self.task.travel()
-        if self.phase == "approach":
-            target = np.array([knob[0], knob[1], knob[2] + self.hover])
-            if xy_err < 0.006 and abs(ee[2] - target[2]) < 0.02:
-                self.phase = "descend"
-            return self._action(target, OPEN)
-        if self.phase == "descend":
-            if xy_err > 0.012:
-                self.phase = "approach"
-            elif abs(ee[2] - knob[2]) < 0.006:
-                self.phase, self.ticks = "close", 0
-            return self._action(knob, OPEN)
-        if self.phase == "close":
-            self.ticks += 1
-            if self.ticks >= self.close_ticks:
-                self.phase = "slide"
-            return self._action(knob, CLOSED)
+        if self.phase in GRASP_PHASES:
+            return self._grasp(knob[:2], knob[2], knob[2] + self.hover, 0.006, then="slide")
         if self.phase == "slide":
             if abs(to_mark) < self.settle_tol:
                 self.phase, self.ticks = "release", 0
@@ -245,35 +227,14 @@ class PegInsertExpert(_Expert):
 
     grasp_below_top = 0.015  # m from the peg's top down to the tool centre point: fingers clear the walls
     carry_z = 0.13  # m, tool centre height while carrying: the peg's bottom clears the walls
-    close_ticks = 3
     align_tol = 0.0015  # m of peg-to-hole error before lowering
-
-    def reset(self) -> None:
-        self.phase = "approach"
-        self.ticks = 0
 
     def __call__(self, obs: Any) -> np.ndarray:
         peg, quat = self.task.object_pose()
         ee = self.task.ee_position()
         top = peg[2] + PEG_HALF[2]
-        grasp_z = top - self.grasp_below_top
-        xy_err = float(np.linalg.norm(peg[:2] - ee[:2]))
-        if self.phase == "approach":
-            target = np.array([peg[0], peg[1], top + 0.05])
-            if xy_err < 0.008 and abs(ee[2] - target[2]) < 0.03:
-                self.phase = "descend"
-            return self._action(target, OPEN)
-        if self.phase == "descend":
-            if xy_err > 0.015:
-                self.phase = "approach"
-            elif abs(ee[2] - grasp_z) < 0.008:
-                self.phase, self.ticks = "close", 0
-            return self._action(np.array([peg[0], peg[1], grasp_z]), OPEN)
-        if self.phase == "close":
-            self.ticks += 1
-            if self.ticks >= self.close_ticks:
-                self.phase = "carry"
-            return self._action(np.array([peg[0], peg[1], grasp_z]), CLOSED)
+        if self.phase in GRASP_PHASES:
+            return self._grasp(peg[:2], top - self.grasp_below_top, top + 0.05, 0.008, then="carry")
         slipped = abs(top - self.grasp_below_top - ee[2]) > 0.03
         if self.task.gripper_width() < 2 * PEG_HALF[1] - 0.008 or slipped:
             self.phase = "approach"  # dropped it: go back round

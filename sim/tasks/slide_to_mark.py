@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.tasks._objects import FingerPads
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
 KNOB_HALF = (0.012, 0.01, 0.02)  # the fingers close on its +-y faces
@@ -60,7 +61,7 @@ class SlideToMarkEnv(SimTaskEnv):
         joint = self.model.joint("slider_joint")
         self._slider_qpos, self._slider_qvel = int(joint.qposadr[0]), int(joint.dofadr[0])
         self._knob_geom = self.model.geom("knob").id
-        self._pad_geoms = {self.model.geom("left_finger_pad").id, self.model.geom("right_finger_pad").id}
+        self._pads = FingerPads(self.model)
         self.mark_travel = 0.0
 
     def _reset_task(self, rng: np.random.Generator) -> None:
@@ -95,9 +96,7 @@ class SlideToMarkEnv(SimTaskEnv):
 
     def touched_by_pad(self) -> bool:
         """Either finger pad touches the knob."""
-        pairs = self.data.contact.geom[: self.data.ncon]
-        with_knob = pairs[(pairs == self._knob_geom).any(axis=1)]
-        return bool(self._pad_geoms & set(with_knob.ravel().tolist()))
+        return self._pads.touching(self.data, self._knob_geom) > 0
 
     def _is_success(self) -> bool:
         near = abs(self.travel() - self.mark_travel) < self.success_tolerance

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.tasks._objects import OBJECT_STATE_DIM, FreeObject, yaw_quat
+from sim.tasks._objects import OBJECT_STATE_DIM, FingerPads, FreeObject, yaw_quat
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
 TOP_HALF = 0.02  # red cube, picked
@@ -50,7 +50,7 @@ class StackCubeEnv(SimTaskEnv):
         self.cube = FreeObject(self.model, "cube")
         self.base_cube = FreeObject(self.model, "base_cube")
         self._cube_geom = self.model.geom("cube").id
-        self._pad_geoms = {self.model.geom("left_finger_pad").id, self.model.geom("right_finger_pad").id}
+        self._pads = FingerPads(self.model)
 
     def _reset_task(self, rng: np.random.Generator) -> None:
         if self.cfg.randomize:
@@ -79,9 +79,7 @@ class StackCubeEnv(SimTaskEnv):
 
     def touched_by_pad(self) -> bool:
         """Either finger pad touches the red cube."""
-        pairs = self.data.contact.geom[: self.data.ncon]
-        with_cube = pairs[(pairs == self._cube_geom).any(axis=1)]
-        return bool(self._pad_geoms & set(with_cube.ravel().tolist()))
+        return self._pads.touching(self.data, self._cube_geom) > 0
 
     def _is_success(self) -> bool:
         top, _ = self.cube.pose(self.data)
