@@ -1,17 +1,18 @@
 """peg_insert (precision, contact): pick a square peg and seat it in a square hole.
 
-The peg (2.5 cm square, 8 cm tall) stands on the table; the hole is a 2.9 cm square pocket,
-hole_depth deep, in a block built from four wall boxes (MuJoCo has no boolean geometry), so the
+The peg (2.5 cm square, 8 cm tall) stands on the table; the hole is a 2.9 cm square pocket, 3 cm
+deep (HOLE_DEPTH), in a block built from four wall boxes (MuJoCo has no boolean geometry), so the
 clearance is 2 mm a side. The hole block is a mocap body: reset moves it without rebuilding
 the model. Start: peg xy uniform in +-peg_range around peg_center, yaw in +-max_peg_yaw; hole xy
 uniform in the box hole_low..hole_high, at least min_gap from the peg; with rotation=True the
 hole's yaw is uniform in +-max_hole_yaw too (0 otherwise: without rotation actions the gripper
 cannot turn the peg).
 
-Goal (3, always in the state): the hole centre's x, y (m) and its yaw (rad, in (-pi/4, pi/4]).
+Goal (3, always in the state): the hole centre's x, y (m) and its yaw (rad, 0 without rotation).
 Privileged state adds the peg's position, wxyz quaternion and position relative to ee (10).
-Sparse reward 1.0 (and terminated) once the peg is seated: its bottom within seat_tolerance of
-the hole's floor (the table) and its centre inside the hole's square.
+Sparse reward 1.0 (and terminated) once the peg is seated: its lowest corner within
+seat_tolerance of the hole's floor (the table) and its centre within the clearance (+1 mm) of
+the hole's centre.
 """
 
 from __future__ import annotations
