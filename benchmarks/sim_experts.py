@@ -1,4 +1,5 @@
-"""Scripted expert success rates, random-policy success on pick_cube, and sim env step time.
+"""Scripted expert success rates (clean, and driven by sim/human_style.py's NoisyOperator for
+the contact-rich tasks), random-policy success on pick_cube, and sim env step time.
 
 Run: python -m benchmarks.sim_experts [--episodes 100]
 """
@@ -13,13 +14,19 @@ import numpy as np
 
 from benchmarks.common import write_results
 from sim.experts import expert_for
+from sim.human_style import NoisyOperator
 from sim.tasks import TASKS, make_sim_env
 
+NOISY_TASKS = ("pick_cube", "peg_insert", "stack_cube", "slide_to_mark")
 
-def run_policy(task: str, episodes: int, policy: str, seed0: int = 0) -> dict[str, Any]:
-    """Success rate and episode lengths of the scripted expert or a uniform random policy."""
-    env = make_sim_env(task)
-    expert = expert_for(task)(env) if policy == "expert" else None
+
+def run_policy(task: str, episodes: int, policy: str, seed0: int = 0, **env_kwargs: Any) -> dict[str, Any]:
+    """Success rate and episode lengths of the scripted expert ("expert"), the expert driven as
+    a person would ("noisy"), or a uniform random policy ("random")."""
+    env = make_sim_env(task, **env_kwargs)
+    expert = expert_for(task)(env) if policy in ("expert", "noisy") else None
+    if policy == "noisy":
+        expert = NoisyOperator(expert, seed=seed0)
     rng = np.random.default_rng(seed0)
     successes, lengths = 0, []
     for ep in range(episodes):
@@ -71,10 +78,17 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for task in TASKS:
         rows[f"{task} expert"] = run_policy(task, args.episodes, "expert")
+    rotated = run_policy("peg_insert", args.episodes, "expert", rotation=True)
+    rows["peg_insert expert, rotation=true"] = rotated
+    for task in NOISY_TASKS:
+        rows[f"{task} expert, noisy"] = run_policy(task, args.episodes, "noisy")
     rows["pick_cube random"] = run_policy("pick_cube", args.episodes, "random", seed0=10_000)
     timing = {
         "pick_cube state (privileged)": step_time_ms("pick_cube", args.timing_steps, privileged=True),
         "push state": step_time_ms("push", args.timing_steps),
+        "peg_insert state": step_time_ms("peg_insert", args.timing_steps),
+        "stack_cube state": step_time_ms("stack_cube", args.timing_steps),
+        "slide_to_mark state": step_time_ms("slide_to_mark", args.timing_steps),
     }
     try:
         timing["pick_cube + wrist,front 64x64"] = step_time_ms(
@@ -85,6 +99,9 @@ def main() -> None:
 
     lines = [
         "### Sim: scripted experts and random policy",
+        "",
+        "noisy: the expert driven as a person with a SpaceMouse drives it (`demos.style=noisy`, "
+        "sim/human_style.py); failed noisy demos are re-drawn when recording.",
         "",
         "| policy | success | mean length | max length | episode limit |",
         "|---|---|---|---|---|",

@@ -29,6 +29,9 @@ class DemoConfig:
     policy: str | None = None  # "module:Class" taking (env); None: the sim task's expert
     path: str | None = None  # zarr store in the diffusion_policy layout
     only_successful: bool = True  # scripted demos that fail are re-drawn
+    # clean: the scripted policy as it is; noisy: driven as a person with a SpaceMouse drives it
+    # (slower, noisy, hesitating, overshooting; sim/human_style.py), seeded from the run's seed.
+    style: str = "clean"
     # zarr datasets from elsewhere (diffusion_policy, LeRobot exports): their key -> ours, e.g.
     # {agent_pos: state, img: image_front}. Ours: state, image_<camera>, action. On the command
     # line: ++demos.key_map={agent_pos:state,img:image_front} (a dict field is set with ++).
@@ -43,6 +46,10 @@ class DemoConfig:
             raise ValueError("demos.source=zarr needs demos.path")
         if self.num_episodes < 0:
             raise ValueError(f"demos.num_episodes must be >= 0, got {self.num_episodes}")
+        if self.style not in ("clean", "noisy"):
+            raise ValueError(f"demos.style must be clean or noisy, got '{self.style}'")
+        if self.style != "clean" and self.source == "zarr":
+            raise ValueError("demos.style=noisy shapes scripted demos; with demos=zarr set demos.style=clean")
 
 
 @dataclass

@@ -124,9 +124,10 @@ def proprio_dim(n_joints: int) -> int:
     return 3 + 4 + 1 + 2 * n_joints
 
 
-def state_dim(n_joints: int, with_object: bool, goal_dim: int = 0) -> int:
-    """Length of the whole state: the arm's part, the task goal and the object when present."""
-    return proprio_dim(n_joints) + goal_dim + (OBJECT_STATE_DIM if with_object else 0)
+def state_dim(n_joints: int, object_dim: int = 0, goal_dim: int = 0) -> int:
+    """Length of the whole state: the arm's part, the task goal and the object part (privileged
+    only; OBJECT_STATE_DIM for one tracked object, a task's own size for more objects)."""
+    return proprio_dim(n_joints) + goal_dim + object_dim
 
 
 def object_state(object_pos: np.ndarray, object_quat_wxyz: np.ndarray, ee_pos: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from robot_rl.ros.transport import Transport, TransportError
 from sim.task_spec import (
     EE_DOWN_QUAT,
     GRIPPER_OPEN,
+    OBJECT_STATE_DIM,
     TaskSpec,
     in_workspace,
     robot_state,
@@ -106,8 +107,11 @@ class RobotEnvConfig:
             raise ValueError(f"env.task must be one of {sorted(TASKS)}, got {self.task!r}")
         if TASKS[self.task].goal_dim:
             raise ValueError(f"task {self.task!r} has a goal in its state; RobotEnv has no goal source")
-        if self.privileged and not TASKS[self.task].object_state_dim:
-            raise ValueError(f"task {self.task!r} has no object: set env.privileged=false")
+        if self.privileged and TASKS[self.task].object_state_dim != OBJECT_STATE_DIM:
+            raise ValueError(
+                f"task {self.task!r} has no single tracked object (RobotEnv reads one object_pose): "
+                "set env.privileged=false"
+            )
         if not 0 < self.control_hz <= 100:
             raise ValueError(f"env.control_hz must be in (0, 100], got {self.control_hz}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
@@ -122,9 +126,8 @@ class RobotEnvConfig:
 
 def robot_env_spaces(cfg: RobotEnvConfig) -> tuple[spaces.Dict, spaces.Box]:
     """The observation and action spaces, from config alone (the learner never connects)."""
-    obs: dict[str, spaces.Space] = {
-        "state": spaces.Box(-np.inf, np.inf, (state_dim(cfg.n_joints, cfg.privileged),), np.float32)
-    }
+    dim = state_dim(cfg.n_joints, OBJECT_STATE_DIM if cfg.privileged else 0)
+    obs: dict[str, spaces.Space] = {"state": spaces.Box(-np.inf, np.inf, (dim,), np.float32)}
     if cfg.cameras:
         h, w = cfg.image_size
         obs["images"] = spaces.Dict({c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cfg.cameras})

@@ -100,6 +100,10 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
 def _record_demos(cfg: TrainConfig, env: Any, store: EpisodeStore, log: Callable[[str], None]) -> None:
     demos: DemoConfig = cfg.demos
     policy = scripted_policy_factory(cfg)(env)
+    if demos.style == "noisy":
+        from sim.human_style import NoisyOperator
+
+        policy = NoisyOperator(policy, seed=cfg.seed + 20_000)
     attempts, max_attempts = 0, 5 * demos.num_episodes + 10
     while store.n_episodes < demos.num_episodes:
         if attempts >= max_attempts:

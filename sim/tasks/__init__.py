@@ -22,11 +22,21 @@ import gymnasium
 
 from sim.randomize import DomainRandomization
 from sim.tasks.base import SimConfig, SimTaskEnv
+from sim.tasks.peg_insert import PegInsertEnv
 from sim.tasks.pick_cube import PickCubeEnv
 from sim.tasks.push import PushEnv
 from sim.tasks.reach import ReachEnv
+from sim.tasks.slide_to_mark import SlideToMarkEnv
+from sim.tasks.stack_cube import StackCubeEnv
 
-TASKS: dict[str, type[SimTaskEnv]] = {"pick_cube": PickCubeEnv, "reach": ReachEnv, "push": PushEnv}
+TASKS: dict[str, type[SimTaskEnv]] = {
+    "pick_cube": PickCubeEnv,
+    "reach": ReachEnv,
+    "push": PushEnv,
+    "peg_insert": PegInsertEnv,
+    "stack_cube": StackCubeEnv,
+    "slide_to_mark": SlideToMarkEnv,
+}
 GYM_NAMESPACE = "robot_rl"
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(SimConfig))
 

@@ -1,4 +1,4 @@
-"""Helpers shared by tasks that have one free-floating object."""
+"""Helpers shared by tasks with free-floating objects, and the finger pads' contacts."""
 
 from __future__ import annotations
 
@@ -37,4 +37,17 @@ class FreeObject:
         return object_state(*self.pose(data), ee_pos)
 
 
-__all__ = ["OBJECT_STATE_DIM", "FreeObject", "yaw_quat"]
+class FingerPads:
+    """Which finger pads touch a geom, from the contacts of the last mj_forward/mj_step."""
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.geoms = {model.geom("left_finger_pad").id, model.geom("right_finger_pad").id}
+
+    def touching(self, data: mujoco.MjData, geom: int) -> int:
+        """How many pads (0, 1 or 2) touch `geom`."""
+        pairs = data.contact.geom[: data.ncon]
+        with_geom = pairs[(pairs == geom).any(axis=1)]
+        return len(self.geoms & set(with_geom.ravel().tolist()))
+
+
+__all__ = ["OBJECT_STATE_DIM", "FingerPads", "FreeObject", "yaw_quat"]

@@ -138,7 +138,7 @@ class SimTaskEnv(gym.Env):
         self._steps = 0
         self._setup_task()
         self.action_space = spaces.Box(-1.0, 1.0, (7 if self.cfg.rotation else 4,), np.float32)
-        dim = state_dim(N_JOINTS, self.cfg.privileged and self.object_state_dim > 0, self.goal_dim)
+        dim = state_dim(N_JOINTS, self.object_state_dim if self.cfg.privileged else 0, self.goal_dim)
         obs_spaces: dict[str, spaces.Space] = {"state": spaces.Box(-np.inf, np.inf, (dim,), np.float32)}
         if self.cfg.cameras:
             obs_spaces["images"] = spaces.Dict(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.tasks._objects import OBJECT_STATE_DIM, FreeObject, yaw_quat
+from sim.tasks._objects import OBJECT_STATE_DIM, FingerPads, FreeObject, yaw_quat
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
 CUBE_HALF = 0.025
@@ -36,7 +36,7 @@ class PickCubeEnv(SimTaskEnv):
     def _setup_task(self) -> None:
         self.cube = FreeObject(self.model, "cube")
         self._cube_geom = self.model.geom("cube").id
-        self._pad_geoms = {self.model.geom("left_finger_pad").id, self.model.geom("right_finger_pad").id}
+        self._pads = FingerPads(self.model)
 
     def _reset_task(self, rng: np.random.Generator) -> None:
         r = self.cube_range if self.cfg.randomize else 0.0
@@ -52,9 +52,7 @@ class PickCubeEnv(SimTaskEnv):
 
     def grasped(self) -> bool:
         """Both finger pads are in contact with the cube."""
-        pairs = self.data.contact.geom[: self.data.ncon]
-        with_cube = pairs[(pairs == self._cube_geom).any(axis=1)]
-        return self._pad_geoms <= set(with_cube.ravel().tolist())
+        return self._pads.touching(self.data, self._cube_geom) == 2
 
     def _is_success(self) -> bool:
         lifted = self.cube.pose(self.data)[0][2] - CUBE_HALF > TABLE_Z + self.lift_height

@@ -117,7 +117,7 @@ def test_sim_state_is_the_documented_layout() -> None:
         object_part=object_state(*task.object_pose(), ee_pos),
     )
     assert obs["state"].tobytes() == expected.tobytes()
-    assert obs["state"].shape == (state_dim(7, True, task.goal_dim),)
+    assert obs["state"].shape == (state_dim(7, task.object_state_dim, task.goal_dim),)
     env.close()
 
 
@@ -125,7 +125,7 @@ def test_robot_state_normalises_and_signs_the_object_quaternion() -> None:
     q, dq = np.arange(7.0), np.zeros(7)
     ee_pos, obj_pos = np.array([0.4, 0.0, 0.2]), np.array([0.5, 0.1, 0.025])
     state = robot_state(ee_pos, EE_DOWN_QUAT, 0.08, q, dq, (obj_pos, np.array([-1.0005, 0.0, 0.0, 0.0])))
-    assert state.shape == (state_dim(7, True),) == (proprio_dim(7) + OBJECT_STATE_DIM,)
+    assert state.shape == (state_dim(7, OBJECT_STATE_DIM),) == (proprio_dim(7) + OBJECT_STATE_DIM,)
     np.testing.assert_allclose(state[-10:], [0.5, 0.1, 0.025, 1, 0, 0, 0, 0.1, 0.1, -0.175], atol=1e-6)
     with pytest.raises(ValueError, match="ee quaternion"):
         robot_state(ee_pos, [0.0, 0.0, 0.0, 0.0], 0.08, q, dq)

@@ -21,7 +21,7 @@ from robot_rl.ros import codec
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.record import Recorder
 from robot_rl.transition import STEP_KEYS
-from sim.task_spec import robot_state, state_dim
+from sim.task_spec import OBJECT_STATE_DIM, robot_state, state_dim
 
 T0_NS = 1_700_000_000_000_000_000
 ROBOT_DT_NS = 20_000_000  # the robot publishes at 50 Hz; iteration i is at T0 + i * 20 ms
@@ -155,7 +155,7 @@ def test_episodes_steps_and_observations(session: Session, tmp_path: Path) -> No
             np.testing.assert_allclose(steps["action"][k], want, atol=1e-6)
             assert steps["t_obs"][k] == tick_ns(i) * 1e-9
         np.testing.assert_array_equal(final["state"], expected_state(session, tick_ns(ticks[-1]), True))
-        assert steps["state"].shape[1] == state_dim(len(JOINTS), with_object=True)
+        assert steps["state"].shape[1] == state_dim(len(JOINTS), object_dim=OBJECT_STATE_DIM)
         assert steps["action"].dtype == np.float32 and steps["image_wrist"].dtype == np.uint8
         np.testing.assert_array_equal(steps["policy_action"], steps["action"])
         assert list(steps["reward"]) == [0.0] * (n - 1) + [reward_at_end]
@@ -186,7 +186,7 @@ def test_gap_splits_episodes_only_when_longer_than_episode_gap(session: Session,
     assert second["t_obs"][0] == tick_ns(first_false) * 1e-9
     assert second["truncated"][-1] and not second["terminated"].any()
     assert summary.skipped_ticks["task already succeeded"] == (first_false - SUCCESS[0]) // TICK_EVERY - 1
-    assert store.episode(0)["state"].shape[1] == state_dim(len(JOINTS), with_object=False)
+    assert store.episode(0)["state"].shape[1] == state_dim(len(JOINTS))
 
 
 def test_missing_and_stale_camera_ticks_end_episodes(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ def test_building_a_robot_env_touches_no_robot() -> None:
     ("overrides", "match"),
     [
         ({"task": "reach"}, "goal"),
+        ({"task": "stack_cube"}, "single tracked object"),  # two cubes: one object_pose cannot say
         ({"task": "nope"}, "env.task"),
         ({"image_size": [4, 4]}, "image_size"),
         ({"max_obs_age_s": 0.0}, "max_obs_age_s"),

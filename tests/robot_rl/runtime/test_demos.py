@@ -43,6 +43,24 @@ def test_resumed_run_keeps_its_demos(tmp_path):
     np.testing.assert_array_equal(after, before)
 
 
+def test_noisy_style_records_successful_human_like_demos(tmp_path):
+    def actions(style: str, run: str):
+        cfg = _cfg(source="scripted", num_episodes=3, style=style)
+        prepare_demos(cfg, tmp_path / run, log=lambda _: None)
+        store = EpisodeStore(tmp_path / run / "demos.zarr", mode="r")
+        assert store.steps(0, store.n_steps)["reward"].sum() == 3  # only successful demos kept
+        return store.steps(0, store.n_steps)["action"]
+
+    noisy = actions("noisy", "a")
+    np.testing.assert_array_equal(actions("noisy", "b"), noisy)  # the run's seed fixes them
+    clean = actions("clean", "c")
+    assert len(noisy) > len(clean)  # slower than the expert
+    with pytest.raises(ValueError, match=r"demos\.style"):
+        DemoConfig(style="sloppy")
+    with pytest.raises(ValueError, match=r"demos\.style"):
+        DemoConfig(source="zarr", path="x.zarr", style="noisy")
+
+
 def test_none_records_nothing(tmp_path):
     assert prepare_demos(_cfg(source="none", num_episodes=0), tmp_path) == 0
     assert not (tmp_path / "demos.zarr").exists()
