@@ -72,7 +72,8 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
     env = make_env(cfg.env, seed=cfg.seed)
     spaces = spaces_json(env.observation_space, env.action_space)
     env.close()
-    recorded = EpisodeStore(run_dir / f"actor_{cfg.actor_id}" / "episodes.zarr", mode="a").n_steps
+    store_path = run_dir / f"actor_{cfg.actor_id}" / "episodes.zarr"
+    recorded = EpisodeStore(store_path, mode="r").n_steps if store_path.exists() else 0
     token = actor_token(cfg.transport, run_dir)
     transport = GrpcActorTransport(cfg.transport, cfg.actor_id, spaces, token, recorded_steps=recorded)
     status: queue.Queue = queue.Queue(maxsize=10_000)
@@ -106,6 +107,11 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
 
     shower = threading.Thread(target=show, name="display", daemon=True)
     shower.start()
+    # the store is made once the learner accepted this actor: a refused one leaves nothing behind
+    # that would block the corrected command
+    timeout = cfg.transport.connect_timeout_s
+    if not transport.wait_for_weights(timeout):
+        raise TimeoutError(f"no weights from the learner at {cfg.transport.learner} within {timeout:.0f} s")
     # the sender starts at 0; the learner's Welcome rewinds it to the first step it lacks
     actor = Actor(cfg, run_dir, transport, shared, next_seq=0, actor_id=cfg.actor_id)
     try:

@@ -79,6 +79,8 @@ class LearnerDisplay:
         self.logger.log(row)
 
     def show(self, force: bool = False) -> None:
+        for line in self.transport.take_refusals():  # at once, progress display or not
+            print(f"learner: {line}", flush=True)
         if not self.clock.due(force):
             return
         s = self.state
