@@ -61,6 +61,7 @@ def run_id(run_dir: Path) -> str:
     """The run's identity, made once and kept in run_dir/run_id (a new folder: a new run)."""
     path = Path(run_dir) / "run_id"
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(secrets.token_hex(8))
         os.replace(tmp, path)
