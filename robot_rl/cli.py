@@ -14,6 +14,8 @@ robot-rl record -o BAG [--topics TOPIC[:TYPE] ...] [--camera NAME] [--backend ze
 robot-rl record --recover BAG               make a bag whose recorder was killed readable
 robot-rl mcap2zarr BAG STORE [--camera NAME[=TOPIC]] [--control-hz HZ] [...]
                                             convert a recording into a zarr episode store
+robot-rl verify STORE [--drop-damaged]      check every chunk of an episode store; set damaged
+                                            episodes aside (the original is kept) and keep the rest
 """
 
 from __future__ import annotations
@@ -320,6 +322,32 @@ def _mcap2zarr(argv: list[str]) -> None:
     _print_now(summary.text())
 
 
+def _verify(argv: list[str]) -> None:
+    from robot_rl.data.integrity import drop_damaged, scan
+
+    parser = argparse.ArgumentParser(prog="robot-rl verify", description="Check an episode store.")
+    parser.add_argument("store", type=Path, help="a zarr episode store (e.g. RUN/replay.zarr)")
+    parser.add_argument(
+        "--drop-damaged", action="store_true",
+        help="move the store aside unchanged and write one without the damaged episodes in its place",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if not args.store.is_dir():
+        raise SystemExit(f"error: {args.store} is not a folder: give the path of an episode store")
+    try:
+        report = scan(args.store)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from err
+    _print_now(report.text())
+    if not report.damages:
+        return
+    if not args.drop_damaged:
+        how = f"`robot-rl verify {args.store} --drop-damaged` keeps the rest"
+        raise SystemExit(f"{args.store} is damaged; {how}")
+    aside, dropped = drop_damaged(args.store, report)
+    _print_now(f"dropped {len(dropped)} damaged episodes; the original store is kept at {aside}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -340,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
         _record(rest)
     elif command == "mcap2zarr":
         _mcap2zarr(rest)
+    elif command == "verify":
+        _verify(rest)
     else:
         raise SystemExit(f"unknown command '{command}'\n{USAGE}")
 

@@ -138,6 +138,9 @@ class TrainConfig:
     learning_starts: int = 256  # online+demo transitions before the first update
     weights_every_updates: int = 50  # how often the learner publishes weights
     checkpoint_every_updates: int = 2_000
+    # ... and at least this often (seconds, written in the background): a killed learner loses
+    # at most this much training
+    checkpoint_every_s: float = 60.0
     # Sim only: the actor waits when it runs this many env steps ahead of what the learner has
     # trained on, so sim learning curves do not depend on the machine's speed. A real robot is
     # paced by its clock: set null there and the actor never waits.
@@ -162,6 +165,8 @@ class TrainConfig:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:
             raise ValueError("weights_every_updates and checkpoint_every_updates must be >= 1")
+        if not self.checkpoint_every_s > 0:
+            raise ValueError(f"checkpoint_every_s must be > 0 seconds, got {self.checkpoint_every_s}")
         if not 0 <= self.actor_id < 2**31:
             raise ValueError(f"actor_id must be >= 0, got {self.actor_id}")
 

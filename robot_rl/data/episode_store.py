@@ -13,6 +13,11 @@ Crash safety: an append writes data/ first, then meta/final_*, and extends meta/
 each chunk and metadata file being replaced atomically by zarr's LocalStore. A crash therefore
 leaves at most rows past the last committed episode, which are ignored on read and truncated when
 the store is next opened for writing.
+
+Damage (robot_rl.data.integrity): every chunk written here carries a CRC32. Opening checks
+meta/episode_ends and that no chunk file of the recorded range is missing; a read that meets a
+bad chunk stops with StoreDamaged, one line naming the file, the array and the episodes. Neither
+changes a byte: the repair of a crashed append runs only on a store found whole.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync as _zarr_sync
 
+from robot_rl.data.integrity import (
+    Damage,
+    StoreDamaged,
+    checksummed_codecs,
+    episodes_in,
+    read_ends,
+    scan_array,
+    scan_rows,
+    writer,
+)
 from robot_rl.transition import IMAGE_PREFIX
 
 DEFAULT_CHUNK_STEPS = 1024  # low-dim rows per chunk: few files, cheap partial-chunk rewrites
@@ -102,17 +117,18 @@ class EpisodeStore:
             meta = self._root.create_group("meta")
             meta.create_array(
                 "episode_ends", shape=(0,), chunks=(ENDS_CHUNK,), dtype="int64",
-                compressors=None, fill_value=ENDS_FILL,
+                fill_value=ENDS_FILL, **checksummed_codecs(None),
             )  # fmt: skip
         self._data, self._meta = self._check_layout()
-        self._ends_arr = self._meta["episode_ends"]
+        self._ends_arr = writer(self._meta["episode_ends"])
         self._ends = self._read_ends()
+        self._check_chunks_present()
         if mode != "r":
             self._truncate_tails()
         # opened once: looking an array up by name re-reads its metadata from disk
-        self._arrays: dict[str, zarr.Array] = dict(self._data.arrays())
+        self._arrays: dict[str, zarr.Array] = {k: writer(a) for k, a in self._data.arrays()}
         self._finals: dict[str, zarr.Array] = {
-            k: a for k, a in self._meta.arrays() if k.startswith(FINAL_PREFIX) or k == "has_final_obs"
+            k: writer(a) for k, a in self._meta.arrays() if k.startswith(FINAL_PREFIX) or k == "has_final_obs"
         }
 
     # ------------------------------------------------------------------ open / repair
@@ -131,7 +147,9 @@ class EpisodeStore:
         arr = self._meta["episode_ends"]
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"episode store {self.path}: meta/episode_ends must be a 1-D integer array")
-        ends = np.asarray(arr[:], dtype=np.int64)
+        ends, _, damages = read_ends(self.path, arr)
+        if damages:
+            raise StoreDamaged(self.path, damages, len(ends))
         fill = arr.fill_value
         # A crash between extending episode_ends and writing its new row leaves fill values at
         # the end; those episodes never committed.
@@ -142,13 +160,24 @@ class EpisodeStore:
         if n and (ends[0] < 0 or np.any(np.diff(ends) < 0)):
             raise ValueError(f"episode store {self.path}: meta/episode_ends is not monotonic: {ends[:20]}")
         n_steps = int(ends[-1]) if n else 0
-        for key, data in self._data.arrays():
-            if data.shape[0] < n_steps:
-                raise ValueError(
-                    f"episode store {self.path}: meta/episode_ends ends at step {n_steps} past the "
-                    f"length {data.shape[0]} of data/{key}"
-                )
+        key, data = min(self._data.arrays(), key=lambda kv: kv[1].shape[0], default=(None, None))
+        if data is not None and data.shape[0] < n_steps:
+            why = f"holds {data.shape[0]} steps: meta/episode_ends ends at step {n_steps}, past the length"
+            lost = [i for i in range(n) if ends[i] > data.shape[0]]
+            raise StoreDamaged(self.path, [Damage(f"data/{key}", self.path / data.path, why, lost)], n)
         return ends
+
+    def _check_chunks_present(self) -> None:
+        """No chunk file of the recorded range missing (cheap: no chunk is read)."""
+        missing = scan_rows(self.path, self._root, self._ends, read=False)
+        if missing:
+            raise StoreDamaged(self.path, missing, self.n_episodes)
+
+    def _damaged(self, err: Exception, arr: zarr.Array, name: str, rows: int, per_step: bool) -> Exception:
+        """The StoreDamaged naming the chunk a failed read met, or err itself if every chunk reads."""
+        of = episodes_in(self._ends) if per_step else (lambda a, b: list(range(a, b)))
+        damages = scan_array(self.path, arr, rows, name, of)
+        return StoreDamaged(self.path, damages, self.n_episodes) if damages else err
 
     def _truncate_tails(self) -> None:
         """Drop rows left by a crashed append so the next append starts clean."""
@@ -235,10 +264,10 @@ class EpisodeStore:
             rows = max(1, IMAGE_CHUNK_BYTES // frame_bytes)
         else:
             rows = self.chunk_steps
-        return self._data.create_array(
+        return writer(self._data.create_array(
             key, shape=(0, *value.shape[1:]), chunks=(rows, *value.shape[1:]), dtype=value.dtype,
-            compressors=_compressor(image), fill_value=0,
-        )  # fmt: skip
+            fill_value=0, **checksummed_codecs(_compressor(image)),
+        ))  # fmt: skip
 
     def _append_final(self, steps: Mapping[str, np.ndarray], final: dict[str, np.ndarray] | None) -> None:
         i = self.n_episodes
@@ -262,14 +291,14 @@ class EpisodeStore:
     def _meta_array(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> zarr.Array:
         """meta/<key> with one row per committed episode, created zero-filled if absent."""
         if key in self._meta:
-            return self._meta[key]
+            return writer(self._meta[key])
         image = len(shape) >= 2
         rows = max(1, IMAGE_CHUNK_BYTES // max(1, int(np.prod(shape)) * dtype.itemsize)) if image else 1024
         arr = self._meta.create_array(
             key, shape=(self.n_episodes, *shape), chunks=(rows, *shape), dtype=dtype,
-            compressors=_compressor(image), fill_value=0,
+            fill_value=0, **checksummed_codecs(_compressor(image)),
         )  # fmt: skip
-        return arr
+        return writer(arr)
 
     def _validate_steps(self, steps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not steps:
@@ -341,7 +370,13 @@ class EpisodeStore:
         """Per-step arrays of global steps [start, stop) across episodes: {key: [stop - start, ...]}."""
         if not 0 <= start <= stop <= self.n_steps:
             raise IndexError(f"step range [{start}, {stop}) outside [0, {self.n_steps})")
-        return {key: self._arrays[key][start:stop] for key in sorted(self._arrays)}
+        out = {}
+        for key in sorted(self._arrays):
+            try:
+                out[key] = self._arrays[key][start:stop]
+            except Exception as err:
+                raise self._damaged(err, self._arrays[key], f"data/{key}", self.n_steps, True) from err
+        return out
 
     def final_obs(self, i: int) -> dict[str, np.ndarray] | None:
         """Observation after the last step of episode i ({"state": [D], "image_<cam>": [H, W, 3]}),
@@ -349,13 +384,19 @@ class EpisodeStore:
         self._bounds(i)
         i %= self.n_episodes
         has = self._finals.get("has_final_obs")
-        if has is None or i >= has.shape[0] or not bool(has[i]):
+        if has is None or i >= has.shape[0] or not bool(self._final_row("has_final_obs", has, i)):
             return None
         return {
-            key[len(FINAL_PREFIX) :]: arr[i]
+            key[len(FINAL_PREFIX) :]: self._final_row(key, arr, i)
             for key, arr in sorted(self._finals.items())
             if key.startswith(FINAL_PREFIX) and i < arr.shape[0]
         }
+
+    def _final_row(self, key: str, arr: zarr.Array, i: int) -> np.ndarray:
+        try:
+            return arr[i]
+        except Exception as err:
+            raise self._damaged(err, arr, f"meta/{key}", min(self.n_episodes, arr.shape[0]), False) from err
 
     def episodes(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]]:
         """(steps, final_obs) for every committed episode, in order."""

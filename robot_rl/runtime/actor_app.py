@@ -48,7 +48,10 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
     folder = open_run_folder(cfg, holds_run=(f"actor_{cfg.actor_id}",), demos=False)
     run_dir = folder.path
     spaces = spaces_json(folder.obs_space, folder.action_space)
-    recorded = EpisodeStore(run_dir / f"actor_{cfg.actor_id}" / "episodes.zarr", mode="a").n_steps
+    # Read only: the store is created once the learner has accepted this actor, so a refused
+    # actor leaves nothing that blocks the corrected retry.
+    store_path = run_dir / f"actor_{cfg.actor_id}" / "episodes.zarr"
+    recorded = EpisodeStore(store_path, mode="r").n_steps if store_path.exists() else 0
     transport = GrpcActorTransport(cfg.transport, cfg.actor_id, spaces, token, recorded_steps=recorded)
     status: queue.Queue = queue.Queue(maxsize=10_000)
     shared = ActorShared(threading.Event(), _LearnerTrainedThrough(transport), status)
@@ -77,6 +80,11 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
 
     shower = threading.Thread(target=show, name="display", daemon=True)
     shower.start()
+    # the store is made once the learner accepted this actor: a refused one leaves nothing behind
+    # that would block the corrected command
+    timeout = cfg.transport.connect_timeout_s
+    if not transport.wait_for_weights(timeout):
+        raise TimeoutError(f"no weights from the learner at {cfg.transport.learner} within {timeout:.0f} s")
     # the sender starts at 0; the learner's Welcome rewinds it to the first step it lacks
     actor = Actor(cfg, run_dir, transport, shared, next_seq=0, actor_id=cfg.actor_id)
     try:

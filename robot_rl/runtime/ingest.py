@@ -48,7 +48,8 @@ class Ingest:
             n = len(steps["reward"])
             stream = self.streams.setdefault(int(steps["actor_id"][0]), _ActorStream(next_seq=0))
             self._add_to_buffers([{k: v[i] for k, v in steps.items()} for i in range(n)], final_obs)
-            stream.next_seq += n
+            # by seq, not by count: episodes set aside as damaged leave a gap, not a renumbering
+            stream.next_seq = int(steps["seq"][-1]) + 1 if "seq" in steps else stream.next_seq + n
 
     @property
     def env_steps(self) -> int:

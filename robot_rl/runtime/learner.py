@@ -3,10 +3,24 @@
 UTD accounting: one agent.update() call per env step received after learning starts (the agent
 runs its own UTD loop inside). The learner never runs ahead of the data; when it falls behind,
 it reports the UTD it actually achieved.
+
+Surviving a kill: agent, optimisers, counters and weight version are checkpointed every
+`checkpoint_every_updates` updates and at least every `checkpoint_every_s` seconds; the state is
+copied on the training thread (cheap) and written on a background one (write, fsync, rename).
+A learner restarted from a checkpoint owes the updates for the steps received since, and makes
+them up (the same UTD rule). One restarted without any checkpoint restores its replay but not
+its networks; it makes up the updates owed for the restored steps too, as if learning had
+started when it first could, and says so in one line.
+
+Weights have an identity: versions continue past every version published in this run (the
+checkpoint's, or the weights file's if newer), and each message names the run and this
+learner's incarnation, so (run, version) names one network and actors adopt a restarted
+learner's weights at once.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +32,10 @@ import torch
 from robot_rl.agents.base import make_agent
 from robot_rl.config import TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.integrity import StoreDamaged
 from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.runtime.checkpoint import load_checkpoint, save_checkpoint
+from robot_rl.runtime.checkpoint import CheckpointWriter, load_checkpoint, snapshot
 from robot_rl.runtime.ingest import Ingest
 from robot_rl.runtime.process import (
     post_status,
@@ -28,7 +43,7 @@ from robot_rl.runtime.process import (
     set_torch_threads,
     supervisor_gone,
 )
-from robot_rl.runtime.transport import LearnerTransport
+from robot_rl.runtime.transport import LearnerTransport, WeightsId, load_weights, run_id
 
 
 @dataclass
@@ -80,35 +95,74 @@ class Learner:
         self.grad_steps = 0
         self.start_point: int | None = None  # env steps when learning started
         self.weights_version = 0
+        self.weights_id = WeightsId(run_id(run_dir), secrets.token_hex(4))
         self.ckpt_path = run_dir / "checkpoints" / "learner.pt"
-        if self.ckpt_path.exists():
-            self._restore()
+        self.resumed = self._restore() if self.ckpt_path.exists() else self._restore_without_checkpoint()
+        self.writer = CheckpointWriter(self.ckpt_path)
+        self._last_ckpt = (time.monotonic(), self.calls)
         # actors send from what the replay store holds: nothing lost, nothing twice
         self.transport.start({a: self.ingest.committed_seq(a) for a in self.ingest.streams})
 
-    def _restore(self) -> None:
+    def _restore(self) -> str:
         state = load_checkpoint(self.ckpt_path)
         self.agent.load_state_dict(state["agent"])
         self.calls, self.grad_steps = int(state["calls"]), int(state["grad_steps"])
         self.start_point = None if int(state["start_point"]) < 0 else int(state["start_point"])
-        self.weights_version = int(state["weights_version"])
-
-    def checkpoint(self) -> None:
-        save_checkpoint(
-            self.ckpt_path,
-            {
-                "agent": self.agent.state_dict(),
-                "calls": self.calls,
-                "grad_steps": self.grad_steps,
-                "start_point": -1 if self.start_point is None else self.start_point,
-                "weights_version": self.weights_version,
-                "env_steps": self.ingest.env_steps,
-            },
+        self.weights_version = max(int(state["weights_version"]), self._published_version())
+        return (
+            f"learner resumed: checkpoint at {state.get('env_steps', '?')} env steps (updates {self.calls:,},"
+            f" networks and optimisers restored), replay {self.ingest.env_steps:,} env steps; the"
+            f" {max(self._owed(), 0):,} updates owed for steps since are made up; weights continue at"
+            f" v{self.weights_version + 1}"
         )
+
+    def _restore_without_checkpoint(self) -> str:
+        self.weights_version = self._published_version()
+        restored = self.ingest.env_steps
+        if restored == 0:
+            return ""
+        # learning would have started once learning_starts transitions were held (demos count)
+        self.start_point = min(restored, max(0, self.cfg.learning_starts - len(self.demo)))
+        return (
+            f"learner resumed WITHOUT a checkpoint ({self.ckpt_path} missing): restored the replay"
+            f" ({restored:,} env steps), NOT the networks or optimisers (they start fresh); the"
+            f" {self._owed():,} updates owed for the restored steps are made up before new ones;"
+            f" weights continue at v{self.weights_version + 1}"
+        )
+
+    def _published_version(self) -> int:
+        """The newest version this run published (the weights file may be newer than the checkpoint)."""
+        path = self.run_dir / "weights" / "policy.pt"
+        try:
+            return load_weights(path)[0] if path.exists() else 0
+        except Exception:  # an unreadable weights file: the checkpoint's version stands
+            return 0
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "agent": snapshot(self.agent.state_dict()),
+            "calls": self.calls,
+            "grad_steps": self.grad_steps,
+            "start_point": -1 if self.start_point is None else self.start_point,
+            "weights_version": self.weights_version,
+            "env_steps": self.ingest.env_steps,
+        }
+
+    def checkpoint(self, wait: bool = False) -> None:
+        """Hand a copy of the state to the background writer; wait=True until it is on disk."""
+        self.writer.submit(self._state())
+        self._last_ckpt = (time.monotonic(), self.calls)
+        if wait:
+            self.writer.flush()
+
+    def _checkpoint_if_due(self) -> None:
+        at, calls = self._last_ckpt
+        if self.calls != calls and time.monotonic() - at >= self.cfg.checkpoint_every_s:
+            self.checkpoint()
 
     def publish(self) -> None:
         self.weights_version += 1
-        self.transport.publish_weights(self.weights_version, self.agent.policy_state())
+        self.transport.publish_weights(self.weights_version, self.agent.policy_state(), self.weights_id)
 
     def _ready(self) -> bool:
         if self.agent.offline:
@@ -132,6 +186,7 @@ class Learner:
                 self.publish()
             if self.calls % self.cfg.checkpoint_every_updates == 0:
                 self.checkpoint()
+        self._checkpoint_if_due()
         return metrics
 
     def _finished(self) -> bool:
@@ -139,6 +194,8 @@ class Learner:
         return total >= 0 and self.ingest.env_steps >= total and self._owed() <= 0
 
     def run(self) -> None:
+        if self.resumed:
+            print(self.resumed, flush=True)
         self.publish()  # actors (also reconnecting ones) start from the learner's current weights
         last_status, metrics, t0, calls0 = 0.0, {}, time.monotonic(), self.calls
         while not self.shared.stopping():
@@ -158,7 +215,8 @@ class Learner:
             if self._finished():
                 break
         self.publish()
-        self.checkpoint()
+        self.checkpoint(wait=True)
+        self.writer.close()
         self._status(metrics, 0.0, kind="done")
 
     def _status(self, metrics: dict[str, float], updates_per_s: float, kind: str = "progress") -> None:
@@ -175,6 +233,8 @@ class Learner:
                 "updates_per_s": updates_per_s,
                 "utd_achieved": self.grad_steps / max(online, 1),
                 "weights_version": self.weights_version,
+                "checkpoints_written": self.writer.written,
+                "refused_connections": int(getattr(self.transport, "refused_connections", 0)),
                 "duplicates_dropped": self.ingest.duplicates_dropped,
                 "forgotten_steps": self.ingest.forgotten,  # partial episodes of actors that restarted
                 "demo_transitions": len(self.demo),
@@ -196,6 +256,9 @@ def learner_main(
     torch.manual_seed(cfg.seed)
     try:
         Learner(cfg, Path(run_dir), transport, shared, obs_space, action_space).run()
+    except StoreDamaged as err:  # one line says it all: no traceback
+        post_status(shared.status, {"source": "learner", "kind": "error", "error": str(err)})
+        raise SystemExit(2) from err
     except Exception as err:
         post_status(shared.status, {"source": "learner", "kind": "error", "error": repr(err)})
         raise

@@ -211,7 +211,8 @@ def actor_outcome_text(actor: Mapping[str, Any]) -> str:
 
 class LearnerDisplay:
     """`robot-rl learner`: a learner line and one line per actor every few seconds; the same
-    figures to metrics.csv. transport: anything with GrpcLearnerTransport's actors() and depth()."""
+    figures to metrics.csv; refused connections at once. transport: anything with
+    GrpcLearnerTransport's actors(), depth() and take_refusals()."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, transport: Any) -> None:
         self.cfg = cfg
@@ -238,6 +239,8 @@ class LearnerDisplay:
         self.logger.log(row)
 
     def show(self, force: bool = False) -> None:
+        for line in self.transport.take_refusals():  # at once, progress display or not
+            print(f"learner: {line}", flush=True)
         if not self.clock.due(force):
             return
         s = self.state

@@ -2,7 +2,9 @@
 
 Transitions travel as chunks of consecutive steps of one episode, numbered by `seq`, the step's
 index in the actor's episode store, so the learner can drop anything it already has. Weights
-travel the other way with a version; the newest wins.
+travel the other way with a version and the identity of the learner that made them (its run and
+incarnation): the newest version wins, and weights of a new incarnation win at once (the learner
+restarted; its versions continue from the run's newest, so `policy_version` never goes back).
 
 LocalTransport: a bounded multiprocessing queue for chunks (the actor never blocks: a full queue
 makes send() return False and the steps wait in the actor's store) and an atomically replaced
@@ -14,6 +16,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,30 @@ class TransitionChunk:
     @property
     def ends_episode(self) -> bool:
         return self.final_obs is not None
+
+
+@dataclass(frozen=True)
+class WeightsId:
+    """Who published weights: the run (fixed for the run folder) and the learner process in it."""
+
+    run: str = ""
+    incarnation: str = ""
+
+
+def run_id(run_dir: Path) -> str:
+    """The run's identity, made once and kept in run_dir/run_id (a new folder: a new run)."""
+    path = Path(run_dir) / "run_id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(secrets.token_hex(8))
+        os.replace(tmp, path)
+    return path.read_text().strip()
+
+
+def newer(version: int, source: WeightsId, have_version: int, have_source: WeightsId | None) -> bool:
+    """Whether weights (version, source) replace those held: a newer version or a new learner."""
+    return have_source is None or version > have_version or source != have_source
 
 
 @dataclass
@@ -105,7 +132,9 @@ class LearnerTransport(Protocol):
         """Up to max_chunks chunks, waiting at most timeout_s for the first."""
         ...
 
-    def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None: ...
+    def publish_weights(
+        self, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
+    ) -> None: ...
 
 
 def take_from_queue(q: Any, max_items: int, timeout_s: float) -> list[Any]:
@@ -120,13 +149,22 @@ def take_from_queue(q: Any, max_items: int, timeout_s: float) -> list[Any]:
     return items
 
 
-def save_weights(path: Path, version: int, policy_state: dict[str, torch.Tensor]) -> None:
+def save_weights(
+    path: Path, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
+) -> None:
     """Write weights so a reader never sees a half-written file (write, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     state = {k: v.detach().cpu() for k, v in policy_state.items()}
+    source = source or WeightsId()
+    blob = {
+        "version": torch.tensor(version),
+        "policy": state,
+        "run": source.run,
+        "incarnation": source.incarnation,
+    }
     with open(tmp, "wb") as f:
-        torch.save({"version": torch.tensor(version), "policy": state}, f)
+        torch.save(blob, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -134,8 +172,15 @@ def save_weights(path: Path, version: int, policy_state: dict[str, torch.Tensor]
 
 def load_weights(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
     """Read a weights file; weights_only, so no code can ride along."""
+    version, state, _ = load_weights_with_source(path)
+    return version, state
+
+
+def load_weights_with_source(path: Path) -> tuple[int, dict[str, torch.Tensor], WeightsId]:
+    """(version, policy state, who published it); files written before identities: WeightsId()."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    return int(blob["version"]), blob["policy"]
+    source = WeightsId(str(blob.get("run", "")), str(blob.get("incarnation", "")))
+    return int(blob["version"]), blob["policy"], source
 
 
 class LocalTransport:
@@ -147,6 +192,7 @@ class LocalTransport:
         self._queue = ctx.Queue(maxsize=queue_chunks)
         self._seen_mtime: int | None = None
         self._seen_version = -1
+        self._seen_source: WeightsId | None = None
 
     # actor side
     def send(self, chunk: TransitionChunk) -> bool:
@@ -164,10 +210,10 @@ class LocalTransport:
         if mtime == self._seen_mtime:
             return None
         self._seen_mtime = mtime
-        version, state = load_weights(self.weights_path)
-        if version <= self._seen_version:
+        version, state, source = load_weights_with_source(self.weights_path)
+        if not newer(version, source, self._seen_version, self._seen_source):
             return None
-        self._seen_version = version
+        self._seen_version, self._seen_source = version, source
         return version, state
 
     def depth(self) -> int:
@@ -212,5 +258,7 @@ class LocalTransport:
     def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk | ActorRestarted]:
         return take_from_queue(self._queue, max_chunks, timeout_s)
 
-    def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
-        save_weights(self.weights_path, version, policy_state)
+    def publish_weights(
+        self, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
+    ) -> None:
+        save_weights(self.weights_path, version, policy_state, source)

@@ -33,7 +33,7 @@ from robot_rl.runtime.net.codec import (
 )
 from robot_rl.runtime.net.security import call_metadata, channel_credentials
 from robot_rl.runtime.net.server import grpc_options
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import TransitionChunk, WeightsId, newer
 
 # Codes that retrying cannot fix: the actor stops with the learner's message.
 FATAL = {
@@ -123,7 +123,9 @@ class GrpcActorTransport:
         self._acked = 0  # first step the learner does not hold, as it last said
         self._last_ok = time.monotonic()
         self._weights: tuple[int, dict[str, torch.Tensor]] | None = None
-        self._returned_version = -1
+        self._weights_source: WeightsId | None = None  # the learner incarnation that sent them
+        self._weights_count = 0  # weights taken; poll_weights returns each new one once
+        self._returned = 0
         self._weights_arrived = threading.Event()
         self._stream: Any = None
         self._report: dict[str, Any] = {}
@@ -161,9 +163,9 @@ class GrpcActorTransport:
 
     def poll_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
         with self._lock:
-            if self._weights is None or self._weights[0] <= self._returned_version:
+            if self._weights is None or self._weights_count == self._returned:
                 return None
-            self._returned_version = self._weights[0]
+            self._returned = self._weights_count
             return self._weights
 
     def wait_for_weights(self, timeout_s: float) -> bool:
@@ -375,7 +377,10 @@ class GrpcActorTransport:
                 self._stop.wait(0.05)
                 continue
             have = self._weights[0] if self._weights else 0
-            request = pb.WeightsRequest(actor_id=self.actor_id, session=session, have_version=have)
+            incarnation = self._weights_source.incarnation if self._weights_source else ""
+            request = pb.WeightsRequest(
+                actor_id=self.actor_id, session=session, have_version=have, have_incarnation=incarnation
+            )
             # the stream's deadline bounds it; it is simply reopened
             self._stream = self._watch(request, timeout=60.0, metadata=self._meta)
             if self._stop.is_set() or self._session != session:  # close() or a loss came meanwhile
@@ -397,6 +402,9 @@ class GrpcActorTransport:
         except WireError as err:
             raise TransportFailed(f"the learner sent weights that do not load: {err}") from err
         with self._lock:
-            if self._weights is None or version > self._weights[0]:
-                self._weights = (version, state)
+            source = WeightsId(msg.run, msg.incarnation)
+            have = self._weights[0] if self._weights else -1
+            if newer(version, source, have, self._weights_source):  # a restarted learner: at once
+                self._weights, self._weights_source = (version, state), source
+                self._weights_count += 1
         self._weights_arrived.set()

@@ -77,22 +77,28 @@ class Ack(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., next_seq: _Optional[int] = ...) -> None: ...
 
 class WeightsRequest(_message.Message):
-    __slots__ = ("actor_id", "session", "have_version")
+    __slots__ = ("actor_id", "session", "have_version", "have_incarnation")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HAVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HAVE_INCARNATION_FIELD_NUMBER: _ClassVar[int]
     actor_id: int
     session: str
     have_version: int
-    def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., have_version: _Optional[int] = ...) -> None: ...
+    have_incarnation: str
+    def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., have_version: _Optional[int] = ..., have_incarnation: _Optional[str] = ...) -> None: ...
 
 class Weights(_message.Message):
-    __slots__ = ("version", "payload")
+    __slots__ = ("version", "payload", "run", "incarnation")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     version: int
     payload: bytes
-    def __init__(self, version: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    run: str
+    incarnation: str
+    def __init__(self, version: _Optional[int] = ..., payload: _Optional[bytes] = ..., run: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class ActorStats(_message.Message):
     __slots__ = ("env_steps", "episodes", "success_last20", "last_return", "policy_version", "backlog", "queue_depth", "reconnects", "backpressure_events", "done")

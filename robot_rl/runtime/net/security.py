@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +103,10 @@ def channel_credentials(cfg: TransportConfig) -> grpc.ChannelCredentials | None:
 class TokenCheck(grpc.ServerInterceptor):
     """Refuses any call without the right token before its handler runs."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, on_refuse: Callable[[str, bytes, str], None] | None = None) -> None:
+        """on_refuse(method, raw request, peer address): told of every refused call."""
         self._expected = f"Bearer {token}".encode()
-
-        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing transport token")
-
-        self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
-        self._refuse_stream = grpc.unary_stream_rpc_method_handler(refuse)
+        self._on_refuse = on_refuse
         self.refused = 0
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
@@ -117,7 +114,16 @@ class TokenCheck(grpc.ServerInterceptor):
         if hmac.compare_digest(str(sent).encode(), self._expected):
             return continuation(details)
         self.refused += 1
-        return self._refuse_stream if details.method.endswith("WatchWeights") else self._refuse
+        method = details.method
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+            if self._on_refuse is not None:
+                self._on_refuse(method, request, context.peer())
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing transport token")
+
+        if method.endswith("WatchWeights"):
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 def call_metadata(token: str) -> tuple[tuple[str, str], ...]:

@@ -6,6 +6,10 @@ step it does not hold: a chunk that would leave a gap is refused and the actor s
 `next_seq`, one it already holds is acknowledged and dropped, so every step is ingested once
 whatever the network did. A full queue refuses chunks (back-pressure); they wait in the actor's
 store. A newer connection of the same actor id supersedes the older one.
+
+Every refused connection (wrong token, protocol, env, too many actors, a store from another run)
+is counted and kept as one line with the reason, the peer address and the actor id, for the
+learner's display and metrics.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import queue
 import secrets
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +37,13 @@ from robot_rl.runtime.net.codec import (
     weights_to_bytes,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
-from robot_rl.runtime.transport import ActorRestarted, TransitionChunk, save_weights, take_from_queue
+from robot_rl.runtime.transport import (
+    ActorRestarted,
+    TransitionChunk,
+    WeightsId,
+    save_weights,
+    take_from_queue,
+)
 
 
 def grpc_options(cfg: TransportConfig) -> list[tuple[str, int]]:
@@ -99,13 +110,16 @@ class GrpcLearnerTransport:
         self._lock = threading.Lock()
         self._links: dict[int, ActorLink] = {}
         self._cursors: dict[int, int] = {}
-        self._weights: tuple[int, bytes] | None = None  # version, serialised pb.Weights
+        self._weights: tuple[int, str, bytes] | None = None  # version, incarnation, serialised pb.Weights
         self._weights_changed = threading.Condition()
         self._closing = False
         self.trained_through = 0  # set by the learner; actors pace on it in sim
         self.learner_done = False
         self.rejected = 0  # malformed chunks
-        self._token_check = TokenCheck(token)
+        self.refused_connections = 0
+        self._refusals: deque[str] = deque(maxlen=100)  # not yet shown
+        self._refusals_lock = threading.Lock()  # its own: refusals are noted while _lock is held
+        self._token_check = TokenCheck(token, self._token_refused)
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=2 * cfg.max_actors + 8, thread_name_prefix="grpc-learner"),
             interceptors=[self._token_check],
@@ -152,12 +166,16 @@ class GrpcLearnerTransport:
     def receive(self, max_chunks: int, timeout_s: float) -> list[TransitionChunk | ActorRestarted]:
         return take_from_queue(self._queue, max_chunks, timeout_s)
 
-    def publish_weights(self, version: int, policy_state: dict[str, torch.Tensor]) -> None:
-        save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state)  # for eval and resume
-        message = pb.Weights(version=version, payload=weights_to_bytes(version, policy_state))
+    def publish_weights(
+        self, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
+    ) -> None:
+        source = source or WeightsId()
+        save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state, source)  # eval, resume
+        payload = weights_to_bytes(version, policy_state)
+        message = pb.Weights(version=version, payload=payload, run=source.run, incarnation=source.incarnation)
         serialised = message.SerializeToString()
         with self._weights_changed:
-            self._weights = (version, serialised)
+            self._weights = (version, source.incarnation, serialised)
             self._weights_changed.notify_all()
 
     def close(self, grace_s: float = 1.0) -> None:
@@ -187,36 +205,72 @@ class GrpcLearnerTransport:
     def refused_tokens(self) -> int:
         return self._token_check.refused
 
+    def take_refusals(self) -> list[str]:
+        """Refused connections since the last call, one line each (reason, peer, actor id)."""
+        with self._refusals_lock:
+            lines = list(self._refusals)
+            self._refusals.clear()
+        return lines
+
+    def _note_refusal(self, reason: str, peer: str, actor_id: int | None) -> None:
+        who = f"actor {actor_id}" if actor_id is not None else "a caller"
+        with self._refusals_lock:
+            self.refused_connections += 1
+            self._refusals.append(f"refused {who} from {peer}: {reason}")
+
+    def _refuse(
+        self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, actor_id: int
+    ) -> None:
+        self._note_refusal(reason, context.peer(), actor_id)
+        context.abort(code, reason)
+
+    def _token_refused(self, method: str, request: bytes, peer: str) -> None:
+        if not method.endswith("/Connect"):
+            return  # a refused actor is counted once, at its Connect, not at every call after
+        try:
+            actor_id: int | None = pb.Hello.FromString(request).actor_id
+        except Exception:  # not even a Hello: still refused and shown
+            actor_id = None
+        self._note_refusal("wrong or missing transport token", peer, actor_id)
+
     # ---- handlers (gRPC worker threads) ----
     def _connect(self, hello: pb.Hello, context: grpc.ServicerContext) -> pb.Welcome:
         if hello.protocol_version != PROTOCOL_VERSION:
-            context.abort(
+            self._refuse(
+                context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"protocol version mismatch: the learner speaks {PROTOCOL_VERSION}, the actor "
                 f"{hello.protocol_version}; run the same robot-rl version on both machines",
+                hello.actor_id,
             )
         if hello.spaces != self.spaces:
-            context.abort(
+            self._refuse(
+                context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"the actor's env differs from the learner's: actor {hello.spaces} vs learner "
                 f"{self.spaces}; use the same env config on both",
+                hello.actor_id,
             )
         with self._lock:
             old = self._links.get(hello.actor_id)
             if old is None and len(self._links) >= self.cfg.max_actors:
-                context.abort(
+                self._refuse(
+                    context,
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"the learner serves at most {self.cfg.max_actors} actors (transport.max_actors)",
+                    hello.actor_id,
                 )
             next_seq = old.next_seq if old else self._cursors.get(hello.actor_id, 0)
             complete = old.complete if old else next_seq
             restarted = old is not None and old.incarnation != hello.incarnation
             if restarted and hello.recorded < complete:  # the learner cannot forget whole episodes
-                context.abort(
+                self._refuse(
+                    context,
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"actor {hello.actor_id} ({hello.host}) holds {hello.recorded} steps but the learner has "
                     f"{complete} steps of whole episodes from actor {hello.actor_id}: every robot needs its "
                     "own actor_id, and an actor resumes with its own run_dir",
+                    hello.actor_id,
                 )
             if restarted and hello.recorded < next_seq:
                 # the actor died mid-episode: the steps it sent of that episode died with it
@@ -309,21 +363,23 @@ class GrpcLearnerTransport:
             learner_done=self.learner_done,
         )
 
-    def _newer_than(self, version: int) -> bool:
-        return self._closing or (self._weights is not None and self._weights[0] > version)
+    def _newer_than(self, version: int, incarnation: str) -> bool:
+        current = self._weights
+        return self._closing or (current is not None and (current[0] > version or current[1] != incarnation))
 
     def _watch_weights(self, req: pb.WeightsRequest, context: grpc.ServicerContext) -> Any:
         """Streams every newer version as it is published (the newest only, if several piled up)."""
         link = self._link(req.actor_id, req.session, context)
-        have = req.have_version
+        have, have_incarnation = req.have_version, req.have_incarnation
         while context.is_active() and link.session == req.session:
             with self._weights_changed:
-                self._weights_changed.wait_for(lambda have=have: self._newer_than(have), 1.0)
+                is_new = lambda v=have, i=have_incarnation: self._newer_than(v, i)  # noqa: E731
+                self._weights_changed.wait_for(is_new, 1.0)
                 if self._closing:
                     return
                 current = self._weights
-            if current is not None and current[0] > have:
-                have = current[0]
-                yield current[1]
+            if current is not None and (current[0] > have or current[1] != have_incarnation):
+                have, have_incarnation = current[0], current[1]
+                yield current[2]
             with self._lock:
                 link = self._links.get(req.actor_id, link)

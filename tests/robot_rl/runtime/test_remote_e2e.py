@@ -149,6 +149,11 @@ def test_learner_killed_and_restarted_actor_reconnects_by_itself(tmp_path):
     assert "LOST" in actor_out  # the actor saw the learner go, and carried on
     result = json.loads((A / "actor_0" / "result.json").read_text())
     assert result["policy_version"] > 1  # it got the restarted learner's weights
+    # versions continue across the restart: policy_version never goes back in either store
+    for store in (A / "actor_0" / "episodes.zarr", L / "replay.zarr"):
+        versions = EpisodeStore(store, mode="r").steps(0, 1200)["policy_version"]
+        assert np.all(np.diff(versions) >= 0), store
+    assert "learner resumed: checkpoint" in (tmp_path / "learner.log").read_text()
 
 
 @pytest.mark.slow
@@ -190,6 +195,14 @@ def test_actor_with_a_wrong_token_gets_a_clear_error(tmp_path):
         assert res.returncode != 0
         assert "wrong or missing transport token" in res.stdout + res.stderr
         assert learner.poll() is None  # and the learner still serves
+        # the refused actor left nothing behind: the corrected command runs in the same run_dir
+        actor = start(*actor_args(tmp_path / "a", L, port, 100), log=tmp_path / "actor.log")
+        finish(actor, tmp_path / "actor.log")
+        finish(learner, tmp_path / "learner.log")
+        assert "refused actor 0 from " in (tmp_path / "learner.log").read_text()  # in the open
+        metrics = (L / "metrics.csv").read_text().splitlines()
+        column = metrics[0].split(",").index("refused_connections")
+        assert max(float(row.split(",")[column] or 0) for row in metrics[1:]) >= 1
     finally:
         learner.kill()
         learner.wait(timeout=30)

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from robot_rl.runtime.transport import LocalTransport, TransitionChunk, load_weights, save_weights
+from robot_rl.runtime.transport import (
+    LocalTransport,
+    TransitionChunk,
+    WeightsId,
+    load_weights,
+    load_weights_with_source,
+    run_id,
+    save_weights,
+)
 
 
 def _chunk(seq: int, n: int = 2) -> TransitionChunk:
@@ -55,3 +63,20 @@ def test_older_weights_file_ignored(tmp_path, version):
     assert t.poll_weights()[0] == 10
     t.publish_weights(version, {"w": torch.ones(1)})  # e.g. a stale writer
     assert t.poll_weights() is None
+
+
+def test_weights_name_their_learner_and_a_restarted_one_wins_at_once(tmp_path):
+    t = LocalTransport(tmp_path / "w.pt", queue_chunks=4)
+    first, second = WeightsId("run-a", "one"), WeightsId("run-a", "two")
+    t.publish_weights(15, {"w": torch.zeros(1)}, first)
+    assert t.poll_weights()[0] == 15
+    assert load_weights_with_source(tmp_path / "w.pt")[2] == first
+    t.publish_weights(14, {"w": torch.ones(1)}, first)  # same learner, older version: ignored
+    assert t.poll_weights() is None
+    t.publish_weights(3, {"w": torch.full((1,), 3.0)}, second)  # a restarted learner: taken at once
+    version, state = t.poll_weights()
+    assert version == 3 and float(state["w"]) == 3.0
+
+
+def test_run_id_is_made_once_per_run_folder(tmp_path):
+    assert run_id(tmp_path) == run_id(tmp_path) != run_id(tmp_path / "other")

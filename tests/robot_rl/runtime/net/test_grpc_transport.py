@@ -30,7 +30,7 @@ from robot_rl.runtime.net.codec import PROTOCOL_VERSION, SERVICE, decode_chunk, 
 from robot_rl.runtime.net.security import call_metadata
 from robot_rl.runtime.net.server import GrpcLearnerTransport
 from robot_rl.runtime.sender import TransitionSender
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import TransitionChunk, WeightsId
 
 pytestmark = pytest.mark.timeout(90)  # a hang fails the test instead of the whole run
 
@@ -351,6 +351,11 @@ def test_wrong_token_refused_and_the_learner_serves_others(tmp_path, closing):
         intruder.act(1)
     assert learner.server.refused_tokens >= 1
     assert learner.server.actors() == []  # the intruder never became an actor
+    # the learner shows who it refused, from where and why, once per connection attempt
+    (line, *_) = learner.server.take_refusals()
+    assert line.startswith("refused actor 3 from ") and "127.0.0.1" in line
+    assert "wrong or missing transport token" in line
+    assert learner.server.refused_connections >= 1
 
     actor = _actor(closing, tmp_path, learner.address)
     actor.act(60)
@@ -594,6 +599,29 @@ def test_learner_restart_on_the_same_port(tmp_path, closing):
     assert link["steps"] == actor.recorded - committed  # resent from the committed step, once
     assert_exactly_once(learner, actor)
     assert_serves_fresh_actor(learner, tmp_path)
+
+
+def test_restarted_learner_weights_are_adopted_at_once(tmp_path, closing):
+    """A new learner incarnation's weights replace the held ones even at a lower version number."""
+    port = find_free_port()
+    learner = Learner(_cfg(listen=f"127.0.0.1:{port}"), tmp_path / "learner")
+    actor = _actor(closing, tmp_path, f"127.0.0.1:{port}")
+    try:
+        learner.server.publish_weights(15, {"w": torch.full((3,), 15.0)}, WeightsId("run", "first"))
+        _wait_until(lambda: actor.transport.poll_weights() is not None, "weights v15")
+    finally:
+        learner.close()
+    learner = _learner(closing, tmp_path, listen=f"127.0.0.1:{port}")
+    learner.server.publish_weights(3, {"w": torch.full((3,), 3.0)}, WeightsId("run", "second"))
+    got: list = []
+    _wait_until(lambda: got.append(actor.transport.poll_weights()) or got[-1] is not None, "the new weights")
+    version, state = got[-1]
+    assert version == 3 and torch.equal(state["w"], torch.full((3,), 3.0))
+    # within one incarnation the newest version still wins: an older one is never taken
+    learner.server.publish_weights(2, {"w": torch.full((3,), 2.0)}, WeightsId("run", "second"))
+    learner.server.publish_weights(4, {"w": torch.full((3,), 4.0)}, WeightsId("run", "second"))
+    _wait_until(lambda: got.append(actor.transport.poll_weights()) or got[-1] is not None, "v4")
+    assert got[-1][0] == 4
 
 
 def test_second_learner_on_a_taken_port_refused(tmp_path, closing):
