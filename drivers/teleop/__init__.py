@@ -1,5 +1,6 @@
-"""Teleop devices behind one protocol (drivers/teleop/base.py): SpaceMouse (HID), gamepad (evdev),
-terminal keyboard. Their vendor libraries are imported when a device starts, not here."""
+"""Teleop devices behind one protocol (drivers/teleop/base.py, re-exported here): SpaceMouse
+(drivers.teleop.spacemouse, HID), gamepad (drivers.teleop.gamepad, evdev), terminal keyboard
+(drivers.teleop.keyboard). Their vendor libraries are imported when a device starts."""
 
 from drivers.teleop.base import (
     Buttons,
@@ -10,19 +11,10 @@ from drivers.teleop.base import (
     TeleopError,
     TeleopReading,
 )
-from drivers.teleop.gamepad import Gamepad, GamepadConfig
-from drivers.teleop.keyboard import Keyboard, KeyboardConfig
-from drivers.teleop.spacemouse import SpaceMouse, SpaceMouseConfig
 
 __all__ = [
     "Buttons",
-    "Gamepad",
-    "GamepadConfig",
     "InterventionGate",
-    "Keyboard",
-    "KeyboardConfig",
-    "SpaceMouse",
-    "SpaceMouseConfig",
     "TeleopConfig",
     "TeleopDevice",
     "TeleopDisconnected",

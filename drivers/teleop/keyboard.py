@@ -107,6 +107,8 @@ class Keyboard(MappedDevice):
         try:
             if self._saved is not None:
                 termios.tcsetattr(fd, termios.TCSADRAIN, self._saved)
+        except termios.error:
+            pass  # the terminal is gone: nothing left to restore
         finally:
             os.close(fd)
 
@@ -168,7 +170,7 @@ def _without_escape_sequences(text: str) -> str:
 def describe(reading: TeleopReading) -> str:
     """One line for a person: the twist, the gripper, the buttons held and whether it is active."""
     twist = " ".join(f"{a}{v:+.2f}" for a, v in zip(TWIST_AXES, reading.twist, strict=True))
-    gripper = {None: "-", 1.0: "close", -1.0: "open"}.get(reading.gripper, f"{reading.gripper:+.2f}")
+    gripper = "-" if reading.gripper is None else f"{reading.gripper:+.2f}"
     held = [role for role in BUTTON_ROLES if getattr(reading.buttons, role)]
     return f"{twist} gripper {gripper} buttons [{' '.join(held)}] {'ACTIVE' if reading.active else 'idle'}"
 
@@ -176,8 +178,11 @@ def describe(reading: TeleopReading) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the live reading, one line per change, until e-stop (q or Esc) or Ctrl-C."""
     del argv
-    print("keyboard teleop: i/k j/l u/o move, I/K J/L U/O turn, c/v gripper, space intervene, "
-          "s/f/r success/failure/re-record, q or Esc e-stop", flush=True)
+    print(
+        "keyboard teleop: i/k j/l u/o move, I/K J/L U/O turn, c/v gripper, space intervene, "
+        "s/f/r success/failure/re-record, q or Esc e-stop",
+        flush=True,
+    )
     last = ""
     try:
         with Keyboard(KeyboardConfig()) as keyboard:
