@@ -42,9 +42,8 @@ def test_axes_and_buttons_from_the_command_line():
     cfg = train_config(
         "teleop=spacemouse", "teleop.axes=[-y,x,-z,ry,rx,-rz]", "teleop.buttons={left:success}"
     )
-    assert cfg.teleop.axes == ["-y", "x", "-z", "ry", "rx", "-rz"] and cfg.teleop.buttons == {
-        "left": "success"
-    }
+    assert cfg.teleop.axes == ["-y", "x", "-z", "ry", "rx", "-rz"]
+    assert cfg.teleop.buttons == {"left": "success", "right": "gripper_open"}  # merged into the defaults
 
 
 @pytest.mark.parametrize(
