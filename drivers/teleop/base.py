@@ -32,7 +32,9 @@ import numpy as np
 TWIST_AXES = ("x", "y", "z", "roll", "pitch", "yaw")
 BUTTON_ROLES = ("intervene", "success", "failure", "rerecord", "estop")
 GRIPPER_ROLES = ("gripper_open", "gripper_close")
-GRIPPER_OPEN, GRIPPER_CLOSED = -1.0, 1.0  # the task contract's absolute gripper command
+# The task contract's absolute gripper command (sim/task_spec.py; drivers/ may not import sim/,
+# tests/robot_rl/hil checks they agree).
+GRIPPER_OPEN, GRIPPER_CLOSED = -1.0, 1.0
 Clock = Callable[[], float]
 
 

@@ -34,7 +34,6 @@ import gymnasium as gym
 import numpy as np
 
 from drivers.teleop.base import (
-    GRIPPER_OPEN,
     Buttons,
     TeleopDevice,
     TeleopDisconnected,
@@ -45,6 +44,7 @@ from drivers.teleop.gamepad import Gamepad, GamepadConfig
 from drivers.teleop.keyboard import Keyboard, KeyboardConfig
 from drivers.teleop.spacemouse import SpaceMouse, SpaceMouseConfig
 from robot_rl.hil.sim_human import SimHuman, SimHumanConfig
+from sim.task_spec import GRIPPER_OPEN
 
 DEVICES = {KeyboardConfig: Keyboard, SpaceMouseConfig: SpaceMouse, GamepadConfig: Gamepad}
 ACTION_DIMS = {4: False, 7: True}  # action length -> with rotation (the task contract's layouts)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from drivers.safety import SafetyFilter
+from drivers.teleop import base as teleop_base
 from drivers.teleop.base import (
     Buttons,
     MappedDevice,
@@ -25,6 +26,7 @@ from robot_rl.ros.bringup import default_safety
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from robot_rl.ros.nodes.task_node import TaskNode
+from sim import task_spec
 from sim.twin import TwinScene
 
 
@@ -205,6 +207,13 @@ def test_close_stops_the_device_and_the_env():
     wrapper, env, device = wrapped([])
     wrapper.close()
     assert device.stops == 1 and env.closed
+
+
+def test_the_devices_gripper_commands_are_the_task_contracts():
+    assert (teleop_base.GRIPPER_OPEN, teleop_base.GRIPPER_CLOSED) == (
+        task_spec.GRIPPER_OPEN,
+        task_spec.GRIPPER_CLOSED,
+    )
 
 
 def test_envs_without_the_task_contracts_action_are_refused():
