@@ -11,7 +11,8 @@ export MKL_NUM_THREADS ?= 1
 .PHONY: run test install install-dev sysdeps lint proto clean
 
 # Headless MuJoCo rendering (MUJOCO_GL=egl) for the camera tests: Mesa's EGL, software-rendered.
-SYSDEPS := libegl1 libegl-mesa0 libgl1-mesa-dri libusb-1.0-0
+# tmux: the terminal-keyboard teleop test types into a real terminal.
+SYSDEPS := libegl1 libegl-mesa0 libgl1-mesa-dri libusb-1.0-0 tmux
 sysdeps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  dpkg -s $(SYSDEPS) >/dev/null 2>&1 || \

@@ -16,8 +16,12 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from drivers.teleop.gamepad import GamepadConfig
+from drivers.teleop.keyboard import KeyboardConfig
+from drivers.teleop.spacemouse import SpaceMouseConfig
 from robot_rl.agents.base import agent_configs
 from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
+from robot_rl.hil.sim_human import SimHumanConfig
 
 
 @dataclass
@@ -131,6 +135,9 @@ class TrainConfig:
     demos: DemoConfig = MISSING
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    # A teleop device that can intervene while the actor collects (teleop=keyboard | spacemouse |
+    # gamepad | sim_human); None (teleop=none): the policy acts alone. robot_rl/hil/intervention.py
+    teleop: Any = None
 
     seed: int = 0
     total_env_steps: int = 10_000  # pick_cube reaches >= 0.9 well within this (benchmarks/RESULTS.md)
@@ -189,3 +196,8 @@ def register_configs() -> None:
     cs.store(group="demos", name="scripted", node=DemoConfig())
     cs.store(group="demos", name="zarr", node=DemoConfig(source="zarr", path="???"))
     cs.store(group="demos", name="none", node=DemoConfig(source="none", num_episodes=0))
+    # teleop=none is configs/teleop/none.yaml (teleop: null)
+    cs.store(group="teleop", name="keyboard", node=KeyboardConfig)
+    cs.store(group="teleop", name="spacemouse", node=SpaceMouseConfig)
+    cs.store(group="teleop", name="gamepad", node=GamepadConfig)
+    cs.store(group="teleop", name="sim_human", node=SimHumanConfig)

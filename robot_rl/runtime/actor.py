@@ -24,6 +24,7 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.eval.rollout import run_episodes
+from robot_rl.hil.intervention import with_teleop
 from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.sender import TransitionSender
 from robot_rl.runtime.transport import ActorTransport
@@ -63,7 +64,11 @@ class Actor:
         self.transport = transport
         self.store = EpisodeStore(run_dir / f"actor_{actor_id}" / "episodes.zarr", mode="a")
         self.sender = TransitionSender(transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps)
-        self.env = make_env(cfg.env, seed=cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes)
+        env_seed = cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes
+        self.env = make_env(cfg.env, seed=env_seed)
+        # Collection goes through the teleop device when there is one; evaluation does not, so
+        # eval success is success without help.
+        self.train_env = self.env if cfg.teleop is None else with_teleop(self.env, cfg.teleop, env_seed)
         self.agent: Agent = make_agent(
             cfg.agent, self.env.observation_space, self.env.action_space, seed=cfg.seed
         )
@@ -139,7 +144,7 @@ class Actor:
     def run_episode(self) -> dict[str, Any]:
         if not self.pause_mid_episode:
             self._wait_for_learner()
-        obs, info = self.env.reset()
+        obs, info = self.train_env.reset()
         ret, length, success, intervened = 0.0, 0, False, 0
         self._tick = None  # a reset is not a control period
         while True:
@@ -151,7 +156,7 @@ class Actor:
             self._refresh_weights()
             t_obs = float(info.get("t_obs", time.time()))
             action = self._policy_action(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            next_obs, reward, terminated, truncated, info = self.train_env.step(action)
             stopping = self.shared.stopping()
             truncated = truncated or (stopping and not terminated)  # a stop ends the episode cleanly
             executed = np.asarray(info.get("executed_action", action), np.float32)
@@ -283,4 +288,6 @@ def actor_main(
         raise
     finally:
         if actor is not None:
-            actor.env.close()  # a robot env's transport threads would otherwise keep the process alive
+            # a robot env's transport threads would otherwise keep the process alive; a teleop
+            # device gives back what it took (the keyboard restores the terminal)
+            actor.train_env.close()

@@ -1,0 +1,1 @@
+"""Human in the loop: the intervention wrapper and the simulated person."""
