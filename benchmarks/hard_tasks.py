@@ -142,17 +142,36 @@ def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[di
         stats, line = score_row(LABELS[label], r["success"], r["minutes"])
         payload[label] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
         lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
-    missing = [LABELS[k] for k in (*(f"expert {s}" for s in ("clean", "noisy")), *TRAINED) if k not in rows]
+    missing = [k for k in ("expert clean", "expert noisy", *TRAINED) if k not in rows]
     if missing:
-        lines += ["", f"Not run yet: {'; '.join(missing)}."]
+        keys = dict.fromkeys(k.split()[0] for k in missing)
+        lines += [
+            "",
+            f"Not run yet: {'; '.join(LABELS[k] for k in missing)} "
+            f"(`python -m benchmarks.hard_tasks --tasks {task} --rows {' '.join(keys)}`).",
+        ]
     # a run shorter than eval_every_steps has no periodic evaluation to draw
     curves = {LABELS[k]: [c for c in r["curves"] if c[0].size] for k, r in rows.items()}
     curves = {label: runs for label, runs in curves.items() if runs}
     if curves:
         png.parent.mkdir(parents=True, exist_ok=True)
-        plot_runs(curves, png, xlabel="env steps", ylabel="eval success rate (10 episodes; expert: flat)")
+        plot_runs(
+            curves, png, xlabel=f"{task}: env steps", ylabel="eval success rate (10 episodes; expert: flat)"
+        )
         lines += ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
     return payload, lines
+
+
+def _bc_gap(tasks: dict[str, dict]) -> str:
+    """Issue 12's bar: BC on 10 noisy demos at or below 0.5 where the clean expert is >= 0.95."""
+    measured = {t: r for t, r in tasks.items() if "bc" in r and "expert clean" in r}
+    if not measured:
+        return "BC vs expert: not measured yet."
+    meets = [t for t, r in measured.items() if r["bc"]["iqm"] <= 0.5 and r["expert clean"]["iqm"] >= 0.95]
+    return (
+        f"BC on 10 noisy demos <= 0.5 with the clean expert >= 0.95 (IQM): {', '.join(meets) or 'none'} "
+        f"of the {len(measured)} measured tasks."
+    )
 
 
 def main() -> None:
@@ -216,6 +235,7 @@ def main() -> None:
         png = (out if args.smoke else BENCH_DIR / "results") / f"{args.name}_{task}.png"
         payload["tasks"][task], task_lines = task_section(task, rows, args.seeds, png)
         lines += ["", *task_lines]
+    lines += ["", _bc_gap(payload["tasks"])]
     jobs = sorted({j for t in payload["tasks"].values() for r in t.values() for j in (r["jobs"] or [])})
     lines += ["", f"Training runs at a time while measured: {jobs or '-'} (`--jobs`)."]
     cmd = ("python -m benchmarks.hard_tasks " + " ".join(sys.argv[1:])).strip()
