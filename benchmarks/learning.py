@@ -79,6 +79,23 @@ def eval_curve(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def score_row(name: str, success: list[float], minutes: list[float]) -> tuple[dict, str]:
+    """One table row over seeds: IQM, 95% bootstrap interval (none for one seed), per-seed
+    success and median minutes per run; returns (its JSON figures, its markdown row)."""
+    low, high = bootstrap_ci(success) if len(success) > 1 else (float("nan"), float("nan"))
+    stats = {
+        "success": list(success),
+        "iqm": iqm(success),
+        "ci95": [low, high],
+        "train_minutes": list(minutes),
+    }
+    row = (
+        f"| {name} | {stats['iqm']:.2f} | [{low:.2f}, {high:.2f}] | "
+        f"{', '.join(f'{s:.2f}' for s in success)} | {np.median(minutes):.1f} |"
+    )
+    return stats, row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,20 +137,11 @@ def main() -> None:
 
     rows, payload = [], {"seeds": args.seeds, "env_steps": args.env_steps, "variants": {}}
     for name, runs in results.items():
-        success = np.array([r["success_rate"] for r in runs])
-        low, high = bootstrap_ci(success) if len(success) > 1 else (float("nan"), float("nan"))
-        minutes = np.array([r["train_time_s"] for r in runs]) / 60
-        payload["variants"][name] = {
-            "overrides": VARIANTS[name],
-            "success": success.tolist(),
-            "iqm": iqm(success),
-            "ci95": [low, high],
-            "train_minutes": minutes.tolist(),
-        }
-        rows.append(
-            f"| {name} | {iqm(success):.2f} | [{low:.2f}, {high:.2f}] | "
-            f"{', '.join(f'{s:.2f}' for s in success)} | {np.median(minutes):.1f} |"
+        stats, row = score_row(
+            name, [r["success_rate"] for r in runs], [r["train_time_s"] / 60 for r in runs]
         )
+        payload["variants"][name] = {"overrides": VARIANTS[name], **stats}
+        rows.append(row)
     payload["random_policy"] = random_rates
     rows.append(
         f"| random policy | {iqm(random_rates):.2f} | - | {', '.join(f'{s:.2f}' for s in random_rates)} | - |"

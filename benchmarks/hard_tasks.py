@@ -1,0 +1,250 @@
+"""Learning on the contact-rich tasks (peg_insert, stack_cube, slide_to_mark) from 10 noisy demos.
+
+Per task, state observations, rows over seeds:
+- expert: the scripted expert, clean and driven as a person would (sim/human_style.py), run
+  directly with no training (benchmarks/sim_experts.py's run_policy), --expert-episodes per seed;
+- bc: `agent=bc` on 10 noisy demos (`demos.style=noisy demos.num_episodes=10`) with the learning
+  benchmark's BC budget (benchmarks/learning.py, "BC (20 demos)": 5,000 env steps, an eval every
+  1,000). BC is offline: the learner makes one gradient step per env step the actor runs with the
+  BC policy, so its budget is ~5,000 updates of batch 256 on the demos, not --env-steps;
+- sac: the default recipe (SAC, RLPD's 50/50 demo sampling) on the same 10 noisy demos,
+  --env-steps env steps;
+- sac_nodemos: the default SAC with `demos=none`, --env-steps env steps.
+Each training run is the real `robot-rl train` (benchmarks/learning.py's run_variant); the figure
+is its final 50-episode deterministic evaluation. IQM over seeds with a 95% bootstrap interval.
+
+Runs land in benchmarks/out/<name>/ and a finished run is reused unless --rerun, so the benchmark
+can be run in parts; the table is assembled from every finished run and names the rows not run.
+
+    python -m benchmarks.hard_tasks --rows expert bc --jobs 1           # the cheap rows
+    python -m benchmarks.hard_tasks --rows sac sac_nodemos --jobs 2     # the long ones
+    python -m benchmarks.hard_tasks --tasks peg_insert --rows sac --seeds 0 --env-steps 300 \\
+        --name hard_tasks_smoke --smoke                                  # the SAC path, results untouched
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import BENCH_DIR, write_results
+from benchmarks.learning import VARIANTS, eval_curve, run_variant, score_row
+from benchmarks.sim_experts import run_policy
+from robot_rl.eval.plots import plot_runs
+
+TASKS = ("peg_insert", "stack_cube", "slide_to_mark")
+NOISY_DEMOS = ["demos.style=noisy", "demos.num_episodes=10"]
+# Training rows: the overrides on top of `env.task=<task> seed=<seed> total_env_steps=<budget>`.
+TRAINED: dict[str, list[str]] = {
+    "bc": [*VARIANTS["BC (20 demos)"], *NOISY_DEMOS],
+    "sac": NOISY_DEMOS,
+    "sac_nodemos": ["demos=none"],
+}
+ROWS = ("expert", *TRAINED)
+LABELS = {
+    "expert clean": "scripted expert, clean (no training)",
+    "expert noisy": "scripted expert, noisy operator (no training)",
+    "bc": "BC on 10 noisy demos (5,000 updates)",
+    "sac": "SAC, default recipe, 10 noisy demos",
+    "sac_nodemos": "SAC, no demos",
+}
+BC_ENV_STEPS = int(next(o for o in TRAINED["bc"] if o.startswith("total_env_steps=")).split("=")[1])
+
+
+def _run_dir(out: Path, task: str, row: str, seed: int) -> Path:
+    return out / f"{task}_{row}_s{seed}"  # run_variant's folder for the name f"{task}_{row}"
+
+
+def _finished(run_dir: Path, env_steps: int) -> dict | None:
+    """The run's eval.json if it finished with this env-step budget, else None."""
+    path = run_dir / "eval.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("env_steps_asked") == env_steps else None
+
+
+def run_expert(out: Path, task: str, seed: int, episodes: int, rerun: bool) -> None:
+    """Clean and noisy expert success over `episodes` seeded episodes, kept as a JSON per seed."""
+    path = out / f"{task}_expert_s{seed}.json"
+    if path.exists() and not rerun and json.loads(path.read_text())["episodes"] == episodes:
+        return
+    result: dict = {"episodes": episodes}
+    for style, policy in (("clean", "expert"), ("noisy", "noisy")):
+        t0 = time.monotonic()
+        r = run_policy(task, episodes, policy, seed0=10_000 * seed)
+        result[style] = r | {"minutes": (time.monotonic() - t0) / 60}
+        print(f"  {task} expert {style} seed {seed}: success {r['success_rate']:.2f}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+
+
+def run_trained(out: Path, task: str, row: str, seed: int, env_steps: int, rerun: bool, jobs: int) -> None:
+    budget = BC_ENV_STEPS if row == "bc" else env_steps
+    run_dir = _run_dir(out, task, row, seed)
+    fresh = rerun or _finished(run_dir, budget) is None
+    run_variant(f"{task}_{row}", [f"env.task={task}", *TRAINED[row]], seed, budget, fresh, out)
+    if fresh:  # how many runs shared the machine: the wall time depends on it
+        (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs}))
+
+
+def collect(out: Path, task: str, seeds: list[int], env_steps: int, episodes: int) -> dict:
+    """Every finished row of one task at these seeds: label -> per-seed success, minutes, curves."""
+    rows: dict[str, dict] = {}
+    paths = {s: out / f"{task}_expert_s{s}.json" for s in seeds}
+    experts = {s: json.loads(p.read_text()) for s, p in paths.items() if p.exists()}
+    experts = {s: e for s, e in experts.items() if e["episodes"] == episodes}
+    for style in ("clean", "noisy"):
+        if experts:
+            rates = [e[style]["success_rate"] for e in experts.values()]
+            rows[f"expert {style}"] = {
+                "success": rates,
+                "minutes": [e[style]["minutes"] for e in experts.values()],
+                "jobs": None,
+                "seeds": list(experts),
+                "curves": [(np.array([0.0, env_steps]), np.full(2, rate)) for rate in rates],
+            }
+    for row in TRAINED:
+        budget = BC_ENV_STEPS if row == "bc" else env_steps
+        dirs = [_run_dir(out, task, row, s) for s in seeds]
+        done = [(d, r) for d in dirs if (r := _finished(d, budget)) is not None]
+        if not done:
+            continue
+        bench = [
+            json.loads((d / "bench.json").read_text()) if (d / "bench.json").exists() else {} for d, _ in done
+        ]
+        rows[row] = {
+            "success": [r["success_rate"] for _, r in done],
+            "minutes": [r["train_time_s"] / 60 for _, r in done],
+            "jobs": sorted({b.get("jobs") for b in bench} - {None}),
+            "seeds": [int(d.name.rsplit("_s", 1)[1]) for d, _ in done],
+            "curves": [eval_curve(str(d)) for d, _ in done],
+        }
+    return rows
+
+
+def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[dict, list[str]]:
+    """One task's JSON figures and markdown: the table of measured rows, the rows not run, the picture."""
+    payload: dict = {}
+    lines = [
+        f"### {task}",
+        "",
+        "| row | success IQM | 95% CI | per seed | wall minutes per run (median) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label, r in rows.items():
+        stats, line = score_row(LABELS[label], r["success"], r["minutes"])
+        payload[label] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
+        lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
+    missing = [k for k in ("expert clean", "expert noisy", *TRAINED) if k not in rows]
+    if missing:
+        keys = dict.fromkeys(k.split()[0] for k in missing)
+        lines += [
+            "",
+            f"Not run yet: {'; '.join(LABELS[k] for k in missing)} "
+            f"(`python -m benchmarks.hard_tasks --tasks {task} --rows {' '.join(keys)}`).",
+        ]
+    # a run shorter than eval_every_steps has no periodic evaluation to draw
+    curves = {LABELS[k]: [c for c in r["curves"] if c[0].size] for k, r in rows.items()}
+    curves = {label: runs for label, runs in curves.items() if runs}
+    if curves:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot_runs(
+            curves, png, xlabel=f"{task}: env steps", ylabel="eval success rate (10 episodes; expert: flat)"
+        )
+        lines += ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
+    return payload, lines
+
+
+def _bc_gap(tasks: dict[str, dict]) -> str:
+    """Issue 12's bar: BC on 10 noisy demos at or below 0.5 where the clean expert is >= 0.95."""
+    measured = {t: r for t, r in tasks.items() if "bc" in r and "expert clean" in r}
+    if not measured:
+        return "BC vs expert: not measured yet."
+    meets = [t for t, r in measured.items() if r["bc"]["iqm"] <= 0.5 and r["expert clean"]["iqm"] >= 0.95]
+    return (
+        f"BC on 10 noisy demos <= 0.5 with the clean expert >= 0.95 (IQM): {', '.join(meets) or 'none'} "
+        f"of the {len(measured)} measured tasks."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--env-steps", type=int, default=30_000, help="budget of the SAC rows")
+    parser.add_argument("--expert-episodes", type=int, default=100, help="episodes per seed")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is an actor + a learner)")
+    parser.add_argument("--rerun", action="store_true", help="ignore finished runs in benchmarks/out/<name>")
+    parser.add_argument(
+        "--name", default="hard_tasks", help="results name (JSON, RESULTS.md section, curves, run folders)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="table, JSON and curves into benchmarks/out/<name> only"
+    )
+    args = parser.parse_args()
+    out = BENCH_DIR / "out" / args.name
+
+    if "expert" in args.rows:
+        for task in args.tasks:
+            for seed in args.seeds:
+                run_expert(out, task, seed, args.expert_episodes, args.rerun)
+    trained = [(t, r, s) for t in args.tasks for r in args.rows if r in TRAINED for s in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [
+            pool.submit(run_trained, out, t, r, s, args.env_steps, args.rerun, args.jobs)
+            for t, r, s in trained
+        ]
+        for f in futures:
+            f.result()
+
+    payload: dict = {
+        "seeds": args.seeds,
+        "env_steps": args.env_steps,
+        "bc_env_steps": BC_ENV_STEPS,
+        "expert_episodes": args.expert_episodes,
+        "overrides": TRAINED,
+        "tasks": {},
+    }
+    lines = [
+        f"## Hard tasks: learning from 10 noisy demos, state observations, seeds {args.seeds}",
+        "",
+        f"SAC rows: {args.env_steps:,} env steps. BC: offline, the learning benchmark's BC budget "
+        f"({BC_ENV_STEPS:,} env steps run with the BC policy, one gradient step each: ~{BC_ENV_STEPS:,} "
+        "updates of batch 256 on the demos). Expert rows: the scripted expert itself, "
+        f"{args.expert_episodes} episodes per seed. Trained rows: final evaluation of 50 deterministic "
+        "episodes per run; IQM over seeds, 95% bootstrap interval. Wall minutes: training time of "
+        "`robot-rl train` (actor + learner, without demo recording and the final evaluation; for the "
+        "experts, the episodes) on this 2-core box, which was shared with other training runs. "
+        "The table is assembled from the finished runs in `benchmarks/out/" + args.name + "`.",
+    ]
+    for task in TASKS:
+        rows = collect(out, task, args.seeds, args.env_steps, args.expert_episodes)
+        if not rows:
+            lines += ["", f"### {task}", "", "Not run yet."]
+            continue
+        png = (out if args.smoke else BENCH_DIR / "results") / f"{args.name}_{task}.png"
+        payload["tasks"][task], task_lines = task_section(task, rows, args.seeds, png)
+        lines += ["", *task_lines]
+    lines += ["", _bc_gap(payload["tasks"])]
+    jobs = sorted({j for t in payload["tasks"].values() for r in t.values() for j in (r["jobs"] or [])})
+    lines += ["", f"Training runs at a time while measured: {jobs or '-'} (`--jobs`)."]
+    cmd = ("python -m benchmarks.hard_tasks " + " ".join(sys.argv[1:])).strip()
+    if args.smoke:
+        (out / "summary.json").write_text(json.dumps({"command": cmd, **payload}, indent=2))
+    else:
+        write_results(args.name, payload, "\n".join(lines), cmd)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
