@@ -37,6 +37,11 @@ class Agent(Protocol):
         """One unbatched observation -> float32[A] action in [-1, 1]."""
         ...
 
+    def reset(self) -> None:
+        """A new episode starts: drop any state act() keeps between calls (an observation history,
+        the rest of an action chunk). The actor and evaluation call it before each episode."""
+        ...
+
     def update(self, batches: Iterator[Batch]) -> dict[str, float]:
         """Take as many batches as the algorithm's UTD needs; return scalar metrics."""
         ...
