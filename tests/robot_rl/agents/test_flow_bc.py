@@ -4,6 +4,10 @@ EMA acting weights that ship weights-only, and learning a tiny dataset."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -228,3 +232,35 @@ def test_bad_config_values_are_named(override: dict, message: str):
 def test_it_is_registered_as_an_offline_chunked_agent():
     assert agent_class("flow_bc") is FlowBCAgent and FlowBCAgent.offline
     assert agent().window == (2, 4)
+
+
+@pytest.mark.slow
+def test_robot_rl_train_agent_flow_bc_smoke(tmp_path):
+    """`robot-rl train agent=flow_bc` on pick_cube: the learner trains on windows, the actor acts
+    in chunks on the shipped weights, and `robot-rl eval` reloads them."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = [
+        "agent=flow_bc",
+        "total_env_steps=300",
+        f"run_dir={run}",
+        "demos.num_episodes=2",
+        "agent.hidden_dims=[64,64]",
+        "agent.batch_size=32",
+        "agent.norm_batches=2",
+        "eval_every_steps=200",
+        "eval_episodes=1",
+        "final_eval_episodes=2",
+        "weights_every_updates=20",
+        "progress=false",
+    ]
+    cli = [sys.executable, "-m", "robot_rl.cli"]
+    res = subprocess.run([*cli, "train", *args], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    result = json.loads((run / "eval.json").read_text())
+    assert result["updates"] > 0 and result["episodes"] == 2
+    policy = torch.load(run / "weights" / "policy.pt", map_location="cpu", weights_only=True)["policy"]
+    assert bool(policy["normalizer.fitted"]) and "denoiser.net.net.0.weight" in policy
+    res = subprocess.run([*cli, "eval", str(run), "--episodes", "1"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["episodes"] == 1
