@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.data.windows import WindowBatch, concat_windows
+from robot_rl.data.windows import WindowBatch
 from robot_rl.transition import Batch
 
 
@@ -83,7 +83,13 @@ class DemoMixer:
         demo = self.demo.sample_windows(n_demo, obs_horizon, chunk)
         if n_online == 0:
             return demo
-        return concat_windows(self.online.sample_windows(n_online, obs_horizon, chunk), demo)
+        online = self.online.sample_windows(n_online, obs_horizon, chunk)
+        return WindowBatch(
+            obs=_concat(online.obs, demo.obs),
+            action=_concat(online.action, demo.action),
+            obs_mask=_concat(online.obs_mask, demo.obs_mask),
+            action_mask=_concat(online.action_mask, demo.action_mask),
+        )
 
     def iterate_windows(self, batch_size: int, obs_horizon: int, chunk: int) -> Iterator[WindowBatch]:
         """Endless window batches, for agents that act on an observation history in action chunks."""

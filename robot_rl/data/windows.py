@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from robot_rl.transition import Obs, flat_to_obs
+from robot_rl.transition import Obs, flat_to_obs, tensors_on
 
 if TYPE_CHECKING:
     from robot_rl.data.replay import ReplayBuffer
@@ -41,31 +41,11 @@ class WindowBatch:
     action_mask: Any
 
     def to_torch(self, device: torch.device | str = "cpu") -> WindowBatch:
-        def conv(x: Any) -> Any:
-            if isinstance(x, dict):
-                return {k: conv(v) for k, v in x.items()}
-            return torch.as_tensor(x).to(device, non_blocking=True)
-
-        return WindowBatch(conv(self.obs), conv(self.action), conv(self.obs_mask), conv(self.action_mask))
+        fields = (self.obs, self.action, self.obs_mask, self.action_mask)
+        return WindowBatch(*(tensors_on(x, device) for x in fields))
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
-
-
-def concat_windows(a: WindowBatch, b: WindowBatch) -> WindowBatch:
-    """The rows of a, then those of b."""
-
-    def cat(x: Any, y: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: cat(x[k], y[k]) for k in x}
-        return np.concatenate([x, y])
-
-    return WindowBatch(
-        cat(a.obs, b.obs),
-        cat(a.action, b.action),
-        cat(a.obs_mask, b.obs_mask),
-        cat(a.action_mask, b.action_mask),
-    )
 
 
 def window_slots(
