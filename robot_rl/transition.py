@@ -65,14 +65,15 @@ class Batch:
     discount: Any
 
     def to_torch(self, device: torch.device | str = "cpu") -> Batch:
-        def conv(x: Any) -> Any:
-            if isinstance(x, dict):
-                return {k: conv(v) for k, v in x.items()}
-            return torch.as_tensor(x).to(device, non_blocking=True)
-
-        return Batch(
-            conv(self.obs), conv(self.action), conv(self.reward), conv(self.next_obs), conv(self.discount)
-        )
+        fields = (self.obs, self.action, self.reward, self.next_obs, self.discount)
+        return Batch(*(tensors_on(x, device) for x in fields))
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
+
+
+def tensors_on(x: Any, device: torch.device | str) -> Any:
+    """An array, or a (nested) dict of arrays, as tensors on `device` (batches' to_torch)."""
+    if isinstance(x, dict):
+        return {k: tensors_on(v, device) for k, v in x.items()}
+    return torch.as_tensor(x).to(device, non_blocking=True)

@@ -31,10 +31,18 @@ class Agent(Protocol):
 
     # True: learns from demonstrations alone (BC), so the learner samples only the demo buffer and
     # starts as soon as it holds demos; False: learns from the actors' transitions too (SAC).
+    # An agent that acts on an observation history in action chunks also has an attribute
+    # `window = (obs_horizon, chunk)`: the learner then feeds it WindowBatch windows
+    # (robot_rl/data/windows.py) instead of transitions.
     offline: bool
 
     def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
         """One unbatched observation -> float32[A] action in [-1, 1]."""
+        ...
+
+    def reset(self) -> None:
+        """A new episode starts: drop any state act() keeps between calls (an observation history,
+        the rest of an action chunk). The actor and evaluation call it before each episode."""
         ...
 
     def update(self, batches: Iterator[Batch]) -> dict[str, float]:
@@ -71,8 +79,14 @@ def _bc() -> tuple[type, type]:
     return BCAgent, BCConfig
 
 
+def _flow_bc() -> tuple[type, type]:
+    from robot_rl.agents.flow_bc import FlowBCAgent, FlowBCConfig
+
+    return FlowBCAgent, FlowBCConfig
+
+
 # name -> () -> (agent class, config class); imported lazily so one agent's deps never load another's.
-AGENTS: dict[str, Callable[[], tuple[type, type]]] = {"sac": _sac, "bc": _bc}
+AGENTS: dict[str, Callable[[], tuple[type, type]]] = {"sac": _sac, "bc": _bc, "flow_bc": _flow_bc}
 
 
 def to_config(config_cls: type, cfg: Any) -> Any:
@@ -135,7 +149,7 @@ def make_agent(
     device: str = "cpu",
     seed: int | None = None,
 ) -> Agent:
-    """Build an agent for these spaces: by name ("sac" | "bc", cfg as accepted by to_config), or
+    """Build an agent for these spaces: by name ("sac" | "bc" | "flow_bc", cfg as accepted by to_config), or
     from its config object (make_agent(train_cfg.agent, ...); cfg must then be None)."""
     agent_cls, config_cls = _lookup(agent)
     if not isinstance(agent, str):

@@ -103,6 +103,9 @@ class BCAgent:
         action, _ = self.actor(features, deterministic=True)
         return action[0].float().cpu().numpy()
 
+    def reset(self) -> None:
+        """Nothing to forget between episodes: act() reads the current observation alone."""
+
     def update(self, batches: Iterator[Batch]) -> dict[str, float]:
         """One gradient step on one batch (only obs and action are used)."""
         batch = prepare_batch(next(batches), self.device, self.cfg.image_augment, self.generator)

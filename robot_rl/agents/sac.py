@@ -193,6 +193,9 @@ class SACAgent:
         action, _ = self.actor(features, self.generator, deterministic)
         return action[0].float().cpu().numpy()
 
+    def reset(self) -> None:
+        """Nothing to forget between episodes: act() reads the current observation alone."""
+
     def update(self, batches: Iterator[Batch]) -> dict[str, float]:
         """utd critic steps, each on its own batch, then one actor and temperature step on the last.
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data.replay import ReplayBuffer
+from robot_rl.data.windows import WindowBatch
 from robot_rl.transition import Batch
 
 
@@ -69,3 +70,28 @@ class DemoMixer:
         """Endless batches, sampled lazily (what agent.update() consumes)."""
         while True:
             yield self.sample(batch_size)
+
+    def sample_windows(self, batch_size: int, obs_horizon: int, chunk: int) -> WindowBatch:
+        """One batch of B windows split as sample() splits transitions, demo rows after online rows
+        (see ReplayBuffer.sample_windows)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n_online, n_demo = self.split(batch_size)
+        if n_demo == 0:
+            return self.online.sample_windows(n_online, obs_horizon, chunk)
+        assert self.demo is not None
+        demo = self.demo.sample_windows(n_demo, obs_horizon, chunk)
+        if n_online == 0:
+            return demo
+        online = self.online.sample_windows(n_online, obs_horizon, chunk)
+        return WindowBatch(
+            obs=_concat(online.obs, demo.obs),
+            action=_concat(online.action, demo.action),
+            obs_mask=_concat(online.obs_mask, demo.obs_mask),
+            action_mask=_concat(online.action_mask, demo.action_mask),
+        )
+
+    def iterate_windows(self, batch_size: int, obs_horizon: int, chunk: int) -> Iterator[WindowBatch]:
+        """Endless window batches, for agents that act on an observation history in action chunks."""
+        while True:
+            yield self.sample_windows(batch_size, obs_horizon, chunk)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.data.windows import WindowBatch, gather_windows
 from robot_rl.transition import IMAGE_PREFIX, Batch, flat_to_obs
 
 ObsSpec = Mapping[str, tuple[tuple[int, ...], np.dtype]]
@@ -270,6 +271,12 @@ class ReplayBuffer:
             next_obs=flat_to_obs({k: v[next_slots] for k, v in self.frames.items()}),
             discount=discount,
         )
+
+    def sample_windows(self, batch_size: int, obs_horizon: int, chunk: int) -> WindowBatch:
+        """B windows anchored at uniformly drawn transitions: the T_obs observations up to the
+        anchor and the T_act = chunk actions from it, within its episode, padded with the first
+        observation / last action and masked (robot_rl/data/windows.py)."""
+        return gather_windows(self, self._sample_slots(batch_size), obs_horizon, chunk)
 
     def _sample_slots(self, batch_size: int) -> np.ndarray:
         if self._n_valid == 0:

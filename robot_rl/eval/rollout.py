@@ -25,6 +25,7 @@ def run_episodes(
     successes, lengths, returns = [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + i)
+        agent.reset()
         done, ret, length, success = False, 0.0, 0, False
         while not done:
             obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=deterministic))

@@ -145,6 +145,7 @@ class Actor:
         if not self.pause_mid_episode:
             self._wait_for_learner()
         obs, info = self.train_env.reset()
+        self.agent.reset()  # a chunk or an observation history never crosses into this episode
         ret, length, success, intervened = 0.0, 0, False, 0
         self._tick = None  # a reset is not a control period
         while True:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,12 @@ class Learner:
         self.ingest = Ingest(self.online, self.demo, EpisodeStore(run_dir / "replay.zarr", mode="a"))
         # an empty buffer gives its share to the other, so demos=none needs no special case
         self.mixer = DemoMixer(self.online, self.demo, 1.0 if self.agent.offline else rc.demo_ratio)
-        self.batches = self.mixer.iterate(cfg.agent.batch_size)
+        window = getattr(self.agent, "window", None)  # (obs_horizon, chunk) of a chunked policy
+        self.batches: Iterator[Any] = (
+            self.mixer.iterate(cfg.agent.batch_size)
+            if window is None
+            else self.mixer.iterate_windows(cfg.agent.batch_size, *window)
+        )
         self.calls = 0  # agent.update() calls
         self.grad_steps = 0
         self.start_point: int | None = None  # env steps when learning started

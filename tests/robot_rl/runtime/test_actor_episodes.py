@@ -1,0 +1,49 @@
+"""The actor and evaluation tell the agent where episodes start (agent.reset()), so an action chunk
+or an observation history never runs from one episode into the next."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+
+from robot_rl.agents.sac import SACConfig
+from robot_rl.config import SimEnvConfig, TrainConfig
+from robot_rl.eval.rollout import run_episodes
+from robot_rl.runtime.actor import Actor, ActorShared
+from robot_rl.runtime.transport import LocalTransport
+
+
+class CountingAgent:
+    """Stand-in agent: records each act() call and reset() as a log of events."""
+
+    def __init__(self, action_dim: int) -> None:
+        self.action_dim = action_dim
+        self.events: list[str] = []
+
+    def reset(self) -> None:
+        self.events.append("reset")
+
+    def act(self, obs, deterministic: bool = False) -> np.ndarray:
+        self.events.append("act")
+        return np.zeros(self.action_dim, np.float32)
+
+
+def test_the_actor_and_evaluation_reset_the_agent_before_each_episode(tmp_path):
+    cfg = TrainConfig(
+        env=SimEnvConfig(task="pick_cube", max_episode_steps=3),
+        agent=SACConfig(hidden_dims=[16]),
+        max_actor_lead_steps=None,
+    )
+    shared = ActorShared(threading.Event(), None, queue.Queue())
+    actor = Actor(cfg, tmp_path, LocalTransport(tmp_path / "weights.pt", 64), shared, next_seq=0)
+    stand_in = CountingAgent(actor.env.action_space.shape[0])
+    actor.agent = stand_in
+    for _ in range(2):
+        actor.run_episode()
+    assert stand_in.events == ["reset", "act", "act", "act"] * 2
+    stand_in.events.clear()
+    run_episodes(actor.env, stand_in, episodes=2, seed=0)
+    assert stand_in.events == ["reset", "act", "act", "act"] * 2
+    actor.env.close()
