@@ -171,7 +171,8 @@ class Actor:
                 "t_obs": np.float64(t_obs),
             }
             done = terminated or truncated
-            self.sender.add_step(row, obs_to_flat(next_obs) if done else None)
+            # a re-recorded episode is kept, flagged, and the learner trains on none of it
+            self.sender.add_step(row, obs_to_flat(next_obs) if done else None, bool(info.get("rerecord")))
             self.env_steps += 1
             ret += reward
             length += 1
