@@ -68,9 +68,10 @@ def _assert_buffers_hold(ingest: Ingest, replay: EpisodeStore) -> None:
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory) -> tuple[EpisodeStore, Ingest, Path, gym.Space]:
+def collected(tmp_path_factory) -> tuple[EpisodeStore, Ingest, Path, gym.Space, list[dict]]:
     """Three episodes of the real actor with the simulated person, ingested over the local queue:
-    (the actor's store, the learner's ingest, the run folder, the observation space)."""
+    (the actor's store, the learner's ingest, the run folder, the observation space, the
+    actor's per-episode statistics)."""
     run_dir = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
         env=SimEnvConfig(task="pick_cube", max_episode_steps=12),
@@ -83,19 +84,18 @@ def collected(tmp_path_factory) -> tuple[EpisodeStore, Ingest, Path, gym.Space]:
     actor = Actor(cfg, run_dir, transport, shared, next_seq=0)
     actor.train_env = RerecordSecond(actor.train_env)
     ingest = _ingest(run_dir, actor.env.observation_space)
-    for _ in range(EPISODES):
-        actor.run_episode()
+    stats = [actor.run_episode() for _ in range(EPISODES)]
     actor.train_env.close()
     for _ in range(100):  # the queue's feeder thread hands chunks over a few at a time
         for item in transport.receive(max_chunks=256, timeout_s=0.1):
             ingest.add(item)
         if ingest.env_steps == actor.store.n_steps:
             break
-    return actor.store, ingest, run_dir, actor.env.observation_space
+    return actor.store, ingest, run_dir, actor.env.observation_space, stats
 
 
 def test_flags_reach_the_replay_store_and_the_demo_buffer_locally(collected):
-    mine, ingest, _, _ = collected
+    mine, ingest, _, _, _ = collected
     replay = ingest.store
     flagged = [i == RERECORDED for i in range(EPISODES)]
     assert [mine.rerecorded(i) for i in range(EPISODES)] == flagged
@@ -111,7 +111,20 @@ def test_flags_reach_the_replay_store_and_the_demo_buffer_locally(collected):
 
 
 def test_flags_reach_the_buffers_again_after_a_learner_restart(collected):
-    mine, _, run_dir, obs_space = collected
+    mine, _, run_dir, obs_space, _ = collected
     restarted = _ingest(run_dir, obs_space)  # a learner restart re-reads replay.zarr
     _assert_buffers_hold(restarted, restarted.store)
     assert (restarted.rerecorded_episodes, restarted.committed_seq(0)) == (1, mine.n_steps)
+
+
+def test_the_actors_episode_figures_count_what_it_stored(collected):
+    """Per episode: intervened steps, takeovers (runs of intervened steps), re-record, and
+    success without help, as the progress line and metrics.csv get them."""
+    mine, _, _, _, stats = collected
+    for i, figures in enumerate(stats):
+        person = mine.episode(i)["intervened"].astype(int)
+        segments = int(np.count_nonzero(np.diff(np.concatenate([[0], person])) == 1))
+        assert (figures["intervened"], figures["takeovers"]) == (person.sum(), segments)
+        assert figures["rerecorded"] == float(i == RERECORDED)
+        assert figures["unaided_success"] == float(figures["success"] and person.sum() == 0)
+    assert any(figures["takeovers"] > 1 for figures in stats)  # hold_steps=3 in 12-step episodes
