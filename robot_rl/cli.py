@@ -16,6 +16,10 @@ robot-rl mcap2zarr BAG STORE [--camera NAME[=TOPIC]] [--control-hz HZ] [...]
                                             convert a recording into a zarr episode store
 robot-rl verify STORE [--drop-damaged]      check every chunk of an episode store; set damaged
                                             episodes aside (the original is kept) and keep the rest
+robot-rl record-demos -o STORE [--episodes N] teleop=DEVICE [overrides]
+                                            demos by hand: drive the env (env=sim | robot_twin |
+                                            robot) with a teleop device; successful episodes go
+                                            to STORE, for `robot-rl train demos=zarr demos.path=STORE`
 """
 
 from __future__ import annotations
@@ -348,6 +352,45 @@ def _verify(argv: list[str]) -> None:
     _print_now(f"dropped {len(dropped)} damaged episodes; the original store is kept at {aside}")
 
 
+def _record_demos(argv: list[str]) -> None:
+    """Compose the env and teleop device like `train` does, then record (robot_rl/hil/record_demos.py)."""
+    from hydra import compose, initialize_config_dir
+
+    from robot_rl.config import register_configs
+    from robot_rl.hil.record_demos import record_demos_to
+
+    parser = argparse.ArgumentParser(
+        prog="robot-rl record-demos",
+        description="Record demos by hand with a teleop device; overrides as for train (env=, teleop=).",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, help="episode store to write or append to"
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="successful episodes to save (default 10)")
+    parser.add_argument("--max-attempts", type=int, help="stop after this many episodes, saved or not")
+    args, overrides = parser.parse_known_args(argv)
+    flags = [o for o in overrides if o.startswith("-")]
+    if flags:
+        parser.error(f"unknown option(s) {flags}; config overrides take the form key=value")
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, f"run_dir={args.output}"])
+    except Exception as err:  # hydra's errors for an unknown group, option or key: say which, no trace
+        raise SystemExit(f"config error: {err}") from err
+    try:
+        summary = record_demos_to(
+            to_train_config(cfg), args.output, args.episodes, args.max_attempts, _print_now
+        )
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from err
+    _print_now(summary.text())
+    if summary.saved:
+        _print_now(f"train on them: robot-rl train demos=zarr demos.path={args.output}")
+    if summary.stopped:  # fewer than asked: a script can tell
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -370,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         _mcap2zarr(rest)
     elif command == "verify":
         _verify(rest)
+    elif command == "record-demos":
+        _record_demos(rest)
     else:
         raise SystemExit(f"unknown command '{command}'\n{USAGE}")
 

@@ -5,6 +5,8 @@ Layout (zarr format 2, so diffusion_policy's zarr-2 code opens it too):
     meta/episode_ends     int64[N_ep]     cumulative end index of each episode
     meta/has_final_obs    bool[N_ep]      whether meta/final_<key> holds episode i's last observation
     meta/final_<key>      [N_ep, ...]     observation after the last step ("state", "image_<cam>")
+    meta/rerecorded       bool[N_ep]      a person pressed re-record: kept, but not for training
+                                          (absent in stores written before the flag: all False)
 
 Keys in our own episodes are "state", "image_<cam>" (uint8 [T, H, W, 3]) and robot_rl.transition.STEP_KEYS;
 stores written by diffusion_policy (keys such as "img", "state", "action") open as well.
@@ -50,6 +52,7 @@ IMAGE_CHUNK_BYTES = 256 * 1024  # a few frames per chunk so random frame reads s
 ENDS_CHUNK = 4096  # meta/episode_ends rows per chunk (rewritten on every append)
 ENDS_FILL = -1  # an extended-but-unwritten episode_ends row reads as this: a torn commit
 FINAL_PREFIX = "final_"
+EPISODE_FLAGS = ("has_final_obs", "rerecorded")  # meta/<flag> bool[N_ep], one row per episode
 MODES = ("r", "a", "w")
 
 
@@ -62,6 +65,11 @@ def _compressor(is_image: bool) -> numcodecs.Blosc:
 
 def _is_obs_key(key: str) -> bool:
     return key == "state" or key.startswith(IMAGE_PREFIX)
+
+
+def _is_per_episode(key: str) -> bool:
+    """meta/<key> holds one row per episode (written by append_episode, truncated with it)."""
+    return key.startswith(FINAL_PREFIX) or key in EPISODE_FLAGS
 
 
 def _write_rows(jobs: list[tuple[zarr.Array, int, np.ndarray]]) -> None:
@@ -128,7 +136,7 @@ class EpisodeStore:
         # opened once: looking an array up by name re-reads its metadata from disk
         self._arrays: dict[str, zarr.Array] = {k: writer(a) for k, a in self._data.arrays()}
         self._finals: dict[str, zarr.Array] = {
-            k: writer(a) for k, a in self._meta.arrays() if k.startswith(FINAL_PREFIX) or k == "has_final_obs"
+            k: writer(a) for k, a in self._meta.arrays() if _is_per_episode(k)
         }
 
     # ------------------------------------------------------------------ open / repair
@@ -189,14 +197,14 @@ class EpisodeStore:
             for key in list(self._data.array_keys()):
                 del self._data[key]
             for key in list(self._meta.array_keys()):
-                if key.startswith(FINAL_PREFIX) or key == "has_final_obs":
+                if _is_per_episode(key):
                     del self._meta[key]
             return
         for _, arr in self._data.arrays():
             if arr.shape[0] > self.n_steps:
                 arr.resize((self.n_steps, *arr.shape[1:]))
         for key, arr in self._meta.arrays():
-            if (key.startswith(FINAL_PREFIX) or key == "has_final_obs") and arr.shape[0] > self.n_episodes:
+            if _is_per_episode(key) and arr.shape[0] > self.n_episodes:
                 arr.resize((self.n_episodes, *arr.shape[1:]))
 
     # ------------------------------------------------------------------ properties
@@ -231,7 +239,10 @@ class EpisodeStore:
 
     # ------------------------------------------------------------------ append
     def append_episode(
-        self, steps: Mapping[str, np.ndarray], final_obs: Mapping[str, np.ndarray] | None = None
+        self,
+        steps: Mapping[str, np.ndarray],
+        final_obs: Mapping[str, np.ndarray] | None = None,
+        rerecorded: bool = False,
     ) -> None:
         """Append one episode.
 
@@ -240,6 +251,8 @@ class EpisodeStore:
                 [T, H, W, 3], and the STEP_KEYS ("action" [T, A], "reward" [T], ...).
             final_obs: observation after the last step ({"state": [D], "image_<cam>": [H, W, 3]}),
                 or None when there is none (e.g. a demo that ended without one).
+            rerecorded: a person asked for the episode to be recorded again: it is stored (nothing
+                recorded is lost) and flagged, and training leaves it out.
         """
         if self.mode == "r":
             raise PermissionError(f"episode store {self.path} is open read-only")
@@ -252,7 +265,7 @@ class EpisodeStore:
                 self._arrays[key] = self._create_data_array(key, value)
         _write_rows([(self._arrays[key], start, value) for key, value in steps.items()])
         # ... then the final observation row (zeros where there is none, keeping row == episode) ...
-        self._append_final(steps, final)
+        self._append_final(steps, final, rerecorded)
         # ... and the commit: episode_ends last
         _write_rows([(self._ends_arr, self.n_episodes, np.array([start + t], dtype=np.int64))])
         self._ends = np.append(self._ends, np.int64(start + t))
@@ -269,10 +282,16 @@ class EpisodeStore:
             fill_value=0, **checksummed_codecs(_compressor(image)),
         ))  # fmt: skip
 
-    def _append_final(self, steps: Mapping[str, np.ndarray], final: dict[str, np.ndarray] | None) -> None:
+    def _append_final(
+        self, steps: Mapping[str, np.ndarray], final: dict[str, np.ndarray] | None, rerecorded: bool
+    ) -> None:
+        """Episode i's rows of the per-episode meta arrays: final observation and flags."""
         i = self.n_episodes
         if "has_final_obs" not in self._finals:
             self._finals["has_final_obs"] = self._meta_array("has_final_obs", (), np.dtype(bool))
+        if "rerecorded" not in self._finals:
+            # a store written before the flag gets it, all False for its earlier episodes
+            self._finals["rerecorded"] = self._meta_array("rerecorded", (), np.dtype(bool), fill_rows=True)
         for key in final or ():
             if FINAL_PREFIX + key not in self._finals:
                 arr = self._meta_array(FINAL_PREFIX + key, steps[key].shape[1:], steps[key].dtype)
@@ -281,6 +300,8 @@ class EpisodeStore:
         for key, arr in self._finals.items():
             if key == "has_final_obs":
                 row = np.array([final is not None])
+            elif key == "rerecorded":
+                row = np.array([rerecorded])
             elif final is not None and key[len(FINAL_PREFIX) :] in final:
                 row = final[key[len(FINAL_PREFIX) :]][None]
             else:
@@ -288,8 +309,11 @@ class EpisodeStore:
             jobs.append((arr, i, row))
         _write_rows(jobs)
 
-    def _meta_array(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> zarr.Array:
-        """meta/<key> with one row per committed episode, created zero-filled if absent."""
+    def _meta_array(
+        self, key: str, shape: tuple[int, ...], dtype: np.dtype, fill_rows: bool = False
+    ) -> zarr.Array:
+        """meta/<key> with one row per committed episode, created zero-filled if absent
+        (fill_rows: the zeros written, so the checksummed chunks of earlier episodes exist)."""
         if key in self._meta:
             return writer(self._meta[key])
         image = len(shape) >= 2
@@ -298,6 +322,8 @@ class EpisodeStore:
             key, shape=(self.n_episodes, *shape), chunks=(rows, *shape), dtype=dtype,
             fill_value=0, **checksummed_codecs(_compressor(image)),
         )  # fmt: skip
+        if fill_rows and self.n_episodes:
+            _write_rows([(writer(arr), 0, np.zeros((self.n_episodes, *shape), dtype))])
         return writer(arr)
 
     def _validate_steps(self, steps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -391,6 +417,13 @@ class EpisodeStore:
             for key, arr in sorted(self._finals.items())
             if key.startswith(FINAL_PREFIX) and i < arr.shape[0]
         }
+
+    def rerecorded(self, i: int) -> bool:
+        """Whether a person re-recorded episode i (False in stores written before the flag)."""
+        self._bounds(i)
+        i %= self.n_episodes
+        arr = self._finals.get("rerecorded")
+        return arr is not None and i < arr.shape[0] and bool(self._final_row("rerecorded", arr, i))
 
     def _final_row(self, key: str, arr: zarr.Array, i: int) -> np.ndarray:
         try:

@@ -275,7 +275,7 @@ def drop_damaged(path: str | Path, report: Report | None = None) -> tuple[Path, 
     """Set the damaged episodes aside: (the folder the original store now lives in, episodes dropped).
 
     The original store is renamed, never changed; a new store at `path` gets every other episode
-    (steps, final observation, attributes), in order.
+    (steps, final observation, re-record flag, attributes), in order.
     """
     from robot_rl.data.episode_store import EpisodeStore  # the store builds on this module
 
@@ -298,7 +298,8 @@ def drop_damaged(path: str | Path, report: Report | None = None) -> tuple[Path, 
         final = None
         if "has_final_obs" in meta and i < meta["has_final_obs"].shape[0] and bool(meta["has_final_obs"][i]):
             final = {k[len("final_") :]: a[i] for k, a in meta.items() if k.startswith("final_")}
-        out.append_episode(steps, final)
+        rerecorded = "rerecorded" in meta and i < meta["rerecorded"].shape[0] and bool(meta["rerecorded"][i])
+        out.append_episode(steps, final, rerecorded)
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     os.rename(path, aside)
     os.rename(tmp, path)

@@ -16,6 +16,8 @@ from robot_rl.eval.metrics import read_metrics
 from robot_rl.eval.stats import iqm_band
 
 Curve = tuple[np.ndarray, np.ndarray]
+# drawn next to success whenever a run has them (a run with a teleop device: runtime/progress.py)
+HELP_CURVES = ("train/intervention_rate_last20",)
 
 
 def _new_axes() -> tuple[Figure, Axes]:
@@ -49,17 +51,27 @@ def plot_learning_curve(
     x: str = "env_steps",
     ys: Sequence[str] = ("eval/success_rate", "train/episode_success"),
 ) -> Path:
-    """Plot each of `ys` against `x`; columns absent from the data are skipped, not an error."""
+    """Plot each of `ys` against `x`; columns absent from the data are skipped, not an error.
+
+    A run where a person helped also gets its intervention rate (HELP_CURVES), dashed, on the
+    same axes: both are fractions, and how fast the help falls off is read against success.
+    """
     if isinstance(csv_path_or_rows, (str, os.PathLike)):
         rows: Sequence[Mapping[str, Any]] = read_metrics(csv_path_or_rows)
     else:
         rows = csv_path_or_rows
+    return _save(learning_curve_figure(rows, x, ys), out_png)
+
+
+def learning_curve_figure(rows: Sequence[Mapping[str, Any]], x: str, ys: Sequence[str]) -> Figure:
+    """The figure plot_learning_curve saves (one axes; a legend naming each column drawn)."""
     fig, ax = _new_axes()
     plotted = 0
-    for y in ys:
+    for y in [*ys, *(c for c in HELP_CURVES if c not in ys)]:
         xs, vals = _column(rows, x, y)
         if xs.size:
-            ax.plot(xs, vals, marker="." if xs.size < 50 else None, label=y)
+            style = "--" if y in HELP_CURVES else "-"
+            ax.plot(xs, vals, style, marker="." if xs.size < 50 else None, label=y)
             plotted += 1
     if plotted:
         ax.legend()
@@ -69,7 +81,7 @@ def plot_learning_curve(
         )
     ax.set_xlabel(x)
     ax.grid(alpha=0.3)
-    return _save(fig, out_png)
+    return fig
 
 
 def _common_grid(name: str, runs: Sequence[Curve], n_points: int) -> tuple[np.ndarray, np.ndarray]:

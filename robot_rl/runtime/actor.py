@@ -24,6 +24,7 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.eval.rollout import run_episodes
+from robot_rl.hil.episode_help import EpisodeHelp
 from robot_rl.hil.intervention import with_teleop
 from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.sender import TransitionSender
@@ -146,7 +147,7 @@ class Actor:
             self._wait_for_learner()
         obs, info = self.train_env.reset()
         self.agent.reset()  # a chunk or an observation history never crosses into this episode
-        ret, length, success, intervened = 0.0, 0, False, 0
+        ret, length, success, helped = 0.0, 0, False, EpisodeHelp()
         self._tick = None  # a reset is not a control period
         while True:
             self.transport.raise_if_failed()  # a learner that refused us stops the run with its reason
@@ -172,17 +173,21 @@ class Actor:
                 "t_obs": np.float64(t_obs),
             }
             done = terminated or truncated
-            self.sender.add_step(row, obs_to_flat(next_obs) if done else None)
+            # a re-recorded episode is kept, flagged, and the learner trains on none of it
+            self.sender.add_step(row, obs_to_flat(next_obs) if done else None, bool(info.get("rerecord")))
             self.env_steps += 1
             ret += reward
             length += 1
             success = success or bool(info.get("success", False))
-            intervened += int(row["intervened"])
+            helped.add(bool(row["intervened"]))
             obs = next_obs
             if done:
-                stats = {"return": ret, "length": length, "success": success, "intervened": intervened}
+                stats = {"return": ret, "length": length, "success": success, "intervened": helped.steps}
+                if self.cfg.teleop is not None:  # takeovers and success without help
+                    stats |= helped.stats(success, bool(info.get("rerecord")))
                 if not reports_success(self.env):  # Hopper and the like: shown by their return
                     del stats["success"]
+                    stats.pop("unaided_success", None)
                 return stats
 
     def _start_weights(self) -> None:

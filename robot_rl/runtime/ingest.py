@@ -6,7 +6,10 @@ learner knows, from the store alone, the seq up to which it holds everything. A 
 starts below the next expected seq is trimmed (already ingested); one that starts above it is an
 error (a gap would lose data).
 
-Steps a person acted on (intervened) also go to the demo buffer, as in HIL-SERL.
+Steps a person acted on (intervened) also go to the demo buffer, as in HIL-SERL. An episode a
+person re-recorded (its last chunk says so) is stored flagged, its steps counted like any other
+(the seq accounting and the learner's UTD see every env step), but enters neither buffer, now or
+when a restarted learner refills them from the store.
 """
 
 from __future__ import annotations
@@ -40,14 +43,19 @@ class Ingest:
         self.received = 0  # env steps ingested in this process's life, all actors
         self.duplicates_dropped = 0
         self.forgotten = 0  # steps of episodes an actor lost when it restarted mid-episode
+        self.rerecorded_episodes = 0  # in the replay store, flagged, kept out of the buffers
+        self.rerecorded_steps = 0
         self._restore()
 
     def _restore(self) -> None:
         """Refill the buffers from the replay store (a resumed learner) without re-committing."""
-        for steps, final_obs in self.store.episodes():
+        for episode, (steps, final_obs) in enumerate(self.store.episodes()):
             n = len(steps["reward"])
             stream = self.streams.setdefault(int(steps["actor_id"][0]), _ActorStream(next_seq=0))
-            self._add_to_buffers([{k: v[i] for k, v in steps.items()} for i in range(n)], final_obs)
+            if self.store.rerecorded(episode):
+                self._count_rerecorded(n)
+            else:
+                self._add_to_buffers([{k: v[i] for k, v in steps.items()} for i in range(n)], final_obs)
             # by seq, not by count: episodes set aside as damaged leave a gap, not a renumbering
             stream.next_seq = int(steps["seq"][-1]) + 1 if "seq" in steps else stream.next_seq + n
 
@@ -92,9 +100,12 @@ class Ingest:
             stream.rows.append(row)
         stream.next_seq = chunk.seq + n
         if chunk.ends_episode:
-            self._add_to_buffers(stream.rows, chunk.final_obs or None)
+            if chunk.rerecorded:
+                self._count_rerecorded(len(stream.rows))
+            else:
+                self._add_to_buffers(stream.rows, chunk.final_obs or None)
             steps = {k: np.stack([r[k] for r in stream.rows]) for k in stream.rows[0]}
-            self.store.append_episode(steps, chunk.final_obs or None)
+            self.store.append_episode(steps, chunk.final_obs or None, chunk.rerecorded)
             stream.rows = []
         self.received += n - skip
         return n - skip
@@ -115,6 +126,10 @@ class Ingest:
             self.forgotten += stream.next_seq - seq
             stream.rows = stream.rows[: seq - committed]
             stream.next_seq = seq
+
+    def _count_rerecorded(self, steps: int) -> None:
+        self.rerecorded_episodes += 1
+        self.rerecorded_steps += steps
 
     def _add_to_buffers(
         self, rows: list[dict[str, np.ndarray]], final_obs: dict[str, np.ndarray] | None

@@ -243,6 +243,8 @@ class Learner:
                 "refused_connections": int(getattr(self.transport, "refused_connections", 0)),
                 "duplicates_dropped": self.ingest.duplicates_dropped,
                 "forgotten_steps": self.ingest.forgotten,  # partial episodes of actors that restarted
+                "rerecorded_episodes": self.ingest.rerecorded_episodes,  # stored, not trained on
+                "rerecorded_steps": self.ingest.rerecorded_steps,
                 "demo_transitions": len(self.demo),
                 **{f"learner/{k}": float(v) for k, v in metrics.items()},
             },

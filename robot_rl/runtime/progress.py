@@ -7,6 +7,10 @@ signal (the sim tasks, the robot, a gymnasium env whose info carries `success` o
 shows its success rate; one without (Hopper, HalfCheetah) shows its mean episode return, since
 a success rate of 0.00 there says nothing. An actor's episode message carries
 `train/episode_success` only when its env reports success (envs/gym_adapter.reports_success).
+
+With a teleop device (teleop=...), the line and metrics.csv also say how much the person helped
+(HelpWindow: the intervention rate, takeovers and success without help over recent episodes,
+and the episodes re-recorded); a run without one shows exactly what it showed before.
 """
 
 from __future__ import annotations
@@ -59,6 +63,55 @@ def outcome_text(successes: Sequence[float], returns: Sequence[float]) -> str:
     if returns:
         return f"return(last {WINDOW}) {np.mean(returns):.1f}"
     return f"success(last {WINDOW}) -"
+
+
+class HelpWindow:
+    """How much a person helped over the last WINDOW episodes, from the actor's episode messages
+    (train/episode_intervened, _takeovers, _unaided_success, _rerecorded, _length:
+    robot_rl/hil/episode_help.py)."""
+
+    def __init__(self) -> None:
+        self.intervened: deque[float] = deque(maxlen=WINDOW)
+        self.lengths: deque[float] = deque(maxlen=WINDOW)
+        self.takeovers: deque[float] = deque(maxlen=WINDOW)
+        self.unaided: deque[float] = deque(maxlen=WINDOW)
+        self.total_steps = 0  # the person's effort over the whole run, in env steps
+        self.rerecorded = 0  # episodes the person re-recorded, over the whole run
+
+    def add(self, msg: Mapping[str, Any]) -> None:
+        steps = float(msg.get("train/episode_intervened", 0.0))
+        self.total_steps += int(steps)
+        self.intervened.append(steps)
+        self.lengths.append(float(msg.get("train/episode_length", 0.0)))
+        self.takeovers.append(float(msg.get("train/episode_takeovers", 0.0)))
+        self.rerecorded += int(msg.get("train/episode_rerecorded", 0))
+        if "train/episode_unaided_success" in msg:
+            self.unaided.append(float(msg["train/episode_unaided_success"]))
+
+    def rate(self) -> float:
+        """Intervened steps per env step over the window."""
+        return sum(self.intervened) / max(sum(self.lengths), 1.0)
+
+    def row(self) -> dict[str, float]:
+        """metrics.csv columns (and TensorBoard scalars)."""
+        row = {
+            "train/intervention_rate_last20": self.rate(),
+            "train/takeovers_last20": float(np.mean(self.takeovers)) if self.takeovers else 0.0,
+            "train/intervention_steps_total": float(self.total_steps),
+            "train/rerecorded_total": float(self.rerecorded),
+        }
+        if self.unaided:
+            row["train/unaided_success_last20"] = float(np.mean(self.unaided))
+        return row
+
+    def text(self) -> str:
+        """The progress line's part, e.g. "help 0.25 of steps, 1.5 takeovers/ep, unaided 0.40"."""
+        if not self.lengths:
+            return "help -"
+        out = f"help {self.rate():.2f} of steps, {np.mean(self.takeovers):.1f} takeovers/ep"
+        if self.unaided:
+            out += f", unaided {np.mean(self.unaided):.2f}"
+        return out + (f", {self.rerecorded} re-recorded" if self.rerecorded else "")
 
 
 def eval_text(state: Mapping[str, Any]) -> str:
@@ -132,6 +185,7 @@ class Progress:
         self.state: dict[str, Any] = {}
         self.recent_success: deque[float] = deque(maxlen=WINDOW)
         self.recent_return: deque[float] = deque(maxlen=WINDOW)
+        self.help = HelpWindow() if cfg.teleop is not None else None  # only a run with a person
         self.errors: list[str] = []
 
     def handle(self, msg: dict[str, Any]) -> None:
@@ -153,6 +207,9 @@ class Progress:
             row["train/success_last20"] = float(np.mean(self.recent_success))
         else:
             row["train/return_last20"] = float(np.mean(self.recent_return))
+        if self.help is not None:
+            self.help.add(msg)
+            row |= self.help.row()
         row |= {k: v for k, v in self.state.items() if k.startswith("learner/")}
         row["learner/updates"] = self.state.get("updates", 0)
         row["learner/updates_per_s"] = self.state.get("updates_per_s", 0.0)
@@ -161,7 +218,11 @@ class Progress:
         return row
 
     def outcome(self) -> str:
-        return outcome_text(self.recent_success, self.recent_return)
+        """Recent success (or return), and with a person how much they helped."""
+        text = outcome_text(self.recent_success, self.recent_return)
+        if self.help is None:
+            return text
+        return f"{text} | {self.help.text()}"
 
     def show(self, force: bool = False) -> None:
         if not self.clock.due(force):
@@ -209,6 +270,11 @@ def actor_outcome_text(actor: Mapping[str, Any]) -> str:
     return f"success(last {WINDOW}) {success:.2f}"
 
 
+def rerecorded_text(episodes: int) -> str:
+    """The learner line's note on re-recorded episodes; nothing when there are none."""
+    return f" | re-recorded (stored, not trained on): {episodes} episodes" if episodes else ""
+
+
 class LearnerDisplay:
     """`robot-rl learner`: a learner line and one line per actor every few seconds; the same
     figures to metrics.csv; refused connections at once. transport: anything with
@@ -250,7 +316,8 @@ class LearnerDisplay:
             f" | updates {s.get('updates', 0):,} @ {s.get('updates_per_s', 0.0):.0f}/s"
             f" | UTD {s.get('utd_achieved', 0.0):.2f} | queue {self.transport.depth()}"
             f" | weights v{s.get('weights_version', 0)} | actors {len(actors)}"
-            f" | partial episodes dropped on actor restarts: {s.get('forgotten_steps', 0)} steps",
+            f" | partial episodes dropped on actor restarts: {s.get('forgotten_steps', 0)} steps"
+            + rerecorded_text(int(s.get("rerecorded_episodes", 0))),
             flush=True,
         )
         lost_after = self.cfg.transport.lost_after_s

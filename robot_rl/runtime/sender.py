@@ -4,6 +4,11 @@ Finished episodes are appended to the actor's own episode store first; that stor
 of truth. Steps are sent live while the channel has room; when it is full, the actor keeps
 acting and the sender catches up later from the store, so waiting steps never pile up in memory
 (only the episode in progress is held, as it must be until it ends).
+
+A re-recorded episode (a person pressed re-record) is sent like any other, its steps numbered by
+seq, and the chunk that ends it carries the flag: the learner stores it flagged and trains on
+none of it. Its steps cannot be skipped instead: most of them went out live before the person
+pressed the button, and the exactly-once accounting must never skip a number.
 """
 
 from __future__ import annotations
@@ -39,12 +44,15 @@ class TransitionSender:
         """Steps recorded but not yet handed to the transport."""
         return self.store.n_steps + len(self._rows) - self.next_seq
 
-    def add_step(self, row: dict[str, np.ndarray], final_obs: dict[str, np.ndarray] | None) -> None:
-        """Record one step; final_obs given when the step ends the episode."""
+    def add_step(
+        self, row: dict[str, np.ndarray], final_obs: dict[str, np.ndarray] | None, rerecorded: bool = False
+    ) -> None:
+        """Record one step; final_obs given when the step ends the episode (rerecorded: a person
+        asked for it again, so it is stored flagged and trained on by nobody)."""
         self._rows.append(row)
         if final_obs is not None:
             steps = {k: np.stack([r[k] for r in self._rows]) for k in self._rows[0]}
-            self.store.append_episode(steps, final_obs)
+            self.store.append_episode(steps, final_obs, rerecorded)
             self._rows = []
         self.flush(final_obs)
 
@@ -82,12 +90,14 @@ class TransitionSender:
         episode = int(np.searchsorted(ends, self.next_seq, side="right"))
         start = int(ends[episode - 1]) if episode > 0 else 0
         stop = min(int(ends[episode]), self.next_seq + self.chunk_steps)
-        final = self.store.final_obs(episode) if stop == int(ends[episode]) else None
-        if stop == int(ends[episode]) and final is None:
+        ends_episode = stop == int(ends[episode])
+        final = self.store.final_obs(episode) if ends_episode else None
+        if ends_episode and final is None:
             final = {}  # an episode stored without its last observation still ends here
         chunk = TransitionChunk(
-            self.actor_id, self.next_seq, start, self.store.steps(self.next_seq, stop), final
-        )
+            self.actor_id, self.next_seq, start, self.store.steps(self.next_seq, stop), final,
+            rerecorded=ends_episode and self.store.rerecorded(episode),
+        )  # fmt: skip
         return self._try_send(chunk)
 
     def _try_send(self, chunk: TransitionChunk) -> bool:

@@ -33,6 +33,8 @@ class TransitionChunk:
     rows: per-step arrays in the store's form ("state", "image_<cam>", STEP_KEYS), each [n, ...].
     episode_start: seq of the episode's first step (rows[0] starts the episode iff equal to seq).
     final_obs: the observation after the last row when that row ends the episode, else None.
+    rerecorded: on the chunk that ends the episode, whether a person re-recorded it (the learner
+        stores it, flagged, and keeps it out of the replay buffers).
     """
 
     actor_id: int
@@ -40,6 +42,7 @@ class TransitionChunk:
     episode_start: int
     rows: dict[str, np.ndarray]
     final_obs: dict[str, np.ndarray] | None = None
+    rerecorded: bool = False
 
     def __len__(self) -> int:
         return len(self.rows["reward"])

@@ -72,6 +72,7 @@ def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: 
         chunk.episode_start,
         {k: v[half:] for k, v in chunk.rows.items()},
         chunk.final_obs,
+        chunk.rerecorded,
     )
     return split_to_fit(head, session, compression, limit) + split_to_fit(tail, session, compression, limit)
 

@@ -108,6 +108,7 @@ def encode_chunk(chunk: TransitionChunk, session: str, compression: str) -> pb.C
         rows=[encode_array(k, v, compression) for k, v in chunk.rows.items()],
         ends_episode=chunk.ends_episode,
         final_obs=[encode_array(k, v, compression) for k, v in (chunk.final_obs or {}).items()],
+        rerecorded=chunk.rerecorded,
     )
 
 
@@ -134,7 +135,11 @@ def decode_chunk(msg: pb.Chunk, max_bytes: int) -> TransitionChunk:
             raise WireError(f"final observation keys {sorted(final)} do not match the rows'")
         if final and any(final[k].shape != rows[k].shape[1:] for k in final):
             raise WireError("final observation shapes do not match the rows'")
-    return TransitionChunk(int(msg.actor_id), int(msg.seq), int(msg.episode_start), rows, final)
+    if msg.rerecorded and not msg.ends_episode:
+        raise WireError("a chunk flags its episode re-recorded but does not end it")
+    return TransitionChunk(
+        int(msg.actor_id), int(msg.seq), int(msg.episode_start), rows, final, bool(msg.rerecorded)
+    )
 
 
 def weights_to_bytes(version: int, policy_state: dict[str, torch.Tensor]) -> bytes:

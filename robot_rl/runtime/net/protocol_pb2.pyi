@@ -21,7 +21,7 @@ class Array(_message.Message):
     def __init__(self, key: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., codec: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("actor_id", "session", "seq", "episode_start", "rows", "ends_episode", "final_obs")
+    __slots__ = ("actor_id", "session", "seq", "episode_start", "rows", "ends_episode", "final_obs", "rerecorded")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class Chunk(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ENDS_EPISODE_FIELD_NUMBER: _ClassVar[int]
     FINAL_OBS_FIELD_NUMBER: _ClassVar[int]
+    RERECORDED_FIELD_NUMBER: _ClassVar[int]
     actor_id: int
     session: str
     seq: int
@@ -36,7 +37,8 @@ class Chunk(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[Array]
     ends_episode: bool
     final_obs: _containers.RepeatedCompositeFieldContainer[Array]
-    def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., seq: _Optional[int] = ..., episode_start: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[Array, _Mapping]]] = ..., ends_episode: _Optional[bool] = ..., final_obs: _Optional[_Iterable[_Union[Array, _Mapping]]] = ...) -> None: ...
+    rerecorded: bool
+    def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., seq: _Optional[int] = ..., episode_start: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[Array, _Mapping]]] = ..., ends_episode: _Optional[bool] = ..., final_obs: _Optional[_Iterable[_Union[Array, _Mapping]]] = ..., rerecorded: _Optional[bool] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("protocol_version", "actor_id", "spaces", "host", "incarnation", "recorded")

@@ -306,3 +306,42 @@ def test_opens_diffusion_policy_store(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.episode_ends, [5, 13, 17, 20])
     assert again.final_obs(2) is None
     assert_equal_dicts(again.final_obs(3), final)
+
+
+def test_rerecorded_flag_round_trips_and_survives_a_crash_tail(tmp_path: Path) -> None:
+    """meta/rerecorded: one checksummed row per episode, read back as written, truncated with a
+    crashed append like the other per-episode arrays."""
+    from robot_rl.data.integrity import has_checksum, scan
+
+    path = tmp_path / "s.zarr"
+    store = EpisodeStore(path, "w")
+    for i, flag in enumerate((False, True, False)):
+        store.append_episode(*make_episode(3, seed=i), rerecorded=flag)
+    again = EpisodeStore(path, "r")
+    assert [again.rerecorded(i) for i in range(3)] == [False, True, False]
+    assert again.rerecorded(-2) is True
+    root = zarr.open_group(path, mode="r+")
+    assert has_checksum(root["meta/rerecorded"]) and root["meta/rerecorded"].dtype == bool
+    assert not scan(path).damages
+    root["meta/rerecorded"].resize((4,))  # a crash after the flag row, before the commit
+    EpisodeStore(path, "a").append_episode(*make_episode(2, seed=9), rerecorded=True)
+    after = EpisodeStore(path, "r")
+    assert [after.rerecorded(i) for i in range(4)] == [False, True, False, True]
+
+
+def test_store_without_the_flag_reads_all_false_and_gains_it(tmp_path: Path) -> None:
+    """A store written before the flag existed opens, reads every episode as not re-recorded, and
+    gets the array (zeros for its old episodes, every chunk present) on its next append."""
+    from robot_rl.data.integrity import scan
+
+    path = tmp_path / "s.zarr"
+    store = EpisodeStore(path, "w")
+    for i in range(2):
+        store.append_episode(*make_episode(3, seed=i))
+    del zarr.open_group(path, mode="r+")["meta"]["rerecorded"]  # as an older robot-rl wrote it
+    old = EpisodeStore(path, "a")
+    assert [old.rerecorded(i) for i in range(2)] == [False, False]
+    old.append_episode(*make_episode(3, seed=2), rerecorded=True)
+    again = EpisodeStore(path, "r")
+    assert [again.rerecorded(i) for i in range(3)] == [False, False, True]
+    assert not scan(path).damages

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from robot_rl.eval.metrics import MetricsLogger
-from robot_rl.eval.plots import plot_learning_curve, plot_runs
+from robot_rl.eval.plots import learning_curve_figure, plot_learning_curve, plot_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,6 +26,20 @@ def test_learning_curve_from_csv(tmp_path: Path) -> None:
 def test_learning_curve_tolerates_missing_columns(tmp_path: Path) -> None:
     rows = [{"env_steps": 1, "other": 0.1}, {"other": 0.2}]
     assert _is_png(plot_learning_curve(rows, tmp_path / "empty.png"))
+
+
+def _legend(rows: list[dict]) -> list[str]:
+    ys = ("eval/success_rate", "train/success_last20")
+    legend = learning_curve_figure(rows, "env_steps", ys).axes[0].get_legend()
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def test_intervention_rate_is_drawn_next_to_success_only_when_a_person_helped(tmp_path: Path) -> None:
+    plain = [{"env_steps": s, "train/success_last20": s / 100} for s in range(0, 100, 10)]
+    helped = [r | {"train/intervention_rate_last20": 1 - r["train/success_last20"]} for r in plain]
+    assert _legend(plain) == ["train/success_last20"]
+    assert _legend(helped) == ["train/success_last20", "train/intervention_rate_last20"]
+    assert _is_png(plot_learning_curve(helped, tmp_path / "helped.png"))
 
 
 def test_plot_runs_iqm_band(tmp_path: Path) -> None:

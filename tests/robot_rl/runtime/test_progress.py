@@ -76,3 +76,54 @@ def test_budget_overshoot_is_said():
     assert budget_text(20_000, 20_000) == "20,000 env steps"
     said = "20,171 env steps (20,000 asked; 171 more to finish the last episode)"
     assert budget_text(20_171, 20_000) == said
+
+
+def _teleop_progress(tmp_path) -> Progress:
+    from robot_rl.config import SimEnvConfig
+    from robot_rl.hil.sim_human import SimHumanConfig
+
+    return Progress(TrainConfig(env=SimEnvConfig(), agent=SACConfig(), teleop=SimHumanConfig()), tmp_path)
+
+
+def _helped(steps: int, success: bool, intervened: int, takeovers: int, rerecorded: bool = False) -> dict:
+    from robot_rl.hil.episode_help import EpisodeHelp
+
+    counted = EpisodeHelp()
+    for t in range(10):  # `takeovers` segments of intervened steps, spread over the episode
+        counted.add(t < 2 * takeovers and t % 2 == 0 and t // 2 < intervened)
+    figures = counted.stats(success, rerecorded)
+    return _episode(steps, 1.0, success) | {f"train/episode_{k}": float(v) for k, v in figures.items()}
+
+
+def test_help_figures_with_a_person(tmp_path, capsys):
+    """With teleop: the intervention rate, takeovers per episode, success without help and the
+    re-recorded episodes, in the line and in metrics.csv."""
+    progress = _teleop_progress(tmp_path)
+    progress.handle(_helped(10, True, intervened=2, takeovers=2))
+    progress.handle(_helped(20, True, intervened=0, takeovers=0))
+    progress.handle(_helped(30, False, intervened=1, takeovers=1, rerecorded=True))
+    progress.show(force=True)
+    line = capsys.readouterr().out
+    assert "| help 0.10 of steps, 1.0 takeovers/ep, unaided 0.33, 1 re-recorded |" in line
+    progress.logger.close()
+    last = read_metrics(tmp_path / "metrics.csv")[-1]
+    assert last["train/intervention_rate_last20"] == 0.1 and last["train/takeovers_last20"] == 1.0
+    assert last["train/unaided_success_last20"] == 1 / 3
+    assert (last["train/intervention_steps_total"], last["train/rerecorded_total"]) == (3.0, 1.0)
+
+
+def test_no_help_figures_without_a_person(tmp_path, capsys):
+    progress = _progress(tmp_path)
+    progress.handle(_episode(10, 1.0) | {"train/episode_intervened": 0.0})
+    progress.show(force=True)
+    assert "help" not in capsys.readouterr().out
+    progress.logger.close()
+    assert not any("intervention" in k or "takeovers" in k for k in read_metrics(tmp_path / "metrics.csv")[0])
+
+
+def test_formatters_of_help():
+    from robot_rl.runtime.progress import HelpWindow, rerecorded_text
+
+    assert HelpWindow().text() == "help -"
+    assert rerecorded_text(0) == ""
+    assert rerecorded_text(2) == " | re-recorded (stored, not trained on): 2 episodes"

@@ -138,3 +138,76 @@ def test_learner_restart_resumes_from_its_store(tmp_path):
 def test_sender_refuses_a_cursor_past_its_store(tmp_path):
     with pytest.raises(ValueError, match="holds only"):
         _make(tmp_path, next_seq=5)
+
+
+def _act_with_rerecords(sender, channel, ingest, rng, n_steps: int) -> list[bool]:
+    """Like _act, with every third episode re-recorded; returns each episode's flag."""
+    flags = []
+    for seq in range(n_steps):
+        channel.open = rng.random() > 0.4
+        done = rng.random() < 0.15 or seq == n_steps - 1
+        rerecord = done and len(flags) % 3 == 1
+        final = {"state": np.full(STATE_DIM, seq + 0.5, np.float32)} if done else None
+        sender.add_step(_row(seq, done), final, rerecorded=rerecord)
+        if done:
+            flags.append(rerecord)
+        if rng.random() < 0.5:
+            for chunk in channel.take():
+                ingest.add(chunk)
+    _finish(sender, channel, ingest)
+    return flags
+
+
+def _trained_counts(store: EpisodeStore) -> tuple[int, int]:
+    """(steps, intervened steps) of the store's episodes that are not re-recorded."""
+    steps = intervened = 0
+    for i in range(store.n_episodes):
+        if not store.rerecorded(i):
+            ep = store.episode(i)
+            steps += len(ep["reward"])
+            intervened += int(np.count_nonzero(ep["intervened"]))
+    return steps, intervened
+
+
+def test_rerecorded_episodes_are_stored_flagged_and_never_trained_on(tmp_path):
+    """Re-record keeps the episode in both stores, flagged, out of both buffers; every step still
+    arrives exactly once (seq has no gap), and a restarted learner leaves it out too."""
+    rng = np.random.default_rng(3)
+    actor_store, replay_store, online, demo, ingest, channel, sender = _make(tmp_path)
+    flags = _act_with_rerecords(sender, channel, ingest, rng, 300)
+    assert sum(flags) >= 3 and sender.backlog == 0
+    assert [actor_store.rerecorded(i) for i in range(actor_store.n_episodes)] == flags
+    assert [replay_store.rerecorded(i) for i in range(replay_store.n_episodes)] == flags
+    np.testing.assert_array_equal(replay_store.steps(0, replay_store.n_steps)["seq"], np.arange(300))
+    trained, intervened = _trained_counts(replay_store)
+    assert trained < 300 and intervened > 0
+    assert (len(online), len(demo)) == (trained, intervened)
+    assert ingest.rerecorded_episodes == sum(flags)
+    assert ingest.rerecorded_steps == 300 - trained
+    assert ingest.env_steps == 300  # the learner's step (and UTD) accounting sees every step
+
+    restarted = Ingest(ReplayBuffer(10_000, SPEC, ACT_DIM), ReplayBuffer(10_000, SPEC, ACT_DIM), replay_store)
+    assert (len(restarted.online), len(restarted.demo)) == (trained, intervened)
+    assert (restarted.rerecorded_episodes, restarted.committed_seq(0)) == (sum(flags), 300)
+
+
+def test_rerecord_flag_crosses_the_local_queue(tmp_path):
+    """The local transport (a multiprocessing queue: the chunk is pickled) keeps the flag."""
+    from robot_rl.runtime.transport import LocalTransport
+
+    transport = LocalTransport(tmp_path / "w.pt", queue_chunks=64)
+    actor_store, replay_store, online, _, ingest, _, _ = _make(tmp_path)
+    sender = TransitionSender(transport, actor_store, 0, 0, chunk_steps=4)
+    for episode, rerecord in enumerate((False, True, False)):
+        for t in range(5):
+            seq, done = 5 * episode + t, t == 4
+            final = {"state": np.zeros(STATE_DIM, np.float32)} if done else None
+            sender.add_step(_row(seq, done), final, rerecorded=rerecord and done)
+    for _ in range(100):  # the queue's feeder thread hands chunks over a few at a time
+        for item in transport.receive(max_chunks=64, timeout_s=0.1):
+            ingest.add(item)
+        if ingest.env_steps == 15:
+            break
+    assert replay_store.n_steps == 15 and sender.backlog == 0
+    assert [replay_store.rerecorded(i) for i in range(3)] == [False, True, False]
+    assert len(online) == 10 and ingest.rerecorded_episodes == 1

@@ -570,6 +570,40 @@ def test_cut_link_spools_reconnects_and_loses_nothing(tmp_path, closing, make_pr
     assert_serves_fresh_actor(learner, tmp_path)
 
 
+# ---------------------------------------------------------------- human-in-the-loop flags
+def test_intervention_flags_and_rerecords_cross_the_wire(tmp_path, closing):
+    """intervened, the executed and the proposed action reach the replay store over gRPC, the
+    intervened steps (and only they) the demo buffer; a re-recorded episode is stored flagged and
+    enters no buffer; every step still arrives exactly once."""
+    learner = _learner(closing, tmp_path)
+    actor = _actor(closing, tmp_path, learner.address)
+    flags = []
+    for seq in range(60):  # six episodes of ten steps, the second and fifth re-recorded
+        done = seq % 10 == 9
+        row = _row(0, seq, done) | {"policy_action": np.full(ACT_DIM, -0.5, np.float32)}
+        rerecord = done and seq // 10 in (1, 4)
+        actor.sender.add_step(row, _final(seq) if done else None, rerecorded=rerecord)
+        actor.recorded += 1
+        flags += [rerecord] if done else []
+    actor.finish(learner)
+    assert_exactly_once(learner, actor)  # every key, intervened and policy_action included
+    store = learner.store
+    assert [store.rerecorded(i) for i in range(store.n_episodes)] == flags
+    trained = [store.episode(i) for i in range(store.n_episodes) if not flags[i]]
+    intervened_actions = np.concatenate([ep["action"][ep["intervened"]] for ep in trained])
+    demo, online = learner.ingest.demo, learner.ingest.online
+    assert len(online) == 40 and len(demo) == len(intervened_actions) > 0
+    np.testing.assert_array_equal(demo.action[demo.has_trans], intervened_actions)  # executed, not proposed
+    assert (learner.ingest.rerecorded_episodes, learner.ingest.rerecorded_steps) == (2, 20)
+
+
+def test_split_to_fit_puts_the_rerecord_flag_on_the_last_piece():
+    chunk = _big_chunk(13, final=True)
+    chunk.rerecorded = True
+    pieces = [decode_chunk(m, 2**20) for m in split_to_fit(chunk, "s", "lz4", 200_000)]
+    assert [p.rerecorded for p in pieces] == [False] * (len(pieces) - 1) + [True]
+
+
 # ---------------------------------------------------------------- a learner restart
 def test_learner_restart_on_the_same_port(tmp_path, closing):
     port = find_free_port()

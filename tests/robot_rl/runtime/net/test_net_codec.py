@@ -113,6 +113,18 @@ def test_chunk_round_trip(final):
         assert chunk.final_obs == final_obs
 
 
+def test_rerecord_flag_round_trips_and_needs_the_episode_end():
+    """The re-record flag rides on the chunk that ends its episode; a peer without the field
+    sends false; a flag on a chunk that ends nothing is refused."""
+    ended = TransitionChunk(3, 10, 8, _rows(2), _final(), rerecorded=True)
+    assert decode_chunk(encode_chunk(ended, "s", "lz4"), LIMIT).rerecorded is True
+    assert decode_chunk(_msg(_rows(2), _final()), LIMIT).rerecorded is False
+    msg = _msg(_rows(2))
+    msg.rerecorded = True
+    with pytest.raises(WireError, match="re-recorded but does not end it"):
+        decode_chunk(msg, LIMIT)
+
+
 # ---------------------------------------------------------------- malformed arrays
 def test_object_dtype_refused():
     arr = pb.Array(key="state", dtype="|O", shape=[1], data=b"\0" * 8)

@@ -1,0 +1,181 @@
+"""Demos by hand: `robot-rl record-demos` drives an env with a teleop device and keeps the
+successful episodes in a zarr episode store that `robot-rl train demos=zarr demos.path=...` trains on.
+
+The env is any the train command takes (the sim, env=robot_twin, env=robot), wrapped in the
+intervention wrapper (robot_rl/hil/intervention.py), so the device's buttons act as they do while
+training: success ends the episode as a success, failure as a failure, re-record drops it, e-stop
+holds the arm and stops the recording. There is no policy: while the person does not move the
+device, the arm holds still (zero motion, the gripper as last commanded), and those steps are
+stored as they happened, not intervened.
+
+Nothing successful is ever lost: each successful episode is appended to the store the moment it
+ends (an append is crash-safe, robot_rl/data/episode_store.py), and a store that exists is
+appended to, so a session can be continued. Failed and re-recorded episodes are counted and
+reported, not written. One status line per episode says what happened and where the count stands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from drivers.teleop.base import TeleopError
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.hil.episode_help import EpisodeHelp
+from robot_rl.hil.intervention import TeleopEStop, with_teleop
+from robot_rl.transition import obs_to_flat
+from sim.task_spec import GRIPPER_OPEN
+
+
+@dataclass
+class RecordSummary:
+    """What a recording session did."""
+
+    store: Path
+    asked: int
+    saved: int = 0  # successful episodes written in this session
+    failed: int = 0
+    rerecorded: int = 0
+    steps_saved: int = 0
+    stopped: str = ""  # why the session ended before `asked` were saved ("" when they were)
+
+    @property
+    def attempts(self) -> int:
+        return self.saved + self.failed + self.rerecorded
+
+    def text(self) -> str:
+        head = (
+            f"record-demos: {self.saved}/{self.asked} successful episodes saved to {self.store} "
+            f"({self.steps_saved} steps); {self.failed} failed and {self.rerecorded} re-recorded "
+            f"not saved, of {self.attempts} recorded"
+        )
+        return head + (f"; stopped: {self.stopped}" if self.stopped else "")
+
+
+def camera_text(env: gym.Env) -> str:
+    """The env's cameras as one line, e.g. "cameras: wrist 84x84, front 84x84" (or "no cameras")."""
+    images = getattr(env.observation_space, "spaces", {}).get("images")
+    if images is None:
+        return "no cameras"
+    return "cameras: " + ", ".join(f"{cam} {s.shape[1]}x{s.shape[0]}" for cam, s in images.spaces.items())
+
+
+def _hold(action_space: gym.Space, gripper: float) -> np.ndarray:
+    """Zero motion, gripper as last commanded: what runs while the person does not act."""
+    action = np.zeros(action_space.shape, np.float32)
+    action[-1] = gripper
+    return action
+
+
+def record_episode(env: gym.Env) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """One episode driven by the device of `env` (an InterventionWrapper), in the store's form:
+    (steps, final observation, outcome {"success", "rerecord", "label", "help"})."""
+    obs, info = env.reset()
+    rows, gripper, helped, success = [], GRIPPER_OPEN, EpisodeHelp(), False
+    while True:
+        t_obs = float(info.get("t_obs", time.time()))
+        hold = _hold(env.action_space, gripper)
+        next_obs, reward, terminated, truncated, info = env.step(hold)
+        executed = np.asarray(info["executed_action"], np.float32)
+        rows.append(
+            obs_to_flat(obs)
+            | {
+                "action": executed,
+                "policy_action": hold,
+                "reward": np.float32(reward),
+                "terminated": np.bool_(terminated),
+                "truncated": np.bool_(truncated),
+                "intervened": np.bool_(info["intervened"]),
+                "policy_version": np.int64(-1),
+                "t_obs": np.float64(t_obs),
+            }
+        )
+        gripper = float(executed[-1])
+        helped.add(bool(info["intervened"]))
+        success = success or bool(info.get("success", False))
+        obs = next_obs
+        if terminated or truncated:
+            steps = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+            label = info.get("label") or ("e-stop" if info.get("estop") else info.get("teleop_lost"))
+            label = label or ("success" if success else "time limit")
+            outcome = {
+                "success": success,
+                "rerecord": bool(info.get("rerecord")),
+                "label": label,
+                "help": helped,
+            }
+            return steps, obs_to_flat(obs), outcome
+
+
+def record_demos(
+    env: gym.Env,
+    store: EpisodeStore,
+    episodes: int,
+    max_attempts: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RecordSummary:
+    """Record until `episodes` successful episodes are saved (or max_attempts are recorded, the
+    person presses e-stop, or Ctrl-C); env: wrapped with the teleop device (with_teleop)."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    summary = RecordSummary(store.path, episodes)
+    there = f"{store.n_episodes} there"
+    log(f"record-demos: {episodes} successful episodes to {store.path} ({there}); {camera_text(env)}")
+    try:
+        while summary.saved < episodes:
+            if max_attempts is not None and summary.attempts >= max_attempts:
+                summary.stopped = f"--max-attempts {max_attempts} reached"
+                break
+            steps, final_obs, outcome = record_episode(env)
+            n = len(steps["reward"])
+            if outcome["rerecord"]:
+                summary.rerecorded += 1
+                verdict = "re-recorded, not saved"
+            elif outcome["success"]:
+                store.append_episode(steps, final_obs)  # saved at once: a crash later loses none
+                summary.saved += 1
+                summary.steps_saved += n
+                verdict = f"success, saved ({summary.saved}/{episodes})"
+            else:
+                summary.failed += 1
+                verdict = f"{outcome['label']}, not saved"
+            helped: EpisodeHelp = outcome["help"]
+            log(
+                f"episode {summary.attempts}: {verdict} | {n} steps, {helped.steps} by the person "
+                f"({helped.takeovers} takeovers) | {summary.failed} failed, {summary.rerecorded} re-recorded"
+            )
+    except TeleopEStop:
+        summary.stopped = "e-stop pressed on the teleop device"
+    except TeleopError as err:  # a device that is gone and does not come back
+        summary.stopped = f"teleop device: {err}"
+    except KeyboardInterrupt:
+        summary.stopped = "Ctrl-C"
+    return summary
+
+
+def record_demos_to(
+    cfg: Any,
+    path: str | Path,
+    episodes: int,
+    max_attempts: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RecordSummary:
+    """record_demos with the env and teleop device a TrainConfig names (cfg.env, cfg.teleop)."""
+    from robot_rl.envs.factory import make_env
+
+    if cfg.teleop is None:
+        raise ValueError(
+            "record-demos needs a teleop device: teleop=keyboard | spacemouse | gamepad | sim_human"
+        )
+    store = EpisodeStore(path, mode="a")  # an existing store is appended to: a session continues
+    env = with_teleop(make_env(cfg.env, seed=cfg.seed), cfg.teleop, seed=cfg.seed)
+    try:
+        return record_demos(env, store, episodes, max_attempts, log)
+    finally:
+        env.close()  # gives the device back (the keyboard restores the terminal)

@@ -1,0 +1,149 @@
+"""Demos by hand: successful episodes are saved one by one, failed and re-recorded ones counted and
+not saved, an e-stop or Ctrl-C ends the session keeping what was saved; `robot-rl record-demos`
+with the simulated person writes a store that `robot-rl train demos=zarr` trains on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivers.teleop.base import Buttons, TeleopReading
+from robot_rl.cli import main as cli_main
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.hil.intervention import InterventionWrapper
+from robot_rl.hil.record_demos import camera_text, record_demos
+from sim.tasks import make_sim_env
+
+MOVE = (0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class ScriptedPerson:
+    """A device giving scripted readings (an exception is raised instead), then idle ones."""
+
+    def __init__(self, readings: list) -> None:
+        self.readings = list(readings)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def poll(self) -> TeleopReading:
+        if not self.readings:
+            return TeleopReading.idle(0.0)
+        reading = self.readings.pop(0)
+        if isinstance(reading, BaseException):
+            raise reading
+        return reading
+
+
+def hand(twist=MOVE, active=True, **buttons) -> TeleopReading:
+    return TeleopReading(np.array(twist, float), 1.0, Buttons(**buttons), active, 0.0)
+
+
+def press(button: str) -> TeleopReading:
+    return hand((0,) * 6, active=False, **{button: True})
+
+
+def _session(tmp_path: Path, readings: list, episodes: int):
+    env = InterventionWrapper(make_sim_env("reach", max_episode_steps=5, seed=0), ScriptedPerson(readings))
+    store = EpisodeStore(tmp_path / "demos.zarr", mode="a")
+    lines: list[str] = []
+    summary = record_demos(env, store, episodes, log=lines.append)
+    env.close()
+    return summary, EpisodeStore(tmp_path / "demos.zarr", mode="r"), lines
+
+
+def test_only_successful_episodes_are_saved_and_the_rest_counted(tmp_path):
+    readings = [hand(), hand(), press("failure")]  # 1: the person calls it a failure
+    readings += [hand(), press("rerecord")]  # 2: re-record
+    readings += [hand(), press("success")]  # 3: saved
+    readings += [hand((0,) * 6, active=False)] * 5  # 4: the arm held still until the time limit
+    readings += [hand(), hand(), press("success")]  # 5: saved, and the session is done
+    summary, store, lines = _session(tmp_path, readings, episodes=2)
+    assert (summary.saved, summary.failed, summary.rerecorded, summary.stopped) == (2, 2, 1, "")
+    assert store.n_episodes == 2 and store.episode_ends.tolist() == [2, 5]
+    first = store.episode(0)
+    assert first["intervened"].tolist() == [True, False]  # the person moved, then pressed success
+    np.testing.assert_array_equal(first["action"][0], [0.5, 0.0, 0.0, 1.0])
+    assert first["terminated"][-1] and first["reward"][-1] == 1.0 and store.final_obs(0) is not None
+    assert [line.split(":")[1].split("|")[0].strip() for line in lines[1:]] == [
+        "failure, not saved", "re-recorded, not saved", "success, saved (1/2)",
+        "time limit, not saved", "success, saved (2/2)",
+    ]  # fmt: skip
+    text = summary.text()
+    assert "2/2 successful episodes saved" in text and "2 failed and 1 re-recorded" in text
+
+
+@pytest.mark.parametrize(
+    ("stop", "why"), [(press("estop"), "e-stop pressed"), (KeyboardInterrupt(), "Ctrl-C")]
+)
+def test_an_e_stop_or_ctrl_c_ends_the_session_keeping_what_was_saved(tmp_path, stop, why):
+    summary, store, _ = _session(tmp_path, [hand(), press("success"), hand(), stop], episodes=3)
+    assert summary.saved == 1 and store.n_episodes == 1 and why in summary.stopped
+
+
+def test_a_second_session_appends(tmp_path):
+    _session(tmp_path, [press("success")], episodes=1)
+    summary, store, lines = _session(tmp_path, [press("success")], episodes=1)
+    assert summary.saved == 1 and store.n_episodes == 2 and "(1 there)" in lines[0]
+
+
+def test_cameras_are_named():
+    assert camera_text(make_sim_env("reach", seed=0)) == "no cameras"
+    pixels = make_sim_env("reach", seed=0, cameras=("wrist",), image_size=(32, 32))
+    assert camera_text(pixels) == "cameras: wrist 32x32"
+
+
+RECORD = ["env.task=pick_cube", "teleop=sim_human", "teleop.action_threshold=0.001"]
+RECORD += ["teleop.hold_steps=1000", "teleop.stall_steps=0"]  # the simulated person drives it all
+
+
+def test_record_demos_command_with_the_simulated_person(tmp_path, capsys):
+    store = tmp_path / "demos.zarr"
+    cli_main(["record-demos", "-o", str(store), "--episodes", "2", *RECORD])
+    out = capsys.readouterr().out
+    assert "2/2 successful episodes saved" in out and f"demos.path={store}" in out
+    demos = EpisodeStore(store, mode="r")
+    assert demos.n_episodes == 2
+    for i in range(2):
+        episode = demos.episode(i)
+        assert episode["terminated"][-1] and episode["reward"][-1] == 1.0  # the task's own success
+        assert episode["intervened"].all()
+
+
+def test_record_demos_without_a_device_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="record-demos needs a teleop device"):
+        cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "env.task=reach"])
+    with pytest.raises(SystemExit, match="config error"):
+        cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "teleop=joystick"])
+
+
+@pytest.mark.slow
+def test_demos_by_hand_then_train_on_them(tmp_path):
+    """`robot-rl record-demos` then `robot-rl train demos=zarr demos.path=<that store>`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    store, run = tmp_path / "demos.zarr", tmp_path / "run"
+
+    def robot_rl(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "robot_rl.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    res = robot_rl("record-demos", "-o", str(store), "--episodes", "3", *RECORD)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    tiny = ["agent.hidden_dims=[64,64]", "agent.batch_size=32", "learning_starts=32"]
+    tiny += ["eval_every_steps=1000", "eval_episodes=1", "final_eval_episodes=1"]
+    tiny += ["total_env_steps=100", f"run_dir={run}"]
+    res = robot_rl("train", "demos=zarr", f"demos.path={store}", *tiny)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    recorded, used = EpisodeStore(store, mode="r"), EpisodeStore(run / "demos.zarr", mode="r")
+    assert used.n_episodes == recorded.n_episodes == 3
+    actions = [s.steps(0, s.n_steps)["action"] for s in (used, recorded)]
+    np.testing.assert_array_equal(*actions)
+    assert (run / "weights" / "policy.pt").exists() and "final eval" in res.stdout
