@@ -33,6 +33,7 @@ TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 WRENCH_STAMPED = "geometry_msgs/msg/WrenchStamped"
 FLOAT64 = "std_msgs/msg/Float64"  # a gripper command in [-1 open, +1 closed]
 BOOL = "std_msgs/msg/Bool"  # a task's success signal (the twin's, a reward classifier's)
+JOY = "sensor_msgs/msg/Joy"  # a teleop device's axes and buttons (robot_rl/ros/teleop_topics.py)
 TRIGGER = "std_srvs/srv/Trigger"
 SET_BOOL = "std_srvs/srv/SetBool"
 
@@ -46,6 +47,7 @@ MESSAGE_TYPES = (
     WRENCH_STAMPED,
     FLOAT64,
     BOOL,
+    JOY,
 )
 SERVICE_TYPES = (TRIGGER, SET_BOOL)
 

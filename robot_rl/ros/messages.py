@@ -22,6 +22,7 @@ from robot_rl.ros.codec import (
     HEADER,
     IMAGE,
     JOINT_STATE,
+    JOY,
     POSE_STAMPED,
     SET_BOOL,
     TRIGGER,
@@ -335,6 +336,37 @@ def bool_msg(value: bool) -> Any:
 def bool_from_msg(msg: Any) -> bool:
     _check_type(msg, BOOL)
     return bool(msg.data)
+
+
+# --- joysticks -----------------------------------------------------------------------------
+
+
+def joy_msg(axes: Sequence[float], buttons: Sequence[int], stamp_s: float, frame_id: str) -> Any:
+    """sensor_msgs/Joy: axes (float32 on the wire, finite; by convention in [-1, 1]) and
+    buttons (int32, 1 pressed / 0 released), as joy_node publishes them."""
+    axes_arr = np.asarray(axes, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(axes_arr)):
+        raise ValueError(f"Joy axes must be finite, got {axes_arr.tolist()}")
+    buttons_arr = np.asarray(buttons).reshape(-1)
+    if buttons_arr.size and buttons_arr.dtype.kind not in "biu":
+        raise ValueError(f"Joy buttons must be integers, got {buttons_arr.dtype}")
+    return _new(
+        JOY,
+        header=header_msg(stamp_s, frame_id),
+        axes=axes_arr.astype(np.float32),
+        buttons=buttons_arr.astype(np.int32),
+    )
+
+
+def joy_from_msg(msg: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """(axes float64 (N,), buttons int32 (M,), stamp_s) of a sensor_msgs/Joy; CodecError when an
+    axis is not finite (a layout's sizes and ranges are its reader's to check)."""
+    _check_type(msg, JOY)
+    axes = np.asarray(msg.axes, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(axes)):
+        raise CodecError(f"Joy axes must be finite, got {axes.tolist()}")
+    buttons = np.asarray(msg.buttons, dtype=np.int32).reshape(-1)
+    return axes, buttons.copy(), stamp_from_time(msg.header.stamp)
 
 
 # --- std_srvs -------------------------------------------------------------------------------

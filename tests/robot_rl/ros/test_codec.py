@@ -175,6 +175,35 @@ def test_gripper_command_and_success_scalars_round_trip(distro: str) -> None:
 
 
 @pytest.mark.parametrize("distro", DISTROS)
+def test_joy_round_trip(distro: str) -> None:
+    msg = _round_trip(messages.joy_msg([0.5, -1.0, 0.0], [1, 0, 0, 1, 0], 6.5, "teleop"), codec.JOY, distro)
+    axes, buttons, stamp = messages.joy_from_msg(msg)
+    np.testing.assert_array_equal(axes, [0.5, -1.0, 0.0])
+    np.testing.assert_array_equal(buttons, [1, 0, 0, 1, 0])
+    assert stamp == 6.5 and msg.header.frame_id == "teleop"
+    empty = _round_trip(messages.joy_msg([], [], 1.0, ""), codec.JOY, distro)
+    assert messages.joy_from_msg(empty)[0].size == 0
+
+
+def test_joy_with_non_finite_axes_or_non_integer_buttons_is_refused() -> None:
+    with pytest.raises(ValueError, match="Joy axes must be finite"):
+        messages.joy_msg([float("nan")], [], 1.0, "teleop")
+    with pytest.raises(ValueError, match="Joy buttons must be integers"):
+        messages.joy_msg([0.0], [0.5], 1.0, "teleop")
+    for bad in (float("nan"), float("inf")):  # as another publisher may send it
+        raw = get_codec().new(
+            codec.JOY,
+            header=messages.header_msg(1.0, "teleop"),
+            axes=np.array([0.0, bad], dtype=np.float32),
+            buttons=np.zeros(5, dtype=np.int32),
+        )
+        with pytest.raises(CodecError, match="Joy axes must be finite"):
+            messages.joy_from_msg(_round_trip(raw, codec.JOY, "humble"))
+    with pytest.raises(CodecError, match="expected a sensor_msgs/msg/Joy"):
+        messages.joy_from_msg(messages.bool_msg(True))
+
+
+@pytest.mark.parametrize("distro", DISTROS)
 def test_header_and_std_srvs_round_trip(distro: str) -> None:
     header = _round_trip(messages.header_msg(1.5, "world"), codec.HEADER, distro)
     assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1, 500_000_000, "world")
@@ -222,6 +251,10 @@ def test_type_hashes_match_ros2() -> None:
         jazzy.type_hash(codec.TRIGGER)
         == "RIHS01_eeff2cd6fa5ad9d27cdf4dec64818317839b62f212a91e6b5304b634b2062c5f"
     )
+    assert (  # as `ros2 topic info -v` reports it for joy_node's topic
+        jazzy.type_hash(codec.JOY)
+        == "RIHS01_0d356c79cad3401e35ffeb75a96a96e08be3ef896b8b83841d73e890989372c5"
+    )
     assert get_codec("humble").type_hash(codec.TRIGGER) == "TypeHashNotSupported"
     with pytest.raises(KeyError, match="unknown ROS 2"):
         jazzy.type_hash("std_srvs/srv/Nope")
@@ -246,6 +279,7 @@ _SAMPLES = {
     codec.HEADER: messages.header_msg(1.0, "base_link"),
     codec.FLOAT64: messages.float64_msg(0.5),
     codec.BOOL: messages.bool_msg(True),
+    codec.JOY: messages.joy_msg([0.5, 1.0, 0.0], [1, 0, 0, 0, 1], 1.0, "teleop"),
     "std_srvs/srv/Trigger_Request": messages.trigger_request(),
     "std_srvs/srv/Trigger_Response": messages.trigger_response(True, "ok"),
     "std_srvs/srv/SetBool_Request": messages.set_bool_request(True),
@@ -260,6 +294,7 @@ _READERS = {
     codec.WRENCH_STAMPED: messages.wrench_from_msg,
     codec.FLOAT64: messages.float64_from_msg,
     codec.BOOL: messages.bool_from_msg,
+    codec.JOY: messages.joy_from_msg,
 }
 
 
