@@ -120,9 +120,11 @@ class RosTeleop:
     """A TeleopDevice over a teleop node's topics (module docstring).
 
     transport: the one to subscribe on (tests: in-process); None opens one from cfg.ros at start()
-    and shuts it at stop(). poll() spins the transport itself (never blocking), so it needs no
-    thread. counters: twist, joy (messages received), bad_layout (decoded but refused; the
-    transport counts undecodable ones in dropped_garbled), lost (polls that raised).
+    and shuts it at stop(). Between start() and stop() a thread of its own spins the transport
+    (nobody else may), so messages are taken as they arrive, however slowly the env steps, and
+    poll() only reads what they left. counters: twist, joy (messages received), bad_layout
+    (decoded but refused; the transport counts undecodable ones in dropped_garbled), lost (polls
+    that raised).
     """
 
     def __init__(
@@ -137,6 +139,8 @@ class RosTeleop:
         self._given = transport
         self._transport: Transport | None = None
         self._subs: list[Subscription] = []
+        self._spinning = threading.Event()
+        self._spinner: threading.Thread | None = None
         self._lock = threading.Lock()
         self._twist: Any = None  # the newest TwistStamped
         self._twist_stamp: float | None = None
@@ -145,9 +149,16 @@ class RosTeleop:
         self._gripper: float | None = None  # the last gripper command since the last poll
         self._refused = ""  # why the last refused message was refused
 
+    @property
+    def newest_stamp(self) -> float | None:
+        """The stamp (s) of the newest Joy taken, None before the first."""
+        with self._lock:
+            return None if self._reading is None else self._reading.stamp
+
     def start(self) -> None:
-        if self._transport is not None:
-            return
+        """Subscribe and wait for the node's first fresh messages; TeleopError saying what to do
+        when none come. Started again after a loss, it forgets what it had."""
+        self.stop()
         self._transport = self._given or open_transport(self.cfg.ros, "teleop_client")
         self._twist, self._twist_stamp, self._reading = None, None, None
         self._pressed, self._gripper, self._refused = set(), None, ""
@@ -155,9 +166,12 @@ class RosTeleop:
             topics.TELEOP_TWIST.subscribe(self._transport, self._on_twist, self.cfg.twist_topic),
             topics.TELEOP_JOY.subscribe(self._transport, self._on_joy, self.cfg.joy_topic),
         ]
+        self._spinning.set()
+        self._spinner = threading.Thread(target=self._spin, args=(self._transport,), daemon=True)
+        self._spinner.start()
         deadline = time.monotonic() + self.cfg.connect_timeout_s
         while self._stale() is not None and time.monotonic() < deadline:
-            self._transport.spin_once(0.05)
+            time.sleep(0.01)
         why = self._stale()
         if why is not None:
             self.stop()
@@ -167,7 +181,15 @@ class RosTeleop:
                 f"and point teleop.ros.connect at that machine (now {self.cfg.ros.connect})"
             )
 
+    def _spin(self, transport: Transport) -> None:
+        while self._spinning.is_set():
+            transport.spin_once(0.02)
+
     def stop(self) -> None:
+        self._spinning.clear()
+        if self._spinner is not None:
+            self._spinner.join(timeout=2.0)
+            self._spinner = None
         for sub in self._subs:
             sub.cancel()
         self._subs.clear()
@@ -178,7 +200,6 @@ class RosTeleop:
     def poll(self) -> TeleopReading:
         if self._transport is None:
             raise TeleopError("RosTeleop.poll() before start()")
-        self._transport.spin_once(0.0)  # the messages that arrived since the last poll
         why = self._stale()
         if why is not None:
             self.counters["lost"] += 1
@@ -191,7 +212,7 @@ class RosTeleop:
         return TeleopReading(newest.twist, gripper, buttons, newest.active, newest.stamp)
 
     # ---- subscriptions ----------------------------------------------------------------------
-    def _on_twist(self, msg: Any) -> None:
+    def _on_twist(self, msg: Any) -> None:  # on the spin thread, as _on_joy
         with self._lock:
             self.counters["twist"] += 1
             try:

@@ -9,38 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from teleop_doubles import SyntheticDevice
 
-from drivers.teleop.base import Buttons, TeleopDisconnected, TeleopError, TeleopReading
+from drivers.teleop.base import Buttons, TeleopReading
 from drivers.teleop.keyboard import Keyboard
 from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.teleop_node import TeleopNode, TeleopNodeParams, make_device
 from robot_rl.ros.teleop_topics import reading_from_msgs
-
-
-class SyntheticDevice:
-    """Reports `reading` on every poll; `lost` makes poll raise as an unplugged device does,
-    and start() fails while `refuse_start` is set."""
-
-    def __init__(self, reading: TeleopReading | None = None) -> None:
-        self.reading = reading or TeleopReading.idle(0.0)
-        self.lost = False
-        self.refuse_start = False
-        self.starts = self.stops = 0
-
-    def start(self) -> None:
-        if self.refuse_start:
-            raise TeleopError("no SpaceMouse found")
-        self.starts += 1
-        self.lost = False
-
-    def stop(self) -> None:
-        self.stops += 1
-
-    def poll(self) -> TeleopReading:
-        if self.lost:
-            raise TeleopDisconnected("the SpaceMouse stopped answering: is it unplugged?")
-        return self.reading
 
 
 class Rig:
