@@ -18,7 +18,7 @@ import numpy as np
 
 from drivers.camera import CameraIntrinsics, CameraNotStarted, Frame
 from drivers.safety import PoseCommand
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.executor import Registration
 from robot_rl.ros.nodes.camera_node import CameraNode, CameraNodeParams
 from robot_rl.ros.transport import RELIABLE, QoS, Transport
@@ -43,7 +43,7 @@ def watch_queued(handle: Any, log: Stamped) -> None:
             f"cannot time the queue of a {type(handle).__name__} subscription: "
             "run the benchmark on the zenoh or in-process transport"
         )
-    handle.watch_queued(lambda msg: log.append((time.time(), codec.stamp_from_time(msg.header.stamp))))
+    handle.watch_queued(lambda msg: log.append((time.time(), messages.stamp_from_time(msg.header.stamp))))
 
 
 class SyntheticCamera:
@@ -153,7 +153,7 @@ class _TimedPublisher:
     def publish(self, msg: Any) -> None:
         t0 = time.time()
         self._inner.publish(msg)
-        self._log.append((codec.stamp_from_time(msg.header.stamp), t0, time.time()))
+        self._log.append((messages.stamp_from_time(msg.header.stamp), t0, time.time()))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -183,7 +183,7 @@ class TimedTransport:
         log = self.arrivals.setdefault(topic, [])
 
         def timed(msg: Any) -> None:
-            log.append((time.time(), codec.stamp_from_time(msg.header.stamp)))
+            log.append((time.time(), messages.stamp_from_time(msg.header.stamp)))
             callback(msg)
 
         handle = (self._images or self._inner).subscribe(topic, msg_type, timed, qos)

@@ -66,7 +66,7 @@ from benchmarks.ros_fakes import (
 from benchmarks.ros_latency_report import command_samples, markdown, observation_samples, pool
 from drivers.safety import SafetyFilter
 from robot_rl.envs.robot_env import ObservationTimeout, RobotEnv, RobotEnvConfig, RobotTopics
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.bringup import SpinThreads, default_safety
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.inproc import InprocBus, InprocTransport
@@ -338,13 +338,13 @@ def codec_costs(reps: int = 30) -> dict[str, float]:
     }
     for _ in range(reps):
         t0 = time.perf_counter()
-        msg = codec.image_msg(frame, time.time(), "cam")
+        msg = messages.image_msg(frame, time.time(), "cam")
         t1 = time.perf_counter()
         payload = cdr.encode(msg, codec.IMAGE)
         t2 = time.perf_counter()
         decoded = cdr.decode(payload, codec.IMAGE)
         t3 = time.perf_counter()
-        codec.image_from_msg(decoded)
+        messages.image_from_msg(decoded)
         t4 = time.perf_counter()
         for name, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             steps[name].append(dt)

@@ -22,6 +22,7 @@ from drivers.teleop.spacemouse import SpaceMouseConfig
 from robot_rl.agents.base import agent_configs
 from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
 from robot_rl.hil.sim_human import SimHumanConfig
+from robot_rl.ros.teleop_topics import RosTeleopConfig
 
 
 @dataclass
@@ -136,7 +137,7 @@ class TrainConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     # A teleop device that can intervene while the actor collects (teleop=keyboard | spacemouse |
-    # gamepad | sim_human); None (teleop=none): the policy acts alone. robot_rl/hil/intervention.py
+    # gamepad | sim_human | ros); None (teleop=none): the policy acts alone. robot_rl/hil/intervention.py
     teleop: Any = None
 
     seed: int = 0
@@ -201,3 +202,4 @@ def register_configs() -> None:
     cs.store(group="teleop", name="spacemouse", node=SpaceMouseConfig)
     cs.store(group="teleop", name="gamepad", node=GamepadConfig)
     cs.store(group="teleop", name="sim_human", node=SimHumanConfig)
+    cs.store(group="teleop", name="ros", node=RosTeleopConfig)  # a teleop node on another machine

@@ -45,7 +45,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError
 
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.codec import DEFAULT_DISTRO, CodecError, Distro, get_codec
 from robot_rl.ros.rmw_zenoh_keys import fully_qualified_name
 from robot_rl.ros.topics import (
@@ -359,11 +359,11 @@ class _TickReader:
             raise BagError(f"tick at {tick_ns * 1e-9:.3f} s (bag log time): {err}") from err
 
     def _tick(self, tick_ns: int, latest: dict[str, tuple[int, bytes]]) -> _Tick:
-        _, q, dq, _ = codec.joint_state_from_msg(self._msg("joint_states", latest))
+        _, q, dq, _ = messages.joint_state_from_msg(self._msg("joint_states", latest))
         n = self.cfg.n_joints or len(q)
         if len(q) < n:
             raise ValueError(f"joint_states carries {len(q)} joints, the config asks for {n}")
-        _, width, _, _ = codec.joint_state_from_msg(self._msg("gripper_state", latest))
+        _, width, _, _ = messages.joint_state_from_msg(self._msg("gripper_state", latest))
         if width.size < 1:
             raise ValueError("gripper joint_states has no position")
         ee_pos, ee_quat = self._pose("current_pose", latest)
@@ -375,8 +375,8 @@ class _TickReader:
             state=robot_state(ee_pos, ee_quat, float(width[0]), q[:n], dq[:n], obj),
             images={role[len(IMAGE_PREFIX) :]: self._image(role, latest) for role in cameras},
             target_pos=self._pose("target_pose", latest)[0],
-            gripper_command=codec.float64_from_msg(self._msg("gripper_command", latest)),
-            success=success and codec.bool_from_msg(self._msg("success", latest)),
+            gripper_command=messages.float64_from_msg(self._msg("gripper_command", latest)),
+            success=success and messages.bool_from_msg(self._msg("success", latest)),
         )
 
     def _pose(self, role: str, latest: dict[str, tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
@@ -385,11 +385,11 @@ class _TickReader:
             raise ValueError(
                 f"{self.topic_of[role]} is in frame {msg.header.frame_id!r}, expected {self.cfg.base_frame!r}"
             )
-        position, quat, _ = codec.pose_from_msg(msg)
+        position, quat, _ = messages.pose_from_msg(msg)
         return position, quat
 
     def _image(self, role: str, latest: dict[str, tuple[int, bytes]]) -> np.ndarray:
-        frame, _ = codec.image_from_msg(self._msg(role, latest))
+        frame, _ = messages.image_from_msg(self._msg(role, latest))
         if frame.dtype != np.uint8:
             raise ValueError(
                 f"{self.topic_of[role]} is {frame.dtype}; only color images (rgb8, bgr8, mono8) convert"

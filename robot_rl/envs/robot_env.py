@@ -33,7 +33,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from robot_rl.ros import codec, topics
+from robot_rl.ros import codec, messages, topics
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.transport import Transport, TransportError
 from sim.task_spec import (
@@ -206,9 +206,9 @@ class RobotEnv(gym.Env):
         if self.cfg.privileged:
             readers[t.object_pose] = (topics.OBJECT_POSE, self._read_pose)
         if t.success:
-            readers[t.success] = (topics.SUCCESS, lambda m: (codec.bool_from_msg(m), time.time()))
+            readers[t.success] = (topics.SUCCESS, lambda m: (messages.bool_from_msg(m), time.time()))
         for cam in self.cfg.cameras:
-            readers[self._image_topic(cam)] = (topics.camera_topics(cam).color, codec.image_from_msg)
+            readers[self._image_topic(cam)] = (topics.camera_topics(cam).color, messages.image_from_msg)
         for name, (topic, read) in readers.items():
             topic.subscribe(tr, self._on_message(name, read), name)
         self._pose_pub = topics.TARGET_POSE.publisher(tr, t.target_pose)
@@ -236,7 +236,7 @@ class RobotEnv(gym.Env):
         return callback
 
     def _read_joints(self, msg: Any) -> tuple[tuple[np.ndarray, np.ndarray], float]:
-        _names, q, dq, stamp = codec.joint_state_from_msg(msg)
+        _names, q, dq, stamp = messages.joint_state_from_msg(msg)
         n = self.cfg.n_joints
         if q.size < n:
             raise ValueError(f"joint_states carries {q.size} joints, the env expects {n}")
@@ -246,11 +246,11 @@ class RobotEnv(gym.Env):
         if msg.header.frame_id not in ("", self.cfg.base_frame):
             self.counters["wrong_frame"] += 1
             raise ValueError(f"pose in frame {msg.header.frame_id!r}, expected {self.cfg.base_frame!r}")
-        position, quat, stamp = codec.pose_from_msg(msg)
+        position, quat, stamp = messages.pose_from_msg(msg)
         return (position, quat), stamp
 
     def _read_gripper(self, msg: Any) -> tuple[float, float]:
-        _names, q, _dq, stamp = codec.joint_state_from_msg(msg)
+        _names, q, _dq, stamp = messages.joint_state_from_msg(msg)
         if q.size < 1:
             raise ValueError("gripper joint_states has no position")
         return float(q[0]), stamp
@@ -305,10 +305,10 @@ class RobotEnv(gym.Env):
 
     # ---- commands -------------------------------------------------------------------------
     def _command(self, position: np.ndarray, quat: np.ndarray, gripper: float) -> None:
-        self._gripper_pub.publish(codec.float64_msg(gripper))
+        self._gripper_pub.publish(messages.float64_msg(gripper))
         # Stamped as it leaves: the arm node judges staleness by this stamp, and a stamp taken
         # before the gripper publish made a busy actor's commands look older than they were.
-        pose = codec.pose_stamped_msg(position, quat, time.time(), self.cfg.base_frame)
+        pose = messages.pose_stamped_msg(position, quat, time.time(), self.cfg.base_frame)
         self._pose_pub.publish(pose)
 
     def _wait_tick(self) -> None:
@@ -332,7 +332,7 @@ class RobotEnv(gym.Env):
         self._next_tick = None
         if self.cfg.topics.hold and self._transport is not None:
             try:
-                hold = codec.trigger_request()
+                hold = messages.trigger_request()
                 self._call(self.cfg.topics.hold, topics.HOLD.srv_type, hold, self.cfg.hold_timeout_s)
             except TransportError as exc:
                 log.error("safe stop: hold service failed (%s); the arm node's watchdog holds it", exc)
@@ -347,7 +347,7 @@ class RobotEnv(gym.Env):
         self._move_to(in_workspace(start, self.task_spec), np.array(EE_DOWN_QUAT))
         if self.cfg.topics.reset_scene:
             service = self.cfg.topics.reset_scene
-            reply = self._call(service, topics.RESET_SCENE.srv_type, codec.trigger_request())
+            reply = self._call(service, topics.RESET_SCENE.srv_type, messages.trigger_request())
             if not reply.success:
                 raise RobotEnvError(f"{self.cfg.topics.reset_scene} refused: {reply.message}")
         self._next_tick = None

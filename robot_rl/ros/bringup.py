@@ -1,8 +1,10 @@
 """`robot-rl bringup CONFIG`: the robot PC's nodes (arm, cameras, and for the twin the task node),
-started from one yaml file over zenoh or rclpy.
+and a teleop device's node where the yaml has a `teleop:` section, started from one yaml file over
+zenoh or rclpy.
 
     robot-rl bringup configs/bringup/twin.yaml            # the MuJoCo twin, no robot, no ROS
     robot-rl bringup configs/bringup/ur5e_realsense.yaml driver.host=192.168.1.10 ros.backend=rclpy
+    robot-rl bringup configs/bringup/teleop_keyboard.yaml # only a teleop node (another machine)
 
 The twin's nodes share one MuJoCo scene, so they run in one process; a real robot's arm and
 camera nodes can run in one process or, with `nodes=[arm]` / `nodes=[wrist]`, one per process
@@ -28,10 +30,12 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from drivers.safety import SafetyFilter, SafetyLimits
+from drivers.teleop.base import TeleopError
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from robot_rl.ros.nodes.camera_node import CameraNode, CameraNodeParams
 from robot_rl.ros.nodes.task_node import TaskNode, TaskNodeParams
+from robot_rl.ros.nodes.teleop_node import DEVICES, TeleopNode, TeleopNodeParams, make_device
 from robot_rl.ros.transport import Transport
 from sim.task_spec import WORKSPACE_HIGH, WORKSPACE_LOW
 
@@ -61,6 +65,21 @@ class CameraSpec:
     def __post_init__(self) -> None:
         if self.driver not in ("sim", "realsense"):
             raise ValueError(f"camera {self.name!r}: driver must be sim or realsense, got {self.driver!r}")
+
+
+@dataclass
+class TeleopSpec:
+    """A teleop device published by a teleop node (robot_rl/ros/nodes/teleop_node.py), which an
+    actor reads with teleop=ros."""
+
+    device: str = "keyboard"  # keyboard | spacemouse | gamepad
+    # The device's config (drivers/teleop: deadband, scale, axes, buttons, path, ...).
+    config: dict[str, Any] = field(default_factory=dict)
+    rate_hz: float = 50.0  # poll and publish, idle or not (the heartbeat)
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"teleop.device must be one of {sorted(DEVICES)}, got {self.device!r}")
 
 
 def default_safety() -> SafetyLimits:
@@ -96,7 +115,8 @@ class BringupConfig:
     guard_arm_xml: str | None = None
     safety: SafetyLimits = field(default_factory=default_safety)
     cameras: list[CameraSpec] = field(default_factory=list)
-    nodes: list[str] = field(default_factory=list)  # which to start (arm, task, camera names); [] = all
+    teleop: TeleopSpec | None = None  # a teleop node; None: none
+    nodes: list[str] = field(default_factory=list)  # which to start (arm, task, cameras, teleop); [] = all
     # The bringup is where others connect: it listens on 7447 and dials no one by default.
     ros: RosConfig = field(default_factory=lambda: RosConfig(connect=[], listen=["tcp/127.0.0.1:7447"]))
     status_every_s: float = 10.0  # a status line (counters) this often; 0 = never
@@ -106,7 +126,7 @@ class BringupConfig:
             raise ValueError(f"robot must be one of {ROBOTS}, got {self.robot!r}")
         if self.robot != "twin" and any(c.driver == "sim" for c in self.cameras):
             raise ValueError("sim cameras render the twin's scene: use robot=twin or driver=realsense")
-        names = ["arm", "task", *[c.name for c in self.cameras]]
+        names = ["arm", "task", *[c.name for c in self.cameras], *(["teleop"] if self.teleop else [])]
         unknown = sorted(set(self.nodes) - set(names))
         if unknown:
             raise ValueError(f"nodes {unknown} are not in this bringup; it has {names}")
@@ -185,7 +205,7 @@ class Bringup:
         self.transports: dict[str, Transport] = {}
         self._closers: list[Callable[[], None]] = []
         self._spinners = SpinThreads()
-        wanted = set(cfg.nodes) or {"arm", "task", *[c.name for c in cfg.cameras]}
+        wanted = set(cfg.nodes) or {"arm", "task", *[c.name for c in cfg.cameras], "teleop"}
         try:
             self._build(wanted, clock)
         except BaseException:
@@ -194,8 +214,8 @@ class Bringup:
 
     def _build(self, wanted: set[str], clock: Callable[[], float]) -> None:
         cfg = self.cfg
-        if cfg.robot == "twin":
-            from sim.twin import TwinScene
+        if cfg.robot == "twin" and wanted & {"arm", "task", *[c.name for c in cfg.cameras]}:
+            from sim.twin import TwinScene  # not for a teleop-only machine
 
             self.scene = TwinScene(
                 cfg.task, physics_hz=cfg.physics_hz, randomize=cfg.randomize, seed=cfg.seed, clock=clock
@@ -224,6 +244,12 @@ class Bringup:
                 resize = tuple(spec.resize) if spec.resize else None
                 params = CameraNodeParams(spec.name, spec.rate_hz, resize=resize)  # type: ignore[arg-type]
                 self._add(spec.name, lambda tr, c=camera, p=params: CameraNode(tr, c, p))
+        if "teleop" in wanted and cfg.teleop is not None:
+            device = make_device(cfg.teleop.device, cfg.teleop.config)
+            device.start()  # TeleopError: what is missing (device, permission, terminal)
+            self._closers.append(device.stop)  # restores a terminal the keyboard changed
+            teleop_params = TeleopNodeParams(rate_hz=cfg.teleop.rate_hz)
+            self._add("teleop", lambda tr: TeleopNode(tr, device, teleop_params, clock=clock))
 
     def _add(self, name: str, make: Callable[[Transport], Any]) -> None:
         ros = self.cfg.ros
@@ -296,7 +322,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(args.config, args.overrides)
     except (FileNotFoundError, ValueError, OmegaConfBaseException) as err:
         raise SystemExit(f"error: {err}") from err
-    run(cfg, args.seconds)
+    try:
+        run(cfg, args.seconds)
+    except TeleopError as err:  # the teleop device cannot be opened: say why, no traceback
+        raise SystemExit(f"error: {err}") from err
 
 
 if __name__ == "__main__":

@@ -68,11 +68,14 @@ OBJECT_POSE = Topic("object_pose", codec.POSE_STAMPED, SENSOR_DATA, "the task ob
 SUCCESS = Topic("task/success", codec.BOOL, SENSOR_DATA, "whether the task is achieved now")
 RESET_SCENE = Service("reset_scene", codec.TRIGGER, "re-place the task's objects")
 
-# ---- teleop and the reward classifier (next issues; nothing publishes these yet) ---------------
-# A teleop node publishes the person's command; the reward classifier publishes its verdict on
-# SUCCESS's name (or its own, set in env.topics.success), so RobotEnv reads either unchanged.
-TELEOP_TWIST = Topic("teleop/twist", codec.TWIST_STAMPED, COMMAND_QOS, "the person's ee velocity command")
-TELEOP_JOY = Topic("teleop/joy", "sensor_msgs/msg/Joy", SENSOR_DATA, "the teleop device's axes and buttons")
+# ---- teleop and the reward classifier ----------------------------------------------------------
+# The teleop node (nodes/teleop_node.py) publishes a device's reading and RosTeleop
+# (teleop_topics.py, which documents the layout) reads it back. Joy is reliable with joy_node's
+# depth 10: a button pressed for one tick must not be lost, and it is the node's heartbeat. The
+# reward classifier publishes its verdict on SUCCESS's name (or its own, set in
+# env.topics.success), so RobotEnv reads either unchanged.
+TELEOP_TWIST = Topic("teleop/twist", codec.TWIST_STAMPED, COMMAND_QOS, "the person's twist, axes in [-1, 1]")
+TELEOP_JOY = Topic("teleop/joy", codec.JOY, QoS.reliable(depth=10), "gripper, active, buttons; heartbeat")
 
 # Topics of the robot stack by role (the field names of RobotTopics, ArmNodeParams' `<role>_topic`
 # and mcap2zarr's --topic ROLE=NAME), in the order `robot-rl record` lists its defaults.

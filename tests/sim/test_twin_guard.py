@@ -12,7 +12,7 @@ from arm_doubles import RecordingArm, SteppedClock
 from drivers.arm import ArmReading
 from drivers.rotations import quat_mul, rotvec_to_quat
 from drivers.safety import PoseCommand, SafetyFilter, SafetyLimits, TwistCommand
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode
 from sim.assets import HOME_QPOS, arm_only_xml
@@ -205,15 +205,15 @@ class GuardedRig:
 
     def pose(self, position: object, quat: object = None) -> None:
         quat = self.home_quat if quat is None else quat
-        self._pose.publish(codec.pose_stamped_msg(position, quat, self.clock.t, "base"))
+        self._pose.publish(messages.pose_stamped_msg(position, quat, self.clock.t, "base"))
         self._drain()
 
     def twist(self, linear: object, angular: object = (0.0, 0.0, 0.0)) -> None:
-        self._twist.publish(codec.twist_stamped_msg(linear, angular, self.clock.t, "base"))
+        self._twist.publish(messages.twist_stamped_msg(linear, angular, self.clock.t, "base"))
         self._drain()
 
     def gripper(self, value: float) -> None:
-        self._gripper.publish(codec.float64_msg(value))
+        self._gripper.publish(messages.float64_msg(value))
         self._drain()
 
     def step(self, seconds: float) -> None:

@@ -36,7 +36,7 @@ import numpy as np
 
 from drivers.arm import Arm, ArmError, ArmReading
 from drivers.safety import PoseCommand, SafetyFilter, TwistCommand
-from robot_rl.ros import codec, topics
+from robot_rl.ros import codec, messages, topics
 from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,10 @@ class ArmNode:
             reading = self.arm.state()
             if not self._joint_names:
                 self._joint_names = tuple(f"joint{i + 1}" for i in range(len(reading.joint_positions)))
-            joints = codec.joint_state_msg(
+            joints = messages.joint_state_msg(
                 self._joint_names, reading.joint_positions, reading.joint_velocities, reading.stamp
             )
-            pose = codec.pose_stamped_msg(
+            pose = messages.pose_stamped_msg(
                 reading.ee_position, reading.ee_quat_wxyz, reading.stamp, self.params.base_frame
             )
         except (ArmError, ValueError) as exc:  # ValueError: a reading the messages cannot carry
@@ -183,13 +183,13 @@ class ArmNode:
             self.counters["gripper_state_errors"] += 1
             return
         width = (1.0 - g) / 2.0 * self.params.gripper_max_width_m
-        self._gripper_pub.publish(codec.joint_state_msg(("gripper",), [width], [0.0], reading.stamp))
+        self._gripper_pub.publish(messages.joint_state_msg(("gripper",), [width], [0.0], reading.stamp))
 
     # ---- commands ---------------------------------------------------------------------------
     def _on_gripper_command(self, msg: Any) -> None:
         self.counters["gripper_received"] += 1
         try:
-            value = codec.float64_from_msg(msg)
+            value = messages.float64_from_msg(msg)
         except codec.CodecError:  # NaN / inf: no value to clip towards
             self.counters["bad_gripper"] += 1
             return
@@ -236,13 +236,13 @@ class ArmNode:
         return self._guard_passes(here, reading)
 
     def _on_target_pose(self, msg: Any) -> None:
-        parsed = self._parse(msg, codec.pose_from_msg)
+        parsed = self._parse(msg, messages.pose_from_msg)
         if parsed is not None:
             position, quat, stamp = parsed
             self._command(PoseCommand(position, quat, self.gripper_command, stamp))
 
     def _on_target_twist(self, msg: Any) -> None:
-        parsed = self._parse(msg, codec.twist_from_msg)
+        parsed = self._parse(msg, messages.twist_from_msg)
         if parsed is not None:
             linear, angular, stamp = parsed
             self._command(TwistCommand(linear, angular, self.gripper_command, stamp))
@@ -337,21 +337,21 @@ class ArmNode:
         if not request.data:
             self.estopped = False
             self._hold()  # resume from where the arm is, not from the last target
-            return codec.set_bool_response(True, "e-stop released")
+            return messages.set_bool_response(True, "e-stop released")
         self.estopped = True  # latched before stop(), so no command slips in if stop() fails
         try:
             self.arm.stop()
         except ArmError as exc:
             self.counters["driver_errors"] += 1
-            return codec.set_bool_response(False, f"e-stop latched, but arm.stop() failed: {exc}")
-        return codec.set_bool_response(True, "e-stop latched: commands refused until released")
+            return messages.set_bool_response(False, f"e-stop latched, but arm.stop() failed: {exc}")
+        return messages.set_bool_response(True, "e-stop latched: commands refused until released")
 
     def _on_hold(self, request: Any) -> Any:
         try:
             self.arm.hold()
         except ArmError as exc:
-            return codec.trigger_response(False, f"arm.hold() failed: {exc}")
-        return codec.trigger_response(True, "holding")
+            return messages.trigger_response(False, f"arm.hold() failed: {exc}")
+        return messages.trigger_response(True, "holding")
 
     def destroy(self) -> None:
         """Cancel subscriptions, timers and services; the transport is the caller's to shut down."""

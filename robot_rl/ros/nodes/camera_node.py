@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from drivers.camera import Camera, CameraError, CameraIntrinsics, Frame
-from robot_rl.ros import codec
+from robot_rl.ros import messages
 from robot_rl.ros.topics import camera_topics
 from robot_rl.ros.transport import Transport
 
@@ -158,12 +158,12 @@ class CameraNode:
         """Send one frame: color, its CameraInfo and, when present, depth, all with its stamp."""
         p = self.params
         self._color_pub.publish(
-            codec.image_msg(self._shape(frame.color, p.interpolation), frame.stamp, p.frame_id)
+            messages.image_msg(self._shape(frame.color, p.interpolation), frame.stamp, p.frame_id)
         )
-        self._info_pub.publish(codec.camera_info_msg(self.intrinsics, frame.stamp, p.frame_id))
+        self._info_pub.publish(messages.camera_info_msg(self.intrinsics, frame.stamp, p.frame_id))
         if frame.depth is not None:
             depth = self._shape(frame.depth, "nearest")
-            self._depth_pub.publish(codec.image_msg(depth, frame.stamp, p.frame_id))
+            self._depth_pub.publish(messages.image_msg(depth, frame.stamp, p.frame_id))
         self.counters["published"] += 1
 
     def _shape(self, image: np.ndarray, interpolation: Interpolation) -> np.ndarray:

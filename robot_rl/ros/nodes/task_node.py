@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robot_rl.ros import codec, topics
+from robot_rl.ros import messages, topics
 from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,10 @@ class TaskNode:
         try:
             if self._pose_pub is not None:
                 position, quat, stamp = self.scene.object_pose()
-                self._pose_pub.publish(codec.pose_stamped_msg(position, quat, stamp, self.params.base_frame))
-            self._success_pub.publish(codec.bool_msg(self.scene.success()))
+                self._pose_pub.publish(
+                    messages.pose_stamped_msg(position, quat, stamp, self.params.base_frame)
+                )
+            self._success_pub.publish(messages.bool_msg(self.scene.success()))
         except (ValueError, RuntimeError) as exc:  # a scene mid-reset or a pose messages cannot carry
             self.counters["errors"] += 1
             log.warning("task state not published: %s", exc)
@@ -80,8 +82,8 @@ class TaskNode:
         try:
             self.scene.reset_scene()
         except (ValueError, RuntimeError) as exc:
-            return codec.trigger_response(False, f"scene reset failed: {exc}")
-        return codec.trigger_response(True, "scene reset")
+            return messages.trigger_response(False, f"scene reset failed: {exc}")
+        return messages.trigger_response(True, "scene reset")
 
     def destroy(self) -> None:
         for handle in self._handles:

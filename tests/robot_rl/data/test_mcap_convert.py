@@ -17,7 +17,7 @@ import pytest
 from robot_rl.cli import main as cli_main
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.mcap_convert import BagError, ConvertConfig, mcap_to_zarr
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.record import Recorder
 from robot_rl.transition import STEP_KEYS
@@ -85,26 +85,28 @@ def record_session(bag: Path, camera_on: Any = lambda i: True) -> Session:
         ns, t = T0_NS + i * ROBOT_DT_NS, i * ROBOT_DT_NS * 1e-9
         stamp = ns * 1e-9
         q = 0.1 * np.arange(7) + t
-        publish("/joint_states", codec.joint_state_msg(JOINTS, q, 0.3 + q, stamp), ns)
+        publish("/joint_states", messages.joint_state_msg(JOINTS, q, 0.3 + q, stamp), ns)
         publish(
             "/current_pose",
-            codec.pose_stamped_msg([0.4 + 0.01 * t, 0.02 * t, 0.3], EE_DOWN, stamp, "base"),
+            messages.pose_stamped_msg([0.4 + 0.01 * t, 0.02 * t, 0.3], EE_DOWN, stamp, "base"),
             ns,
         )
         publish(
-            "/gripper/joint_states", codec.joint_state_msg(["gripper"], [0.08 - 0.01 * t], [0.0], stamp), ns
+            "/gripper/joint_states",
+            messages.joint_state_msg(["gripper"], [0.08 - 0.01 * t], [0.0], stamp),
+            ns,
         )
         quat = (np.cos(t), 0.0, 0.0, np.sin(t))  # its w turns negative: the state flips it back
-        publish("/object_pose", codec.pose_stamped_msg([0.5, 0.1 * t, 0.02], quat, stamp, "base"), ns)
+        publish("/object_pose", messages.pose_stamped_msg([0.5, 0.1 * t, 0.02], quat, stamp, "base"), ns)
         for (first, last), vel in ((STRETCH_A, VEL_A), (STRETCH_B, VEL_B)):
             if first <= i <= last:
                 target = TARGET0 + vel * (i - first) * ROBOT_DT_NS * 1e-9
-                publish("/target_pose", codec.pose_stamped_msg(target, EE_DOWN, stamp, "base"), ns)
-                publish("/gripper/command", codec.float64_msg(1.0 if i >= GRIPPER_CLOSES_AT else -1.0), ns)
+                publish("/target_pose", messages.pose_stamped_msg(target, EE_DOWN, stamp, "base"), ns)
+                publish("/gripper/command", messages.float64_msg(1.0 if i >= GRIPPER_CLOSES_AT else -1.0), ns)
         if i % 10 == 0:
-            publish("/task/success", codec.bool_msg(SUCCESS[0] <= i < SUCCESS[1]), ns)
+            publish("/task/success", messages.bool_msg(SUCCESS[0] <= i < SUCCESS[1]), ns)
         if i % 2 == 0 and camera_on(i):
-            publish(IMAGE, codec.image_msg(_frame(i), stamp, "wrist"), ns + 1)
+            publish(IMAGE, messages.image_msg(_frame(i), stamp, "wrist"), ns + 1)
     recorder.close()
     return Session(bag, log)
 
@@ -119,15 +121,15 @@ def tick_ns(i: int) -> int:
 
 
 def expected_state(s: Session, t_ns: int, with_object: bool) -> np.ndarray:
-    _, q, dq, _ = codec.joint_state_from_msg(s.latest("/joint_states", t_ns))
-    ee_pos, ee_quat, _ = codec.pose_from_msg(s.latest("/current_pose", t_ns))
-    width = codec.joint_state_from_msg(s.latest("/gripper/joint_states", t_ns))[1][0]
-    obj = codec.pose_from_msg(s.latest("/object_pose", t_ns))[:2] if with_object else None
+    _, q, dq, _ = messages.joint_state_from_msg(s.latest("/joint_states", t_ns))
+    ee_pos, ee_quat, _ = messages.pose_from_msg(s.latest("/current_pose", t_ns))
+    width = messages.joint_state_from_msg(s.latest("/gripper/joint_states", t_ns))[1][0]
+    obj = messages.pose_from_msg(s.latest("/object_pose", t_ns))[:2] if with_object else None
     return robot_state(ee_pos, ee_quat, width, q, dq, obj)
 
 
 def expected_action(s: Session, now_ns: int, next_ns: int, pos_scale: float) -> np.ndarray:
-    target = [codec.pose_from_msg(s.latest("/target_pose", t))[0] for t in (now_ns, next_ns)]
+    target = [messages.pose_from_msg(s.latest("/target_pose", t))[0] for t in (now_ns, next_ns)]
     gripper = s.latest("/gripper/command", next_ns).data
     return np.clip(np.append((target[1] - target[0]) / pos_scale, gripper), -1, 1).astype(np.float32)
 

@@ -23,7 +23,7 @@ from robot_rl.envs.robot_env import (
     RobotTopics,
     robot_env_spaces,
 )
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.bringup import default_safety
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
@@ -168,10 +168,10 @@ def test_robot_env_maps_an_action_to_the_sim_envs_target(twin: Twin) -> None:
         while len(sent) < 2 and time.monotonic() < deadline:
             time.sleep(0.005)
         got = dict(sent)
-        position, quat, _stamp = codec.pose_from_msg(got["pose"])
+        position, quat, _stamp = messages.pose_from_msg(got["pose"])
         assert np.array_equal(position, sim.ctrl.target_pos)
         np.testing.assert_allclose(quat, sim.ctrl.target_quat, atol=1e-12)
-        gripper = codec.float64_from_msg(got["gripper"])
+        gripper = messages.float64_from_msg(got["gripper"])
         assert gripper == float(np.clip(action[-1], -1, 1))
         assert sim.data.ctrl[sim._gripper_act] == sim._gripper_ctrl(gripper)
     sim.close()
@@ -243,7 +243,7 @@ def test_pose_in_another_frame_is_dropped_and_counted(twin: Twin) -> None:
     pub = spoofer.create_publisher("spoofed_pose", codec.POSE_STAMPED)
     env._connect()  # subscribe without a reset, so only the spoofed topic feeds the pose
     for _ in range(3):
-        pub.publish(codec.pose_stamped_msg([0.5, 0.0, 0.2], [0, 1, 0, 0], time.time(), "camera_link"))
+        pub.publish(messages.pose_stamped_msg([0.5, 0.0, 0.2], [0, 1, 0, 0], time.time(), "camera_link"))
     deadline = time.monotonic() + 2.0
     while env.counters["wrong_frame"] < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -260,7 +260,7 @@ def test_camera_of_the_wrong_size_is_named(twin: Twin) -> None:
 
     def publish() -> None:
         while not stop.is_set():
-            pub.publish(codec.image_msg(np.zeros((48, 64, 3), np.uint8), time.time(), "wrist"))
+            pub.publish(messages.image_msg(np.zeros((48, 64, 3), np.uint8), time.time(), "wrist"))
             time.sleep(0.02)
 
     thread = threading.Thread(target=publish, daemon=True)

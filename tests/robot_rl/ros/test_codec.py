@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags not installed (pip install rosbags)")
 
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.codec import CodecError, MessageCodec, get_codec
 
 DISTROS = ["humble", "jazzy"]
@@ -30,8 +30,8 @@ def _round_trip(msg: object, msg_type: str, distro: str) -> object:
     ids=["rgb8", "mono8", "depth16"],
 )
 def test_image_round_trip(distro: str, frame: np.ndarray) -> None:
-    back, stamp = codec.image_from_msg(
-        _round_trip(codec.image_msg(frame, 12.25, "wrist_cam"), codec.IMAGE, distro)
+    back, stamp = messages.image_from_msg(
+        _round_trip(messages.image_msg(frame, 12.25, "wrist_cam"), codec.IMAGE, distro)
     )
     assert back.dtype == frame.dtype and back.shape == frame.shape
     np.testing.assert_array_equal(back, frame)
@@ -39,11 +39,11 @@ def test_image_round_trip(distro: str, frame: np.ndarray) -> None:
 
 
 def test_image_encodings_and_frame_id() -> None:
-    assert codec.image_msg(np.zeros((2, 3, 3), np.uint8), 0.0, "wrist_cam").encoding == "rgb8"
-    assert codec.image_msg(np.zeros((2, 3), np.uint16), 0.0, "wrist_cam").encoding == "16UC1"
-    assert codec.image_msg(np.zeros((2, 3), np.uint8), 0.0, "wrist_cam").header.frame_id == "wrist_cam"
+    assert messages.image_msg(np.zeros((2, 3, 3), np.uint8), 0.0, "wrist_cam").encoding == "rgb8"
+    assert messages.image_msg(np.zeros((2, 3), np.uint16), 0.0, "wrist_cam").encoding == "16UC1"
+    assert messages.image_msg(np.zeros((2, 3), np.uint8), 0.0, "wrist_cam").header.frame_id == "wrist_cam"
     with pytest.raises(ValueError, match="image must be"):
-        codec.image_msg(np.zeros((2, 3, 3), np.float32), 0.0, "wrist_cam")
+        messages.image_msg(np.zeros((2, 3, 3), np.float32), 0.0, "wrist_cam")
 
 
 def _raw_image(
@@ -51,7 +51,7 @@ def _raw_image(
 ) -> object:
     return codec.get_codec().new(
         codec.IMAGE,
-        header=codec.header_msg(1.0, "cam"),
+        header=messages.header_msg(1.0, "cam"),
         height=height,
         width=width,
         encoding=encoding,
@@ -63,20 +63,20 @@ def _raw_image(
 
 def test_image_from_ros_cameras_bgr_padding_and_big_endian() -> None:
     bgr = _raw_image("bgr8", 1, 1, 3, np.array([10, 20, 30]))
-    np.testing.assert_array_equal(codec.image_from_msg(bgr)[0], [[[30, 20, 10]]])  # returned as RGB
+    np.testing.assert_array_equal(messages.image_from_msg(bgr)[0], [[[30, 20, 10]]])  # returned as RGB
     padded = _raw_image("mono8", 2, 2, 4, np.array([1, 2, 99, 99, 3, 4, 99, 99]))
-    np.testing.assert_array_equal(codec.image_from_msg(padded)[0], [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(messages.image_from_msg(padded)[0], [[1, 2], [3, 4]])
     big = _raw_image("16UC1", 1, 1, 2, np.array([0x01, 0x02]), bigendian=1)
-    assert codec.image_from_msg(big)[0][0, 0] == 0x0102
+    assert messages.image_from_msg(big)[0][0, 0] == 0x0102
 
 
 def test_image_that_does_not_fill_its_size_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match="does not fit"):
-        codec.image_from_msg(_raw_image("rgb8", 2, 2, 6, np.zeros(11)))
+        messages.image_from_msg(_raw_image("rgb8", 2, 2, 6, np.zeros(11)))
     with pytest.raises(CodecError, match="does not fit"):
-        codec.image_from_msg(_raw_image("rgb8", 2, 2, 5, np.zeros(10)))
+        messages.image_from_msg(_raw_image("rgb8", 2, 2, 5, np.zeros(10)))
     with pytest.raises(CodecError, match="unsupported image encoding"):
-        codec.image_from_msg(_raw_image("yuv422", 2, 2, 4, np.zeros(8)))
+        messages.image_from_msg(_raw_image("yuv422", 2, 2, 4, np.zeros(8)))
 
 
 class _Pinhole:
@@ -89,8 +89,10 @@ class _Pinhole:
 
 @pytest.mark.parametrize("distro", DISTROS)
 def test_camera_info_round_trip(distro: str) -> None:
-    msg = _round_trip(codec.camera_info_msg(_Pinhole(), 3.5, "wrist_cam_optical"), codec.CAMERA_INFO, distro)
-    intrinsics, stamp = codec.intrinsics_from_msg(msg)
+    msg = _round_trip(
+        messages.camera_info_msg(_Pinhole(), 3.5, "wrist_cam_optical"), codec.CAMERA_INFO, distro
+    )
+    intrinsics, stamp = messages.intrinsics_from_msg(msg)
     assert (intrinsics.width, intrinsics.height) == (640, 480)
     assert (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy) == (600.5, 601.5, 320.25, 239.75)
     assert intrinsics.distortion_model == "plumb_bob"
@@ -100,18 +102,18 @@ def test_camera_info_round_trip(distro: str) -> None:
 
 
 def test_camera_info_without_intrinsics_is_a_codec_error() -> None:
-    msg = codec.camera_info_msg(_Pinhole(), 0.0, "cam")
+    msg = messages.camera_info_msg(_Pinhole(), 0.0, "cam")
     msg.k[0] = 0.0
     with pytest.raises(CodecError, match="no usable intrinsics"):
-        codec.intrinsics_from_msg(msg)
+        messages.intrinsics_from_msg(msg)
 
 
 @pytest.mark.parametrize("distro", DISTROS)
 def test_joint_state_round_trip(distro: str) -> None:
     names = [f"joint{i}" for i in range(1, 8)]
     q, dq = np.linspace(-1.0, 1.0, 7), np.linspace(0.5, -0.5, 7)
-    msg = codec.joint_state_msg(names, q, dq, 7.125, effort=np.arange(7.0))
-    back_names, back_q, back_dq, stamp = codec.joint_state_from_msg(
+    msg = messages.joint_state_msg(names, q, dq, 7.125, effort=np.arange(7.0))
+    back_names, back_q, back_dq, stamp = messages.joint_state_from_msg(
         _round_trip(msg, codec.JOINT_STATE, distro)
     )
     assert back_names == names and stamp == 7.125
@@ -120,23 +122,23 @@ def test_joint_state_round_trip(distro: str) -> None:
 
 
 def test_joint_state_without_velocities_reads_as_nan_and_mismatch_is_an_error() -> None:
-    msg = codec.joint_state_msg(["a", "b"], [1.0, 2.0], [0.0, 0.0], 1.0)
+    msg = messages.joint_state_msg(["a", "b"], [1.0, 2.0], [0.0, 0.0], 1.0)
     msg.velocity = np.zeros(0)
-    assert np.isnan(codec.joint_state_from_msg(msg)[2]).all()
+    assert np.isnan(messages.joint_state_from_msg(msg)[2]).all()
     msg.position = np.zeros(3)
     with pytest.raises(CodecError, match="2 names but 3 positions"):
-        codec.joint_state_from_msg(msg)
+        messages.joint_state_from_msg(msg)
     with pytest.raises(ValueError, match="q must have shape"):
-        codec.joint_state_msg(["a"], [1.0, 2.0], [0.0], 1.0)
+        messages.joint_state_msg(["a"], [1.0, 2.0], [0.0], 1.0)
 
 
 @pytest.mark.parametrize("distro", DISTROS)
 def test_pose_round_trip_reorders_quaternion_for_ros(distro: str) -> None:
     quat_wxyz = np.array([0.5, 0.5, -0.5, 0.5])
-    msg = codec.pose_stamped_msg([0.4, -0.1, 0.3], quat_wxyz, 2.0, "base_link")
+    msg = messages.pose_stamped_msg([0.4, -0.1, 0.3], quat_wxyz, 2.0, "base_link")
     o = msg.pose.orientation
     assert (o.x, o.y, o.z, o.w) == (0.5, -0.5, 0.5, 0.5)  # ROS order x, y, z, w
-    position, back_quat, stamp = codec.pose_from_msg(_round_trip(msg, codec.POSE_STAMPED, distro))
+    position, back_quat, stamp = messages.pose_from_msg(_round_trip(msg, codec.POSE_STAMPED, distro))
     np.testing.assert_array_equal(position, [0.4, -0.1, 0.3])
     np.testing.assert_array_equal(back_quat, quat_wxyz)
     assert stamp == 2.0 and msg.header.frame_id == "base_link"
@@ -145,16 +147,18 @@ def test_pose_round_trip_reorders_quaternion_for_ros(distro: str) -> None:
 @pytest.mark.parametrize("distro", DISTROS)
 def test_twist_and_wrench_round_trip(distro: str) -> None:
     twist = _round_trip(
-        codec.twist_stamped_msg([0.1, 0.2, 0.3], [-1, 0, 1], 4.0, "base_link"), codec.TWIST_STAMPED, distro
+        messages.twist_stamped_msg([0.1, 0.2, 0.3], [-1, 0, 1], 4.0, "base_link"), codec.TWIST_STAMPED, distro
     )
-    linear, angular, stamp = codec.twist_from_msg(twist)
+    linear, angular, stamp = messages.twist_from_msg(twist)
     np.testing.assert_array_equal(linear, [0.1, 0.2, 0.3])
     np.testing.assert_array_equal(angular, [-1, 0, 1])
     assert stamp == 4.0
     wrench = _round_trip(
-        codec.wrench_stamped_msg([1, 2, 30], [0.1, 0.2, 0.3], 5.0, "ft_sensor"), codec.WRENCH_STAMPED, distro
+        messages.wrench_stamped_msg([1, 2, 30], [0.1, 0.2, 0.3], 5.0, "ft_sensor"),
+        codec.WRENCH_STAMPED,
+        distro,
     )
-    force, torque, stamp = codec.wrench_from_msg(wrench)
+    force, torque, stamp = messages.wrench_from_msg(wrench)
     np.testing.assert_array_equal(force, [1, 2, 30])
     np.testing.assert_array_equal(torque, [0.1, 0.2, 0.3])
     assert stamp == 5.0
@@ -162,23 +166,52 @@ def test_twist_and_wrench_round_trip(distro: str) -> None:
 
 @pytest.mark.parametrize("distro", DISTROS)
 def test_gripper_command_and_success_scalars_round_trip(distro: str) -> None:
-    assert codec.float64_from_msg(_round_trip(codec.float64_msg(-0.25), codec.FLOAT64, distro)) == -0.25
-    assert codec.bool_from_msg(_round_trip(codec.bool_msg(True), codec.BOOL, distro)) is True
+    assert messages.float64_from_msg(_round_trip(messages.float64_msg(-0.25), codec.FLOAT64, distro)) == -0.25
+    assert messages.bool_from_msg(_round_trip(messages.bool_msg(True), codec.BOOL, distro)) is True
     with pytest.raises(CodecError, match="finite"):
-        codec.float64_from_msg(codec.float64_msg(float("nan")))
+        messages.float64_from_msg(messages.float64_msg(float("nan")))
     with pytest.raises(CodecError, match="expected a std_msgs/msg/Bool"):
-        codec.bool_from_msg(codec.float64_msg(1.0))
+        messages.bool_from_msg(messages.float64_msg(1.0))
+
+
+@pytest.mark.parametrize("distro", DISTROS)
+def test_joy_round_trip(distro: str) -> None:
+    msg = _round_trip(messages.joy_msg([0.5, -1.0, 0.0], [1, 0, 0, 1, 0], 6.5, "teleop"), codec.JOY, distro)
+    axes, buttons, stamp = messages.joy_from_msg(msg)
+    np.testing.assert_array_equal(axes, [0.5, -1.0, 0.0])
+    np.testing.assert_array_equal(buttons, [1, 0, 0, 1, 0])
+    assert stamp == 6.5 and msg.header.frame_id == "teleop"
+    empty = _round_trip(messages.joy_msg([], [], 1.0, ""), codec.JOY, distro)
+    assert messages.joy_from_msg(empty)[0].size == 0
+
+
+def test_joy_with_non_finite_axes_or_non_integer_buttons_is_refused() -> None:
+    with pytest.raises(ValueError, match="Joy axes must be finite"):
+        messages.joy_msg([float("nan")], [], 1.0, "teleop")
+    with pytest.raises(ValueError, match="Joy buttons must be integers"):
+        messages.joy_msg([0.0], [0.5], 1.0, "teleop")
+    for bad in (float("nan"), float("inf")):  # as another publisher may send it
+        raw = get_codec().new(
+            codec.JOY,
+            header=messages.header_msg(1.0, "teleop"),
+            axes=np.array([0.0, bad], dtype=np.float32),
+            buttons=np.zeros(5, dtype=np.int32),
+        )
+        with pytest.raises(CodecError, match="Joy axes must be finite"):
+            messages.joy_from_msg(_round_trip(raw, codec.JOY, "humble"))
+    with pytest.raises(CodecError, match="expected a sensor_msgs/msg/Joy"):
+        messages.joy_from_msg(messages.bool_msg(True))
 
 
 @pytest.mark.parametrize("distro", DISTROS)
 def test_header_and_std_srvs_round_trip(distro: str) -> None:
-    header = _round_trip(codec.header_msg(1.5, "world"), codec.HEADER, distro)
+    header = _round_trip(messages.header_msg(1.5, "world"), codec.HEADER, distro)
     assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1, 500_000_000, "world")
     cases = [
-        (codec.trigger_request(), codec.request_type(codec.TRIGGER)),
-        (codec.trigger_response(True, "arm homed"), codec.response_type(codec.TRIGGER)),
-        (codec.set_bool_request(True), codec.request_type(codec.SET_BOOL)),
-        (codec.set_bool_response(False, "gripper busy"), codec.response_type(codec.SET_BOOL)),
+        (messages.trigger_request(), codec.request_type(codec.TRIGGER)),
+        (messages.trigger_response(True, "arm homed"), codec.response_type(codec.TRIGGER)),
+        (messages.set_bool_request(True), codec.request_type(codec.SET_BOOL)),
+        (messages.set_bool_response(False, "gripper busy"), codec.response_type(codec.SET_BOOL)),
     ]
     for msg, msg_type in cases:
         back = _round_trip(msg, msg_type, distro)
@@ -186,18 +219,18 @@ def test_header_and_std_srvs_round_trip(distro: str) -> None:
         assert {f: getattr(back, f) for f in vars(msg)} == vars(msg)
     # an empty request carries rosidl's one placeholder byte, as ROS 2 sends it
     assert (
-        get_codec(distro).encode(codec.trigger_request(), "std_srvs/srv/Trigger_Request")
+        get_codec(distro).encode(messages.trigger_request(), "std_srvs/srv/Trigger_Request")
         == b"\x00\x01\x00\x00\x00"
     )
 
 
 def test_stamps_are_whole_nanoseconds_and_reject_nonsense() -> None:
-    t = codec.time_msg(1_700_000_000.123456789)
+    t = messages.time_msg(1_700_000_000.123456789)
     assert t.sec == 1_700_000_000 and abs(t.nanosec - 123_456_789) < 1_000
-    assert codec.stamp_from_time(codec.time_msg(0.999999999999)) == 1.0
+    assert messages.stamp_from_time(messages.time_msg(0.999999999999)) == 1.0
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="stamp must be"):
-            codec.time_msg(bad)
+            messages.time_msg(bad)
 
 
 def test_type_hashes_match_ros2() -> None:
@@ -218,6 +251,10 @@ def test_type_hashes_match_ros2() -> None:
         jazzy.type_hash(codec.TRIGGER)
         == "RIHS01_eeff2cd6fa5ad9d27cdf4dec64818317839b62f212a91e6b5304b634b2062c5f"
     )
+    assert (  # as `ros2 topic info -v` reports it for joy_node's topic
+        jazzy.type_hash(codec.JOY)
+        == "RIHS01_0d356c79cad3401e35ffeb75a96a96e08be3ef896b8b83841d73e890989372c5"
+    )
     assert get_codec("humble").type_hash(codec.TRIGGER) == "TypeHashNotSupported"
     with pytest.raises(KeyError, match="unknown ROS 2"):
         jazzy.type_hash("std_srvs/srv/Nope")
@@ -225,7 +262,7 @@ def test_type_hashes_match_ros2() -> None:
 
 def test_encoding_the_wrong_message_or_an_unknown_distro_is_rejected() -> None:
     with pytest.raises(CodecError, match="cannot encode a sensor_msgs/msg/JointState as"):
-        get_codec().encode(codec.joint_state_msg(["a"], [0], [0], 0.0), codec.IMAGE)
+        get_codec().encode(messages.joint_state_msg(["a"], [0], [0], 0.0), codec.IMAGE)
     with pytest.raises(ValueError, match="unknown ROS 2 distro"):
         MessageCodec("rolling")  # type: ignore[arg-type]
 
@@ -233,29 +270,31 @@ def test_encoding_the_wrong_message_or_an_unknown_distro_is_rejected() -> None:
 # --- fuzz -------------------------------------------------------------------------------------
 
 _SAMPLES = {
-    codec.IMAGE: codec.image_msg(np.arange(12, dtype=np.uint8).reshape(2, 2, 3), 1.0, "wrist_cam"),
-    codec.CAMERA_INFO: codec.camera_info_msg(_Pinhole(), 1.0, "wrist_cam"),
-    codec.JOINT_STATE: codec.joint_state_msg(["shoulder", "elbow"], [0.1, 0.2], [0.0, 0.1], 1.0),
-    codec.POSE_STAMPED: codec.pose_stamped_msg([0.1, 0.2, 0.3], [1, 0, 0, 0], 1.0, "base_link"),
-    codec.TWIST_STAMPED: codec.twist_stamped_msg([0.1, 0, 0], [0, 0, 0.1], 1.0, "base_link"),
-    codec.WRENCH_STAMPED: codec.wrench_stamped_msg([0, 0, 5], [0, 0, 0], 1.0, "ft_sensor"),
-    codec.HEADER: codec.header_msg(1.0, "base_link"),
-    codec.FLOAT64: codec.float64_msg(0.5),
-    codec.BOOL: codec.bool_msg(True),
-    "std_srvs/srv/Trigger_Request": codec.trigger_request(),
-    "std_srvs/srv/Trigger_Response": codec.trigger_response(True, "ok"),
-    "std_srvs/srv/SetBool_Request": codec.set_bool_request(True),
-    "std_srvs/srv/SetBool_Response": codec.set_bool_response(True, "ok"),
+    codec.IMAGE: messages.image_msg(np.arange(12, dtype=np.uint8).reshape(2, 2, 3), 1.0, "wrist_cam"),
+    codec.CAMERA_INFO: messages.camera_info_msg(_Pinhole(), 1.0, "wrist_cam"),
+    codec.JOINT_STATE: messages.joint_state_msg(["shoulder", "elbow"], [0.1, 0.2], [0.0, 0.1], 1.0),
+    codec.POSE_STAMPED: messages.pose_stamped_msg([0.1, 0.2, 0.3], [1, 0, 0, 0], 1.0, "base_link"),
+    codec.TWIST_STAMPED: messages.twist_stamped_msg([0.1, 0, 0], [0, 0, 0.1], 1.0, "base_link"),
+    codec.WRENCH_STAMPED: messages.wrench_stamped_msg([0, 0, 5], [0, 0, 0], 1.0, "ft_sensor"),
+    codec.HEADER: messages.header_msg(1.0, "base_link"),
+    codec.FLOAT64: messages.float64_msg(0.5),
+    codec.BOOL: messages.bool_msg(True),
+    codec.JOY: messages.joy_msg([0.5, 1.0, 0.0], [1, 0, 0, 0, 1], 1.0, "teleop"),
+    "std_srvs/srv/Trigger_Request": messages.trigger_request(),
+    "std_srvs/srv/Trigger_Response": messages.trigger_response(True, "ok"),
+    "std_srvs/srv/SetBool_Request": messages.set_bool_request(True),
+    "std_srvs/srv/SetBool_Response": messages.set_bool_response(True, "ok"),
 }
 _READERS = {
-    codec.IMAGE: codec.image_from_msg,
-    codec.CAMERA_INFO: codec.intrinsics_from_msg,
-    codec.JOINT_STATE: codec.joint_state_from_msg,
-    codec.POSE_STAMPED: codec.pose_from_msg,
-    codec.TWIST_STAMPED: codec.twist_from_msg,
-    codec.WRENCH_STAMPED: codec.wrench_from_msg,
-    codec.FLOAT64: codec.float64_from_msg,
-    codec.BOOL: codec.bool_from_msg,
+    codec.IMAGE: messages.image_from_msg,
+    codec.CAMERA_INFO: messages.intrinsics_from_msg,
+    codec.JOINT_STATE: messages.joint_state_from_msg,
+    codec.POSE_STAMPED: messages.pose_from_msg,
+    codec.TWIST_STAMPED: messages.twist_from_msg,
+    codec.WRENCH_STAMPED: messages.wrench_from_msg,
+    codec.FLOAT64: messages.float64_from_msg,
+    codec.BOOL: messages.bool_from_msg,
+    codec.JOY: messages.joy_from_msg,
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags not installed (pip install rosbags)")
 
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.rclpy_backend import RCLPY_MISSING, RclpyTransport
 from robot_rl.ros.transport import QoS, ServiceUnavailable
 
@@ -54,29 +54,31 @@ def test_joint_states_round_trip_and_garbled_are_counted(
     publisher = arm.create_publisher("/rl_test/joint_states", codec.JOINT_STATE, QoS.sensor_data())
 
     def publish() -> bool:
-        publisher.publish(codec.joint_state_msg(["j1"], [0.5], [0.0], 1.0))
+        publisher.publish(messages.joint_state_msg(["j1"], [0.5], [0.0], 1.0))
         publisher.publish_raw(b"\x00\x01\x00\x00garbage")
         return len(received) >= 2
 
     assert _spin_until((arm, env), publish)
-    assert codec.joint_state_from_msg(received[0])[0] == ["j1"]
+    assert messages.joint_state_from_msg(received[0])[0] == ["j1"]
     assert env.dropped_garbled.get("/rl_test/joint_states", 0) >= 1
 
 
 @pytest.mark.ros
 def test_trigger_service_and_timer(nodes: tuple[RclpyTransport, RclpyTransport]) -> None:
     arm, env = nodes
-    arm.create_service("/rl_test/reset", codec.TRIGGER, lambda _r: codec.trigger_response(True, "homed"))
+    arm.create_service("/rl_test/reset", codec.TRIGGER, lambda _r: messages.trigger_response(True, "homed"))
     ticks: list[float] = []
     arm.create_timer(0.01, lambda: ticks.append(time.monotonic()))
     assert _spin_until((arm,), lambda: len(ticks) >= 3)
     spinner = threading.Thread(target=arm.spin, daemon=True)
     spinner.start()
     try:
-        response = env.call_service("/rl_test/reset", codec.TRIGGER, codec.trigger_request(), timeout_s=5.0)
+        response = env.call_service(
+            "/rl_test/reset", codec.TRIGGER, messages.trigger_request(), timeout_s=5.0
+        )
     finally:
         arm.shutdown()
         spinner.join(timeout=5.0)
     assert (response.success, response.message) == (True, "homed")
     with pytest.raises(ServiceUnavailable):
-        env.call_service("/rl_test/nothing", codec.TRIGGER, codec.trigger_request(), timeout_s=0.2)
+        env.call_service("/rl_test/nothing", codec.TRIGGER, messages.trigger_request(), timeout_s=0.2)

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from rosbags.rosbag2 import Reader
 
-from robot_rl.ros import codec
-from robot_rl.ros.codec import CameraIntrinsics
+from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
+from robot_rl.ros.messages import CameraIntrinsics
 from robot_rl.ros.record import Recorder, parse_topic, recover_bag
 from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
 
@@ -44,18 +44,22 @@ def sample_messages(i: int) -> dict[tuple[str, str], object]:
     stamp = 100.0 + i * 0.01
     intrinsics = CameraIntrinsics(8, 6, 5.0 + i, 5.0, 4.0, 3.0, "plumb_bob", (0.1, 0.0, 0.0, 0.0, 0.0))
     return {
-        ("/joint_states", codec.JOINT_STATE): codec.joint_state_msg(
+        ("/joint_states", codec.JOINT_STATE): messages.joint_state_msg(
             ["j1", "j2"], [i, -i], [0.5, 0.25], stamp
         ),
-        ("/current_pose", codec.POSE_STAMPED): codec.pose_stamped_msg([i, 0, 1], [1, 0, 0, 0], stamp, "base"),
-        ("/gripper/command", codec.FLOAT64): codec.float64_msg(i / 10),
-        ("/task/success", codec.BOOL): codec.bool_msg(i % 2 == 0),
-        ("/wrist/color/image_raw", codec.IMAGE): codec.image_msg(
+        ("/current_pose", codec.POSE_STAMPED): messages.pose_stamped_msg(
+            [i, 0, 1], [1, 0, 0, 0], stamp, "base"
+        ),
+        ("/gripper/command", codec.FLOAT64): messages.float64_msg(i / 10),
+        ("/task/success", codec.BOOL): messages.bool_msg(i % 2 == 0),
+        ("/wrist/color/image_raw", codec.IMAGE): messages.image_msg(
             np.full((6, 8, 3), i, np.uint8), stamp, "wrist"
         ),
-        ("/wrist/color/camera_info", codec.CAMERA_INFO): codec.camera_info_msg(intrinsics, stamp, "wrist"),
-        ("/target_twist", codec.TWIST_STAMPED): codec.twist_stamped_msg([i, 0, 0], [0, 0, i], stamp, "base"),
-        ("/ft", codec.WRENCH_STAMPED): codec.wrench_stamped_msg([0, 0, i], [0, 0, 0], stamp, "tool"),
+        ("/wrist/color/camera_info", codec.CAMERA_INFO): messages.camera_info_msg(intrinsics, stamp, "wrist"),
+        ("/target_twist", codec.TWIST_STAMPED): messages.twist_stamped_msg(
+            [i, 0, 0], [0, 0, i], stamp, "base"
+        ),
+        ("/ft", codec.WRENCH_STAMPED): messages.wrench_stamped_msg([0, 0, i], [0, 0, 0], stamp, "tool"),
     }
 
 
@@ -147,9 +151,9 @@ def test_garbled_payloads_are_counted_not_recorded(tmp_path: Path) -> None:
     transport = InprocTransport(bus)
     recorder = Recorder(transport, tmp_path / "bag", [("/gripper/command", codec.FLOAT64)])
     publisher = InprocTransport(bus).create_publisher("/gripper/command", codec.FLOAT64)
-    publisher.publish(codec.float64_msg(1.0))
+    publisher.publish(messages.float64_msg(1.0))
     bus.deliver("/gripper/command", codec.FLOAT64, b"\x00\x01")
-    publisher.publish(codec.float64_msg(2.0))
+    publisher.publish(messages.float64_msg(2.0))
     transport.spin_once(0.0)
     summary = recorder.close()
     assert summary.messages == {"/gripper/command": 2}
@@ -164,7 +168,7 @@ def test_close_writes_what_is_queued(tmp_path: Path) -> None:
     recorder = Recorder(transport, tmp_path / "bag", [("/gripper/command", codec.FLOAT64)])
     publisher = InprocTransport(bus).create_publisher("/gripper/command", codec.FLOAT64)
     for i in range(50):  # never spun: all queued when close() is called
-        publisher.publish(codec.float64_msg(i))
+        publisher.publish(messages.float64_msg(i))
     assert recorder.close().messages == {"/gripper/command": 50}
     assert len(read_bag(tmp_path / "bag")) == 50
 
@@ -248,7 +252,7 @@ def test_cli_recording_survives_its_end(tmp_path: Path, sig: signal.Signals) -> 
             def publish() -> None:
                 i = 0
                 while not stop.is_set():
-                    publisher.publish(codec.float64_msg(i))
+                    publisher.publish(messages.float64_msg(i))
                     i += 1
                     time.sleep(0.002)
 

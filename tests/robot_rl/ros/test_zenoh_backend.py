@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("rosbags", reason="rosbags not installed (pip install rosbags)")
 zenoh = pytest.importorskip("zenoh", reason="eclipse-zenoh not installed (pip install eclipse-zenoh)")
 
-from robot_rl.ros import codec  # noqa: E402
+from robot_rl.ros import codec, messages  # noqa: E402
 from robot_rl.ros.rmw_zenoh_keys import Attachment, entity_token, node_token  # noqa: E402
 from robot_rl.ros.transport import Publisher, QoS, ServiceFailed, ServiceUnavailable, Transport  # noqa: E402
 from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport  # noqa: E402
@@ -65,7 +65,7 @@ def env_and_arm(port: int) -> Iterator[tuple[ZenohTransport, ZenohTransport]]:
 
 
 def _joint_state(i: int) -> object:
-    return codec.joint_state_msg(JOINTS, [float(i), 0.0], [0.0, 0.0], float(i))
+    return messages.joint_state_msg(JOINTS, [float(i), 0.0], [0.0, 0.0], float(i))
 
 
 def test_joint_states_and_garbled_payloads_between_sessions(
@@ -74,7 +74,9 @@ def test_joint_states_and_garbled_payloads_between_sessions(
     env, arm = env_and_arm
     received: list[float] = []
     env.subscribe(
-        "/arm/joint_states", codec.JOINT_STATE, lambda m: received.append(codec.joint_state_from_msg(m)[1][0])
+        "/arm/joint_states",
+        codec.JOINT_STATE,
+        lambda m: received.append(messages.joint_state_from_msg(m)[1][0]),
     )
     publisher = arm.create_publisher("/arm/joint_states", codec.JOINT_STATE, QoS.sensor_data())
     assert isinstance(arm, Transport) and isinstance(publisher, Publisher)
@@ -96,7 +98,7 @@ def test_a_node_behind_its_keep_last_queue_sees_the_newest_and_counts_the_rest(
     env, arm = env_and_arm
     received: list[float] = []
     subscription = env.subscribe(
-        "/arm/target", codec.JOINT_STATE, lambda m: received.append(codec.joint_state_from_msg(m)[1][0]),
+        "/arm/target", codec.JOINT_STATE, lambda m: received.append(messages.joint_state_from_msg(m)[1][0]),
         QoS.reliable(depth=1),
     )  # fmt: skip
     publisher = arm.create_publisher("/arm/target", codec.JOINT_STATE, QoS.reliable(depth=1))
@@ -140,7 +142,7 @@ def test_samples_carry_rmw_zenoh_key_and_attachment(port: int) -> None:
 def test_liveliness_tokens_put_our_entities_in_the_ros2_graph(port: int) -> None:
     with ZenohTransport(_listener(port, node_name="wrist_cam", namespace="/robot1")) as cam:
         cam.create_publisher("image_raw", codec.IMAGE, QoS.sensor_data())
-        cam.create_service("reset", codec.TRIGGER, lambda _r: codec.trigger_response(True))
+        cam.create_service("reset", codec.TRIGGER, lambda _r: messages.trigger_response(True))
         raw = zenoh.open(_dialer(port).to_zenoh())
         try:
             tokens: set[str] = set()
@@ -167,7 +169,7 @@ def test_services_between_sessions(env_and_arm: tuple[ZenohTransport, ZenohTrans
     arm.create_service(
         "/gripper/close",
         codec.SET_BOOL,
-        lambda r: codec.set_bool_response(r.data, "closed" if r.data else "open"),
+        lambda r: messages.set_bool_response(r.data, "closed" if r.data else "open"),
     )
 
     def broken(_request: object) -> object:
@@ -183,7 +185,7 @@ def test_services_between_sessions(env_and_arm: tuple[ZenohTransport, ZenohTrans
             nonlocal response
             try:
                 response = env.call_service(
-                    "/gripper/close", codec.SET_BOOL, codec.set_bool_request(True), 2.0
+                    "/gripper/close", codec.SET_BOOL, messages.set_bool_request(True), 2.0
                 )
             except ServiceUnavailable:  # the queryable is not known on this session yet
                 time.sleep(0.05)
@@ -191,9 +193,9 @@ def test_services_between_sessions(env_and_arm: tuple[ZenohTransport, ZenohTrans
         assert _wait_for(lambda: response is not None, call)
         assert (response.success, response.message) == (True, "closed")
         with pytest.raises(ServiceFailed, match="controller fault"):
-            env.call_service("/arm/reset", codec.TRIGGER, codec.trigger_request(), 2.0)
+            env.call_service("/arm/reset", codec.TRIGGER, messages.trigger_request(), 2.0)
         with pytest.raises(ServiceUnavailable, match="/arm/nothing"):
-            env.call_service("/arm/nothing", codec.TRIGGER, codec.trigger_request(), 2.0)
+            env.call_service("/arm/nothing", codec.TRIGGER, messages.trigger_request(), 2.0)
     finally:
         arm.shutdown()
         spinner.join(timeout=5.0)
@@ -211,13 +213,15 @@ def _spin_ignoring_handler_errors(node: ZenohTransport) -> None:
 
 def test_a_node_can_call_its_own_service(port: int) -> None:
     with ZenohTransport(_listener(port, node_name="env")) as env:
-        env.create_service("/env/reset", codec.TRIGGER, lambda _r: codec.trigger_response(True, "reset"))
-        assert env.call_service("/env/reset", codec.TRIGGER, codec.trigger_request(), 2.0).message == "reset"
+        env.create_service("/env/reset", codec.TRIGGER, lambda _r: messages.trigger_response(True, "reset"))
+        assert (
+            env.call_service("/env/reset", codec.TRIGGER, messages.trigger_request(), 2.0).message == "reset"
+        )
 
 
 def test_a_garbled_request_gets_an_error_reply_and_is_counted(port: int) -> None:
     with ZenohTransport(_listener(port, node_name="env")) as env:
-        env.create_service("/env/reset", codec.TRIGGER, lambda _r: codec.trigger_response(True, "reset"))
+        env.create_service("/env/reset", codec.TRIGGER, lambda _r: messages.trigger_response(True, "reset"))
         raw = zenoh.open(_dialer(port).to_zenoh())
         replies: list[object] = []
         finished = threading.Event()

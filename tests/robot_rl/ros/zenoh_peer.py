@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.transport import QoS, ServiceTimeout, ServiceUnavailable
 from robot_rl.ros.zenoh_backend import ZenohConfig, ZenohTransport
 
@@ -28,11 +28,11 @@ def run_env(port: int, seconds: float) -> None:
         reports: list[int] = []
 
         def on_joints(msg: object) -> None:
-            received.append(float(codec.joint_state_from_msg(msg)[1][0]))
+            received.append(float(messages.joint_state_from_msg(msg)[1][0]))
 
         def report(_request: object) -> object:
             reports.append(len(received))
-            return codec.trigger_response(len(received) >= ENOUGH, str(len(received)))
+            return messages.trigger_response(len(received) >= ENOUGH, str(len(received)))
 
         node.subscribe("/arm/joint_states", codec.JOINT_STATE, on_joints, QoS.sensor_data())
         node.create_service("/env/report", codec.TRIGGER, report)
@@ -55,13 +55,15 @@ def run_arm(port: int, seconds: float) -> None:
         while time.monotonic() < deadline and not (response is not None and response.success):
             published += 1
             publisher.publish(
-                codec.joint_state_msg(JOINTS, [float(published), 0.0], [0.0, 0.0], float(published))
+                messages.joint_state_msg(JOINTS, [float(published), 0.0], [0.0, 0.0], float(published))
             )
             if published % 5 == 0:
                 publisher.publish_raw(b"\x00\x01\x00\x00 not a joint state")
             if published % 10 == 0:
                 try:
-                    response = node.call_service("/env/report", codec.TRIGGER, codec.trigger_request(), 1.0)
+                    response = node.call_service(
+                        "/env/report", codec.TRIGGER, messages.trigger_request(), 1.0
+                    )
                 except (ServiceUnavailable, ServiceTimeout):
                     response = None
             time.sleep(0.01)

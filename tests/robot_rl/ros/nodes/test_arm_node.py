@@ -17,7 +17,7 @@ from arm_doubles import RecordingArm, SteppedClock
 
 from drivers.arm import ArmReading
 from drivers.safety import PoseCommand, SafetyFilter, SafetyLimits
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from sim.assets import FINGER_JOINTS
@@ -56,7 +56,7 @@ class Rig:
         return reading.ee_position, reading.ee_quat_wxyz
 
     def send_gripper(self, value: float) -> None:
-        self.gripper_pub.publish(codec.float64_msg(value))
+        self.gripper_pub.publish(messages.float64_msg(value))
         self.drain()
 
     def finger_opening(self) -> float:
@@ -66,7 +66,7 @@ class Rig:
 
     def send_pose(self, position: Any, quat: Any, stamp: float | None = None, frame: str = "base") -> None:
         stamp = self.clock.t if stamp is None else stamp
-        self.pose_pub.publish(codec.pose_stamped_msg(position, quat, stamp, frame))
+        self.pose_pub.publish(messages.pose_stamped_msg(position, quat, stamp, frame))
         self.drain()
 
 
@@ -78,10 +78,10 @@ def test_state_is_published_at_the_configured_rate() -> None:
     rig.client.subscribe("current_pose", codec.POSE_STAMPED, poses.append)
     rig.spin_until(lambda: len(joints) >= 20 and len(poses) >= 20)
     assert len(joints) >= 20 and len(poses) >= 20
-    names, q, _, stamp = codec.joint_state_from_msg(joints[-1])
+    names, q, _, stamp = messages.joint_state_from_msg(joints[-1])
     assert names == [f"joint{i}" for i in range(1, 8)] and stamp == pytest.approx(1000.0)
     np.testing.assert_allclose(q, rig.twin.state().joint_positions)
-    position, _, _ = codec.pose_from_msg(poses[-1])
+    position, _, _ = messages.pose_from_msg(poses[-1])
     assert poses[-1].header.frame_id == "base"
     np.testing.assert_allclose(position, rig.twin.state().ee_position)
 
@@ -96,7 +96,7 @@ def test_fuzzed_commands_never_leave_the_safety_limits() -> None:
         kind = i % 10
         if kind == 0:  # garbled bytes on the wire
             payload = codec.get_codec().encode(
-                codec.pose_stamped_msg(position, quat, now, "base"), codec.POSE_STAMPED
+                messages.pose_stamped_msg(position, quat, now, "base"), codec.POSE_STAMPED
             )
             cut = payload[: int(rng.integers(0, len(payload)))]  # truncated, or random bytes
             rig.bus.deliver("/target_pose", codec.POSE_STAMPED, cut if i % 20 else rng.bytes(len(cut)))
@@ -116,13 +116,13 @@ def test_fuzzed_commands_never_leave_the_safety_limits() -> None:
         elif kind == 6:  # a frame the limits are not written in
             rig.send_pose(position, quat, frame="camera_link")
         elif kind == 7:  # a nanosec field no clock produces
-            msg = codec.pose_stamped_msg(position, quat, now, "base")
+            msg = messages.pose_stamped_msg(position, quat, now, "base")
             msg.header.stamp.nanosec = 2_000_000_000
             rig.pose_pub.publish(msg)
             rig.drain()
         else:  # twists: random, huge, NaN
             scale = rng.choice([0.1, 10.0, 1e300, np.nan])
-            twist = codec.twist_stamped_msg(
+            twist = messages.twist_stamped_msg(
                 rng.normal(size=3) * scale, rng.normal(size=3) * scale, now, "base"
             )
             rig.twist_pub.publish(twist)
@@ -161,7 +161,7 @@ def test_commands_superseded_while_the_node_was_behind_are_counted() -> None:
     rig = Rig()
     position, quat = rig.ee()
     for _ in range(5):  # the node does not spin meanwhile: its keep-last queue keeps the newest
-        rig.pose_pub.publish(codec.pose_stamped_msg(position, quat, rig.clock.t, "base"))
+        rig.pose_pub.publish(messages.pose_stamped_msg(position, quat, rig.clock.t, "base"))
     rig.drain()
     assert rig.node.counters["received"] == 1 and rig.node.counters["passed"] == 1
     rig.spin_until(lambda: rig.node.counters["superseded"] > 0)  # refreshed on the watchdog timer
@@ -170,13 +170,13 @@ def test_commands_superseded_while_the_node_was_behind_are_counted() -> None:
 
 def test_estop_latches_until_released() -> None:
     rig = Rig()
-    response = rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(True))
+    response = rig.transport.call_service("estop", codec.SET_BOOL, messages.set_bool_request(True))
     assert response.success and rig.arm.stops == 1 and rig.node.estopped
     rig.send_pose(*rig.ee())
-    rig.twist_pub.publish(codec.twist_stamped_msg([0.01, 0, 0], [0, 0, 0], rig.clock.t, "base"))
+    rig.twist_pub.publish(messages.twist_stamped_msg([0.01, 0, 0], [0, 0, 0], rig.clock.t, "base"))
     rig.drain()
     assert rig.arm.sent == [] and rig.node.counters["refused_estop"] == 2
-    response = rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(False))
+    response = rig.transport.call_service("estop", codec.SET_BOOL, messages.set_bool_request(False))
     assert response.success and not rig.node.estopped
     rig.send_pose(*rig.ee())
     assert len(rig.arm.sent) == 1
@@ -184,7 +184,7 @@ def test_estop_latches_until_released() -> None:
 
 def test_hold_service_and_hold_verdicts_call_arm_hold() -> None:
     rig = Rig()
-    response = rig.transport.call_service("hold", codec.TRIGGER, codec.trigger_request())
+    response = rig.transport.call_service("hold", codec.TRIGGER, messages.trigger_request())
     assert response.success and rig.arm.holds == 1
     rig.send_pose(*rig.ee(), stamp=rig.clock.t - 1.0)  # stale
     assert rig.node.counters["held"] == 1 and rig.arm.holds == 2 and rig.arm.sent == []
@@ -230,7 +230,7 @@ def test_non_finite_gripper_command_is_dropped_and_counted(value: float) -> None
 
 def test_gripper_command_refused_while_estopped() -> None:
     rig = Rig()
-    rig.transport.call_service("estop", codec.SET_BOOL, codec.set_bool_request(True))
+    rig.transport.call_service("estop", codec.SET_BOOL, messages.set_bool_request(True))
     rig.send_gripper(1.0)
     assert rig.arm.grippers == [] and rig.node.counters["refused_estop"] == 1
     assert rig.node.gripper_command == -1.0
@@ -238,7 +238,7 @@ def test_gripper_command_refused_while_estopped() -> None:
 
 def test_gripper_commands_alone_do_not_feed_the_watchdog() -> None:
     rig = Rig(ArmNodeParams(watchdog_timeout_s=0.1))
-    rig.twist_pub.publish(codec.twist_stamped_msg([0.01, 0, 0], [0, 0, 0], rig.clock.t, "base"))
+    rig.twist_pub.publish(messages.twist_stamped_msg([0.01, 0, 0], [0, 0, 0], rig.clock.t, "base"))
     rig.drain()
     assert rig.node.counters["passed"] == 1
     for _ in range(4):
@@ -253,14 +253,14 @@ def test_gripper_state_is_the_twins_opening_in_metres() -> None:
     states: list[Any] = []
     rig.client.subscribe("gripper/joint_states", codec.JOINT_STATE, states.append)
     rig.spin_until(lambda: len(states) >= 1)
-    names, width, velocity, stamp = codec.joint_state_from_msg(states[-1])
+    names, width, velocity, stamp = messages.joint_state_from_msg(states[-1])
     assert names == ["gripper"] and velocity.tolist() == [0.0] and stamp == pytest.approx(1000.0)
     assert width[0] == pytest.approx(rig.finger_opening(), abs=1e-3)  # open at home
     rig.send_gripper(0.0)  # half closed, then still
     rig.twin.advance(1.0)
     states.clear()
     rig.spin_until(lambda: len(states) >= 1)
-    width = codec.joint_state_from_msg(states[-1])[1][0]
+    width = messages.joint_state_from_msg(states[-1])[1][0]
     assert width == pytest.approx(rig.finger_opening(), abs=1e-3)
     assert width == pytest.approx(0.5 * ArmNodeParams().gripper_max_width_m, abs=2e-3)
 

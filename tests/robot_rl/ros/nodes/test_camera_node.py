@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from drivers.camera import CameraDisconnected, CameraIntrinsics, Frame
-from robot_rl.ros import codec
+from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
 from robot_rl.ros.nodes.camera_node import (
     CameraNode,
@@ -56,23 +56,23 @@ class Received:
     def __init__(self, bus: InprocBus, name: str = "wrist_cam") -> None:
         self.transport = InprocTransport(bus)
         self.color: list[tuple[np.ndarray, float, str]] = []
-        self.info: list[tuple[codec.CameraIntrinsics, float]] = []
+        self.info: list[tuple[messages.CameraIntrinsics, float]] = []
         self.depth: list[tuple[np.ndarray, float]] = []
         sub = self.transport.subscribe
         sub(f"/{name}/color/image_raw", codec.IMAGE, self._color, SENSOR_DATA)
         sub(
             f"/{name}/color/camera_info",
             codec.CAMERA_INFO,
-            lambda m: self.info.append(codec.intrinsics_from_msg(m)),
+            lambda m: self.info.append(messages.intrinsics_from_msg(m)),
         )
         sub(
             f"/{name}/aligned_depth_to_color/image_raw",
             codec.IMAGE,
-            lambda m: self.depth.append(codec.image_from_msg(m)),
+            lambda m: self.depth.append(messages.image_from_msg(m)),
         )
 
     def _color(self, msg: object) -> None:
-        frame, stamp = codec.image_from_msg(msg)
+        frame, stamp = messages.image_from_msg(msg)
         self.color.append((frame, stamp, msg.header.frame_id))  # type: ignore[attr-defined]
 
     def drain(self) -> None:
