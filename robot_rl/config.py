@@ -16,13 +16,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from drivers.teleop.gamepad import GamepadConfig
-from drivers.teleop.keyboard import KeyboardConfig
-from drivers.teleop.spacemouse import SpaceMouseConfig
 from robot_rl.agents.base import agent_configs
 from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
-from robot_rl.hil.sim_human import SimHumanConfig
-from robot_rl.ros.teleop_topics import RosTeleopConfig
+from robot_rl.hil.devices import teleop_configs
 
 
 @dataclass
@@ -198,8 +194,5 @@ def register_configs() -> None:
     cs.store(group="demos", name="zarr", node=DemoConfig(source="zarr", path="???"))
     cs.store(group="demos", name="none", node=DemoConfig(source="none", num_episodes=0))
     # teleop=none is configs/teleop/none.yaml (teleop: null)
-    cs.store(group="teleop", name="keyboard", node=KeyboardConfig)
-    cs.store(group="teleop", name="spacemouse", node=SpaceMouseConfig)
-    cs.store(group="teleop", name="gamepad", node=GamepadConfig)
-    cs.store(group="teleop", name="sim_human", node=SimHumanConfig)
-    cs.store(group="teleop", name="ros", node=RosTeleopConfig)  # a teleop node on another machine
+    for name, config_cls in teleop_configs().items():  # teleop=keyboard | ...: the devices' registry
+        cs.store(group="teleop", name=name, node=config_cls)

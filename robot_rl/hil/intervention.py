@@ -40,13 +40,9 @@ from drivers.teleop.base import (
     TeleopError,
     TeleopReading,
 )
-from drivers.teleop.gamepad import Gamepad, GamepadConfig
-from drivers.teleop.keyboard import Keyboard, KeyboardConfig
-from drivers.teleop.spacemouse import SpaceMouse, SpaceMouseConfig
-from robot_rl.hil.sim_human import SimHuman, SimHumanConfig
+from robot_rl.hil.devices import make_device
 from sim.task_spec import GRIPPER_OPEN
 
-DEVICES = {KeyboardConfig: Keyboard, SpaceMouseConfig: SpaceMouse, GamepadConfig: Gamepad}
 ACTION_DIMS = {4: False, 7: True}  # action length -> with rotation (the task contract's layouts)
 
 
@@ -158,16 +154,6 @@ class InterventionWrapper(gym.Wrapper):
                 "e-stop pressed on the teleop device: the arm was held and the run stops; the "
                 "episodes so far are stored (resume=true continues the run)"
             )
-
-
-def make_device(cfg: Any, env: gym.Env, seed: int = 0) -> TeleopDevice:
-    """The device a teleop config names (teleop=keyboard | spacemouse | gamepad | sim_human)."""
-    if isinstance(cfg, SimHumanConfig):
-        return SimHuman(cfg, env, seed)
-    for config_cls, device_cls in DEVICES.items():
-        if isinstance(cfg, config_cls):
-            return device_cls(cfg)
-    raise TypeError(f"unknown teleop config {type(cfg).__name__}")
 
 
 def with_teleop(env: gym.Env, cfg: Any, seed: int = 0) -> InterventionWrapper:

@@ -31,11 +31,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from drivers.safety import SafetyFilter, SafetyLimits
 from drivers.teleop.base import TeleopError
+from robot_rl.hil.devices import HARDWARE, make_hardware_device
 from robot_rl.ros.connect import RosConfig, open_transport
 from robot_rl.ros.nodes.arm_node import ArmNode, ArmNodeParams
 from robot_rl.ros.nodes.camera_node import CameraNode, CameraNodeParams
 from robot_rl.ros.nodes.task_node import TaskNode, TaskNodeParams
-from robot_rl.ros.nodes.teleop_node import DEVICES, TeleopNode, TeleopNodeParams, make_device
+from robot_rl.ros.nodes.teleop_node import TeleopNode, TeleopNodeParams
 from robot_rl.ros.transport import Transport
 from sim.task_spec import WORKSPACE_HIGH, WORKSPACE_LOW
 
@@ -78,8 +79,8 @@ class TeleopSpec:
     rate_hz: float = 50.0  # poll and publish, idle or not (the heartbeat)
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"teleop.device must be one of {sorted(DEVICES)}, got {self.device!r}")
+        if self.device not in HARDWARE:
+            raise ValueError(f"teleop.device must be one of {sorted(HARDWARE)}, got {self.device!r}")
 
 
 def default_safety() -> SafetyLimits:
@@ -245,7 +246,7 @@ class Bringup:
                 params = CameraNodeParams(spec.name, spec.rate_hz, resize=resize)  # type: ignore[arg-type]
                 self._add(spec.name, lambda tr, c=camera, p=params: CameraNode(tr, c, p))
         if "teleop" in wanted and cfg.teleop is not None:
-            device = make_device(cfg.teleop.device, cfg.teleop.config)
+            device = make_hardware_device(cfg.teleop.device, cfg.teleop.config)
             device.start()  # TeleopError: what is missing (device, permission, terminal)
             self._closers.append(device.stop)  # restores a terminal the keyboard changed
             teleop_params = TeleopNodeParams(rate_hz=cfg.teleop.rate_hz)

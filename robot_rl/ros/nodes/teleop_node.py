@@ -11,43 +11,19 @@ restart_every_s), so every subscriber sees the topics go stale and holds the arm
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from omegaconf import OmegaConf
 
 from drivers.teleop.base import TeleopDevice, TeleopError
+from robot_rl.hil.devices import HARDWARE, make_hardware_device
 from robot_rl.ros import topics
 from robot_rl.ros.teleop_topics import FRAME_ID, reading_msgs
 from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
-# device name -> (module, device class, config class); the vendor libraries load at start().
-DEVICES: dict[str, tuple[str, str, str]] = {
-    "keyboard": ("drivers.teleop.keyboard", "Keyboard", "KeyboardConfig"),
-    "spacemouse": ("drivers.teleop.spacemouse", "SpaceMouse", "SpaceMouseConfig"),
-    "gamepad": ("drivers.teleop.gamepad", "Gamepad", "GamepadConfig"),
-}
-
-
-def make_device(name: str, config: Mapping[str, Any] | None = None) -> TeleopDevice:
-    """The device `name` (keyboard | spacemouse | gamepad) with its config's keys set from config
-    (deadband, scale, axes, buttons, ...); ValueError naming a wrong name, key or value."""
-    if name not in DEVICES:
-        raise ValueError(f"teleop device must be one of {sorted(DEVICES)}, got {name!r}")
-    module_name, device_class, config_class = DEVICES[name]
-    module = importlib.import_module(module_name)
-    schema = OmegaConf.structured(getattr(module, config_class))
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(schema, dict(config or {})))
-    except Exception as err:  # OmegaConf's errors and the config's own ValueErrors
-        raise ValueError(f"teleop config for {name}: {err}") from err
-    return getattr(module, device_class)(cfg)
 
 
 @dataclass(frozen=True)
@@ -136,14 +112,14 @@ class TeleopNode:
 def main(argv: list[str] | None = None) -> None:
     """Publish a device over zenoh, listening for the actor's machine, until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="keyboard", choices=sorted(DEVICES))
+    parser.add_argument("--device", default="keyboard", choices=sorted(HARDWARE))
     parser.add_argument("--rate-hz", type=float, default=50.0)
     parser.add_argument("--listen", default="tcp/0.0.0.0:7447", help="where the actor connects")
     args = parser.parse_args(argv)
     from robot_rl.ros.connect import RosConfig, open_transport
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    device = make_device(args.device)
+    device = make_hardware_device(args.device)
     transport = open_transport(RosConfig(connect=[], listen=[args.listen]), "teleop_node")
     device.start()
     node = TeleopNode(transport, device, TeleopNodeParams(rate_hz=args.rate_hz))

@@ -82,7 +82,7 @@ def test_a_teleop_section_publishes_the_device_to_a_reader_on_another_session(mo
     pytest.importorskip("zenoh", reason="eclipse-zenoh not installed (pip install eclipse-zenoh)")
     person = TeleopReading(np.array([0.0, 0.5, 0, 0, 0, 0]), -1.0, Buttons(intervene=True), True, 0.0)
     device = SyntheticDevice(person)
-    monkeypatch.setattr(bringup, "make_device", lambda name, config: device)
+    monkeypatch.setattr(bringup, "make_hardware_device", lambda name, config: device)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

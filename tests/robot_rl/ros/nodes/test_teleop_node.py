@@ -13,9 +13,10 @@ from teleop_doubles import SyntheticDevice
 
 from drivers.teleop.base import Buttons, TeleopReading
 from drivers.teleop.keyboard import Keyboard
+from robot_rl.hil.devices import make_hardware_device
 from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
-from robot_rl.ros.nodes.teleop_node import TeleopNode, TeleopNodeParams, make_device
+from robot_rl.ros.nodes.teleop_node import TeleopNode, TeleopNodeParams
 from robot_rl.ros.teleop_topics import reading_from_msgs
 
 
@@ -106,10 +107,10 @@ def test_params_and_devices_are_checked() -> None:
     with pytest.raises(ValueError, match="rate_hz must be in"):
         TeleopNodeParams(rate_hz=1.0)
     with pytest.raises(ValueError, match="teleop device must be one of"):
-        make_device("joystick")
+        make_hardware_device("joystick")
     with pytest.raises(ValueError, match="teleop config for keyboard"):
-        make_device("keyboard", {"deadband": 2.0})
+        make_hardware_device("keyboard", {"deadband": 2.0})
     with pytest.raises(ValueError, match="teleop config for keyboard"):
-        make_device("keyboard", {"no_such_key": 1})
-    device = make_device("keyboard", {"deadband": 0.2, "scale": [1.0] * 6})
+        make_hardware_device("keyboard", {"no_such_key": 1})
+    device = make_hardware_device("keyboard", {"deadband": 0.2, "scale": [1.0] * 6})
     assert isinstance(device, Keyboard) and device.cfg.deadband == 0.2
