@@ -31,7 +31,9 @@ from tests.robot_rl.runtime.test_remote_e2e import (
 )
 
 CKPT_EVERY = 40
-STEPS = 600
+# Long enough that the third kill point (3 x GAP updates past the restored counts, ~500 updates)
+# comes well before the actor's last step: a run that ends first has no idle learner to count.
+STEPS = 1_000
 GAP = 80  # updates made between one kill and the next
 # checkpoints by update count only: the bound below is in updates, never in seconds; a short
 # actor lead keeps the catch-up of each freeze short
