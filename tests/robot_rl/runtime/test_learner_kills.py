@@ -14,6 +14,8 @@ import io
 import json
 import re
 import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +86,37 @@ def versions_in_step_order(store: Path, actor_id: int = 0) -> np.ndarray:
 @pytest.mark.slow
 def test_learner_killed_three_times_loses_at_most_one_checkpoint_interval_each(tmp_path):
     port, L, A = free_port(), tmp_path / "learner", tmp_path / "actor"
-    learner = start(*learner_args(L, port, STEPS), *SETTINGS, log=tmp_path / "learner0.log")
+    started: list[subprocess.Popen] = []
+
+    def run(*args: str, log: Path) -> subprocess.Popen:
+        started.append(start(*args, log=log))
+        return started[-1]
+
+    try:
+        _kill_three_times(tmp_path, port, L, A, run)
+    finally:  # a failed wait must not leave a frozen actor or a learner behind
+        for proc in started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+    # every step reached the replay store exactly once, in order, with the actor's values
+    assert assert_exactly_once(L, A) >= STEPS
+    # the weights an actor acted on never went back, in its store or in the learner's
+    for store in (A / "actor_0" / "episodes.zarr", L / "replay.zarr"):
+        versions = versions_in_step_order(store)
+        assert versions.min() >= 1 and np.all(np.diff(versions) >= 0), store
+    final = json.loads((A / "actor_0" / "result.json").read_text())["policy_version"]
+    assert final >= versions_in_step_order(A / "actor_0" / "episodes.zarr").max()
+
+
+def _kill_three_times(
+    tmp_path: Path, port: int, L: Path, A: Path, run: Callable[..., subprocess.Popen]
+) -> None:
+    """Start the learner and the actor, kill the learner three times (the second time with the
+    actor), check each kill's loss, and let both finish."""
+    learner = run(*learner_args(L, port, STEPS), *SETTINGS, log=tmp_path / "learner0.log")
     wait_for("the token file", (L / "transport_token").exists)
-    actor = start(*actor_args(A, L, port, STEPS, *SETTINGS), log=tmp_path / "actor.log")
+    actor = run(*actor_args(A, L, port, STEPS, *SETTINGS), log=tmp_path / "actor.log")
     held = 0
     # the second kill takes the actor down too: versions must hold across both kinds of restart
     for k, kill_actor in enumerate((False, True, False), start=1):
@@ -102,8 +132,8 @@ def test_learner_killed_three_times_loses_at_most_one_checkpoint_interval_each(t
         if kill_actor:
             actor.send_signal(signal.SIGKILL)
             actor.wait(timeout=30)
-            actor = start("actor", "resume=true", f"run_dir={A}", log=tmp_path / "actor.log")
-        learner = start("learner", "resume=true", f"run_dir={L}", log=tmp_path / f"learner{k}.log")
+            actor = run("actor", "resume=true", f"run_dir={A}", log=tmp_path / "actor.log")
+        learner = run("learner", "resume=true", f"run_dir={L}", log=tmp_path / f"learner{k}.log")
         if not kill_actor:
             actor.send_signal(signal.SIGCONT)
         log = tmp_path / f"learner{k}.log"
@@ -112,11 +142,3 @@ def test_learner_killed_three_times_loses_at_most_one_checkpoint_interval_each(t
         assert 0 <= held - restored <= CKPT_EVERY, (k, held, restored)
     finish(actor, tmp_path / "actor.log")
     finish(learner, tmp_path / "learner3.log")
-    # every step reached the replay store exactly once, in order, with the actor's values
-    assert assert_exactly_once(L, A) >= STEPS
-    # the weights an actor acted on never went back, in its store or in the learner's
-    for store in (A / "actor_0" / "episodes.zarr", L / "replay.zarr"):
-        versions = versions_in_step_order(store)
-        assert versions.min() >= 1 and np.all(np.diff(versions) >= 0), store
-    final = json.loads((A / "actor_0" / "result.json").read_text())["policy_version"]
-    assert final >= versions_in_step_order(A / "actor_0" / "episodes.zarr").max()
