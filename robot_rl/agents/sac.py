@@ -26,6 +26,7 @@ from robot_rl.agents.common import (
     prepare_batch,
     unpack_policy_state,
 )
+from robot_rl.agents.grasp_critic import GraspCritic, check_arm_task, validate_grasp_config
 from robot_rl.nets.actor import TanhGaussianActor
 from robot_rl.nets.ensemble import EnsembleMLP
 from robot_rl.transition import Batch, Obs
@@ -57,6 +58,12 @@ class SACConfig:
     image_augment: bool = True
     feature_dim: int = 50  # image features per camera
     compile: bool = False  # torch.compile the networks (off: compile time dominates short runs)
+    gripper: str = "continuous"  # "discrete": a grasp critic picks the last action entry (grasp_critic.py)
+    grasp_penalty: float = 0.1  # subtracted from the grasp critic's reward per gripper toggle
+    grasp_lr: float = 3e-4
+    grasp_num_critics: int = 2
+    grasp_epsilon: float = 0.1  # random gripper choice while collecting
+    grasp_open_width_m: float = 0.07  # measured width at or above this: the gripper is open
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
@@ -77,6 +84,7 @@ class SACConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.encoder not in ("conv", "resnet18"):
             raise ValueError(f"encoder must be 'conv' or 'resnet18', got {self.encoder!r}")
+        validate_grasp_config(self)
 
 
 # ---- losses: small pure functions, each returns (loss, info) -------------------------------------
@@ -146,7 +154,11 @@ class SACAgent:
         self.cfg = cfg = cfg if cfg is not None else SACConfig()
         self.device = torch.device(device)
         self.action_dim = int(np.prod(action_space.shape))
-        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -self.action_dim / 2
+        discrete = cfg.gripper == "discrete"
+        if discrete:
+            check_arm_task(self.action_dim, obs_space["state"].shape[0])
+        self.arm_dim = self.action_dim - 1 if discrete else self.action_dim  # what actor and critic see
+        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -self.arm_dim / 2
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
         if seed is not None:
@@ -154,11 +166,11 @@ class SACAgent:
 
         self.encoder = build_obs_encoder(obs_space, cfg).to(self.device)
         feat = self.encoder.out_dim
-        self.actor = TanhGaussianActor(feat, self.action_dim, cfg.hidden_dims, cfg.actor_layer_norm).to(
+        self.actor = TanhGaussianActor(feat, self.arm_dim, cfg.hidden_dims, cfg.actor_layer_norm).to(
             self.device
         )
         self.critic = EnsembleMLP(
-            feat + self.action_dim, cfg.hidden_dims, cfg.num_critics, layer_norm=cfg.critic_layer_norm
+            feat + self.arm_dim, cfg.hidden_dims, cfg.num_critics, layer_norm=cfg.critic_layer_norm
         ).to(self.device)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -179,6 +191,7 @@ class SACAgent:
         self.num_updates = 0
         self._critic_fn: nn.Module = torch.compile(self.critic) if cfg.compile else self.critic  # type: ignore[assignment]
         self._target_fn: nn.Module = torch.compile(self.target_critic) if cfg.compile else self.target_critic  # type: ignore[assignment]
+        self.grasp = GraspCritic(feat, cfg, self.device) if discrete else None  # built last: same draws
 
     @property
     def updates_per_call(self) -> int:
@@ -188,9 +201,13 @@ class SACAgent:
     def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
         """One unbatched Obs (numpy) -> float32[A] in [-1, 1]; deterministic gives tanh(mean)."""
         self.encoder.eval()
-        features = self.encoder(obs_to_torch(obs, self.device, add_batch_dim=True))
+        obs_t = obs_to_torch(obs, self.device, add_batch_dim=True)
+        features = self.encoder(obs_t)
         self.encoder.train()
         action, _ = self.actor(features, self.generator, deterministic)
+        if self.grasp is not None:
+            gripper = self.grasp.choose(features, obs_t["state"].float(), not deterministic, self.generator)
+            action = torch.cat([action, gripper[:, None]], -1)
         return action[0].float().cpu().numpy()
 
     def reset(self) -> None:
@@ -206,6 +223,9 @@ class SACAgent:
             batch = prepare_batch(next(batches), self.device, self.cfg.image_augment, self.generator)
             features, info = self._critic_step(batch)
             critic_losses.append(info["critic_loss"])
+            if self.grasp is not None:  # the target critic's encoder, as the critic's TD target
+                next_encoder = self.target_encoder if self.encoder.has_images else self.encoder
+                info.update(self.grasp.update(batch, features, next_encoder))
         info.update(self._actor_temperature_step(features))
         info["critic_loss"] = torch.stack(critic_losses).mean()
         self.num_updates += self.cfg.utd
@@ -229,7 +249,7 @@ class SACAgent:
             next_q = self._target_fn(torch.cat([next_features, next_action], -1), members)
             target = td_target(batch.reward, batch.discount, next_q, next_log_prob, alpha, cfg.backup_entropy)
         features = self.encoder(batch.obs)
-        q = self._critic_fn(torch.cat([features, batch.action], -1))
+        q = self._critic_fn(torch.cat([features, batch.action[:, : self.arm_dim]], -1))
         loss, info = critic_loss(q, target)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -260,10 +280,15 @@ class SACAgent:
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """Flat CPU tensor dict of what act() needs: "actor.*" and "encoder.*" weights."""
-        return pack_policy_state({"actor": self.actor, "encoder": self.encoder})
+        return pack_policy_state(self._policy_modules())
 
     def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
-        unpack_policy_state(state, {"actor": self.actor, "encoder": self.encoder})
+        unpack_policy_state(state, self._policy_modules())
+
+    def _policy_modules(self) -> dict[str, nn.Module]:
+        """What act() runs: actor and encoder, and with a discrete gripper the grasp Q-heads."""
+        grasp = {"grasp": self.grasp.net} if self.grasp is not None else {}
+        return {"actor": self.actor, "encoder": self.encoder, **grasp}
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers, log-temperature, update counter and the sampling RNG."""
@@ -280,6 +305,7 @@ class SACAgent:
             "log_alpha": self.log_alpha.detach().clone(),
             "num_updates": self.num_updates,
             "rng": self.generator.get_state(),
+            **({"grasp": self.grasp.state_dict()} if self.grasp is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -291,3 +317,5 @@ class SACAgent:
             self.log_alpha.copy_(state["log_alpha"])
         self.num_updates = int(state["num_updates"])
         self.generator.set_state(state["rng"].cpu())
+        if self.grasp is not None:
+            self.grasp.load_state_dict(state["grasp"])
