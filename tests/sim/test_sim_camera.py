@@ -24,20 +24,7 @@ BALL_SCENE = """
 </mujoco>"""
 
 
-def _gl_problem() -> str | None:
-    try:
-        model = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
-        mujoco.Renderer(model, 8, 8).close()
-    except Exception as exc:  # any backend failure means: no offscreen GL here
-        return f"no offscreen GL (set MUJOCO_GL=egl with libegl1 + libgl1-mesa-dri): {exc}"
-    return None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def needs_gl() -> None:
-    problem = _gl_problem()
-    if problem:
-        pytest.skip(problem)
+pytestmark = pytest.mark.usefixtures("needs_gl")  # tests/sim/conftest.py
 
 
 def test_intrinsics_project_a_ball_where_it_is_rendered() -> None:

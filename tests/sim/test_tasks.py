@@ -112,20 +112,8 @@ def test_state_env_steps_with_gl_disabled() -> None:
     assert out.stdout.strip() == "ok"
 
 
-def _gl_available() -> str | None:
-    """None when an offscreen GL context can be made, else the reason it cannot."""
-    try:
-        model = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
-        mujoco.Renderer(model, 8, 8).close()
-    except Exception as exc:  # any backend failure means: no GL here
-        return f"no offscreen GL (set MUJOCO_GL=egl with libegl1 + libgl1-mesa-dri): {exc}"
-    return None
-
-
+@pytest.mark.usefixtures("needs_gl")
 def test_camera_images_have_the_asked_shape_and_dtype() -> None:
-    reason = _gl_available()
-    if reason:
-        pytest.skip(reason)
     env = make_sim_env("pick_cube", cameras=("wrist", "front"), image_size=(48, 64), seed=0)
     obs, *_ = env.step(np.zeros(4, np.float32))
     assert set(obs["images"]) == {"wrist", "front"}

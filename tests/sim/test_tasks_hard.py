@@ -213,19 +213,9 @@ def test_bad_operator_style_is_named(bad: dict[str, Any]) -> None:
         OperatorStyle(**bad)
 
 
-def _gl_reason() -> str | None:
-    try:
-        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
-    except Exception as exc:  # any backend failure means: no GL here
-        return f"no offscreen GL (set MUJOCO_GL=egl with libegl1 + libgl1-mesa-dri): {exc}"
-    return None
-
-
+@pytest.mark.usefixtures("needs_gl")
 @pytest.mark.parametrize("task", HARD_TASKS)
 def test_camera_images_have_the_asked_shape(task: str) -> None:
-    reason = _gl_reason()
-    if reason:
-        pytest.skip(reason)
     env = make_sim_env(task, cameras=("wrist", "front"), image_size=(48, 64), seed=0)
     obs, *_ = env.step(np.zeros(4, np.float32))
     assert env.observation_space.contains(obs)
