@@ -85,8 +85,19 @@ def _flow_bc() -> tuple[type, type]:
     return FlowBCAgent, FlowBCConfig
 
 
+def _diffusion_bc() -> tuple[type, type]:
+    from robot_rl.agents.diffusion_bc import DiffusionBCAgent, DiffusionBCConfig
+
+    return DiffusionBCAgent, DiffusionBCConfig
+
+
 # name -> () -> (agent class, config class); imported lazily so one agent's deps never load another's.
-AGENTS: dict[str, Callable[[], tuple[type, type]]] = {"sac": _sac, "bc": _bc, "flow_bc": _flow_bc}
+AGENTS: dict[str, Callable[[], tuple[type, type]]] = {
+    "sac": _sac,
+    "bc": _bc,
+    "flow_bc": _flow_bc,
+    "diffusion_bc": _diffusion_bc,
+}
 
 
 def to_config(config_cls: type, cfg: Any) -> Any:
@@ -149,8 +160,9 @@ def make_agent(
     device: str = "cpu",
     seed: int | None = None,
 ) -> Agent:
-    """Build an agent for these spaces: by name ("sac" | "bc" | "flow_bc", cfg as accepted by to_config), or
-    from its config object (make_agent(train_cfg.agent, ...); cfg must then be None)."""
+    """Build an agent for these spaces: by name ("sac" | "bc" | "flow_bc" | "diffusion_bc", cfg as
+    accepted by to_config), or from its config object (make_agent(train_cfg.agent, ...); cfg must then
+    be None)."""
     agent_cls, config_cls = _lookup(agent)
     if not isinstance(agent, str):
         if cfg is not None:

@@ -238,10 +238,15 @@ def test_it_is_registered_as_an_offline_chunked_agent():
 def test_robot_rl_train_agent_flow_bc_smoke(tmp_path):
     """`robot-rl train agent=flow_bc` on pick_cube: the learner trains on windows, the actor acts
     in chunks on the shipped weights, and `robot-rl eval` reloads them."""
+    run_train_smoke(tmp_path, "flow_bc")
+
+
+def run_train_smoke(tmp_path, agent_name: str, *overrides: str) -> None:
+    """A 300-step `robot-rl train agent=<agent_name>` on pick_cube's demos, then `robot-rl eval`."""
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [
-        "agent=flow_bc",
+        f"agent={agent_name}",
         "total_env_steps=300",
         f"run_dir={run}",
         "demos.num_episodes=2",
@@ -253,6 +258,7 @@ def test_robot_rl_train_agent_flow_bc_smoke(tmp_path):
         "final_eval_episodes=2",
         "weights_every_updates=20",
         "progress=false",
+        *overrides,
     ]
     cli = [sys.executable, "-m", "robot_rl.cli"]
     res = subprocess.run([*cli, "train", *args], capture_output=True, text=True, timeout=300, env=env)
