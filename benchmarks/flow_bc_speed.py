@@ -1,5 +1,5 @@
 """Flow BC speed: training throughput with and without shared-encoding minibatching, and the
-latency of sampling one 16-step chunk.
+latency of sampling one 16-step chunk with flow_bc and with diffusion_bc.
 
 Training (Mini-Diffuser's observation): "shared" encodes each of B windows once and draws K noise
 levels per encoding (agent.noise_per_obs = K); "naive" repeats every window K times and encodes
@@ -8,9 +8,11 @@ number of steps. Measured on pick_cube's scripted demos (state), and with two 64
 (random images on the same demos: throughput only). The state runs also report the flow loss on
 held-out demo episodes after the same number of samples, with the same noise draws for both.
 
-Inference: FlowBCAgent.sample_chunk (encode the observation history, flow_steps Euler steps,
-unnormalise), p50/p99 over repeated calls at one thread, for state and for two 128x128 cameras.
-`--device cuda` runs the same on a GPU. Measures and reports only; asserts nothing.
+Inference: each chunked agent's sample_chunk (encode the observation history, then flow_bc's
+flow_steps Euler steps or diffusion_bc's ddim_steps DDIM steps, unnormalise), p50/p99 over repeated
+calls at one thread, for state and for two 128x128 cameras, default configs. `--device cuda` runs
+the same on a GPU. `--quick` is a smoke run: few steps, results/flow_bc_speed_quick.json only.
+Measures and reports only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,20 +20,16 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from benchmarks.common import write_results
-from robot_rl.agents.flow_bc import (
-    FlowBCAgent,
-    FlowBCConfig,
-    encode_window,
-    flow_matching_loss,
-    prepare_windows,
-)
+from robot_rl.agents.base import make_agent
+from robot_rl.agents.chunking import ChunkedBCAgent, encode_window, prepare_windows
+from robot_rl.agents.flow_bc import FlowBCAgent, FlowBCConfig, flow_matching_loss
 from robot_rl.config import SimEnvConfig
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.data.windows import WindowBatch
@@ -39,6 +37,8 @@ from robot_rl.envs.factory import make_env
 from robot_rl.runtime.demos import record_episode
 
 K = 8  # noise levels per window (shared) / copies per window (naive)
+# the agents whose chunk latency is measured: name -> the config field of their sampling steps
+SAMPLING_STEPS = {"flow_bc": "flow_steps", "diffusion_bc": "ddim_steps"}
 
 
 def record_demos(episodes: int, seed: int = 0) -> list[tuple[dict, dict]]:
@@ -155,8 +155,9 @@ def throughput(demos: list, camera: int | None, windows: int, steps: int, device
     return row
 
 
-def latency(camera: int | None, reps: int, device: str) -> dict[str, Any]:
-    agent = FlowBCAgent(*spaces(30, 4, camera), FlowBCConfig(), device=device, seed=0)
+def latency(name: str, camera: int | None, reps: int, device: str) -> dict[str, Any]:
+    """p50/p99 of one sample_chunk of agent `name` (default config) on one observation history."""
+    agent = cast(ChunkedBCAgent, make_agent(name, *spaces(30, 4, camera), device=device, seed=0))
     obs: dict[str, Any] = {"state": np.zeros(30, np.float32)}
     if camera:
         img = np.zeros((camera, camera, 3), np.uint8)
@@ -170,9 +171,10 @@ def latency(camera: int | None, reps: int, device: str) -> dict[str, Any]:
             times.append((time.perf_counter() - t0) * 1e3)
     p50, p99 = np.percentile(times, [50, 99])
     return {
+        "agent": name,
         "cameras": f"2 x {camera}x{camera}" if camera else "none",
         "chunk": agent.cfg.chunk,
-        "flow_steps": agent.cfg.flow_steps,
+        "sampling_steps": getattr(agent.cfg, SAMPLING_STEPS[name]),
         "p50_ms": float(p50),
         "p99_ms": float(p99),
         "per_tick_ms": float(p50) / agent.cfg.act_horizon,
@@ -193,10 +195,12 @@ def main() -> None:
         throughput(demos, 64, windows=16, steps=2 if quick else 15, device=args.device),
     ]
     latency_rows = [
-        latency(None, 20 if quick else 300, args.device),
-        latency(128, 5 if quick else 40, args.device),
+        latency(agent, camera, reps, args.device)
+        for camera, reps in ((None, 20 if quick else 300), (128, 5 if quick else 40))
+        for agent in SAMPLING_STEPS
     ]
     name = "flow_bc_speed" if args.device == "cpu" else f"flow_bc_speed_{args.device.replace(':', '')}"
+    name += "_quick" if quick else ""  # a smoke run leaves the measured results as they are
     md = [
         f"### Flow BC: shared-encoding minibatching and chunk latency ({args.device})",
         "",
@@ -224,19 +228,23 @@ def main() -> None:
         " estimate. Its pay-off is where encoding costs: with cameras (where the copies' DrQ shifts"
         " also differ).",
         "",
-        "Inference: one 16-step chunk (2 observations encoded, 10 Euler steps, default denoiser), one"
-        " thread; with 8 actions executed per chunk, per tick is p50 / 8. Measured on a machine"
-        " shared with other jobs: the p99 includes their preemption.",
+        "Inference: one 16-step chunk (2 observations encoded, then flow_bc's Euler or diffusion_bc's"
+        " DDIM steps through the same default denoiser), one thread; with 8 actions executed per"
+        " chunk, per tick is p50 / 8. Measured on a machine shared with other jobs: the p99 includes"
+        " their preemption.",
         "",
-        "| cameras | p50 ms | p99 ms | per tick (p50 / 8) ms |",
-        "| --- | --- | --- | --- |",
+        "| agent | cameras | steps | p50 ms | p99 ms | per tick (p50 / 8) ms |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     md += [
-        f"| {r['cameras']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['per_tick_ms']:.2f} |"
+        f"| {r['agent']} | {r['cameras']} | {r['sampling_steps']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+        f" {r['per_tick_ms']:.2f} |"
         for r in latency_rows
     ]
-    command = "python -m benchmarks.flow_bc_speed" + (
-        f" --device {args.device}" if args.device != "cpu" else ""
+    command = (
+        "python -m benchmarks.flow_bc_speed"
+        + (f" --device {args.device}" if args.device != "cpu" else "")
+        + (" --quick" if quick else "")
     )
     path = write_results(
         name, {"training": train_rows, "inference": latency_rows}, "\n".join(md), command, section=not quick
