@@ -1,17 +1,16 @@
 """Diffusion BC with action chunks: the cosine schedule, DDIM's limits with a denoiser that knows
-the noise, normalisation through the agent, chunks across ticks and episodes, EMA acting weights
-that ship weights-only, resuming, and `robot-rl train agent=diffusion_bc`."""
+the noise, the epsilon loss, chunks unnormalised with the demos' statistics, and the config. What
+it shares with flow_bc (chunks across ticks and episodes, EMA acting weights that ship
+weights-only, resuming, learning a tiny dataset, the CLI smoke) is checked on both in
+test_chunking.py."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
 import torch
 
-from robot_rl.agents.base import agent_class, make_agent
-from robot_rl.agents.chunking import prepare_windows
+from robot_rl.agents.base import agent_class
 from robot_rl.agents.diffusion_bc import (
     DiffusionBCAgent,
     DiffusionBCConfig,
@@ -21,27 +20,9 @@ from robot_rl.agents.diffusion_bc import (
     diffusion_loss,
 )
 from robot_rl.nets.denoisers import ChunkDenoiser
-from tests.robot_rl.agents.test_flow_bc import (
-    SMALL,
-    A,
-    ChunkStub,
-    demo_buffer,
-    obs,
-    run_train_smoke,
-    spaces,
-    windows,
-)
+from tests.robot_rl.agents.test_chunking import A, demo_buffer, make, obs, windows
 
 T = 100
-
-
-def agent(seed: int = 0, camera: bool = False, **overrides) -> DiffusionBCAgent:
-    cfg = DiffusionBCConfig(
-        **{**SMALL, "act_horizon": 2, "diffusion_steps": 20, "ddim_steps": 3, **overrides}
-    )
-    built = make_agent(cfg, *spaces(camera), seed=seed)
-    assert isinstance(built, DiffusionBCAgent)
-    return built
 
 
 class NoiseOracle(torch.nn.Module):
@@ -121,18 +102,8 @@ def test_the_loss_is_the_noise_prediction_error():
     )
 
 
-@pytest.mark.parametrize("camera", [False, True])
-def test_shapes(camera: bool):
-    a = agent(camera=camera)
-    metrics = a.update(windows(a, demo_buffer(camera)))
-    assert set(metrics) == {"diffusion_loss"} and np.isfinite(metrics["diffusion_loss"])
-    action = a.act(obs(0.3, camera))
-    assert action.shape == (A,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1.0)
-    assert a.sample_chunk().shape == (4, A)
-
-
 def test_chunks_are_sampled_and_unnormalised_with_the_demos_statistics():
-    a = agent()
+    a = make("diffusion_bc")
     buf = demo_buffer()
     a.update(windows(a, buf))
     held = torch.as_tensor(buf.action[buf.has_trans])
@@ -148,66 +119,6 @@ def test_chunks_are_sampled_and_unnormalised_with_the_demos_statistics():
     )
 
 
-def test_a_chunk_runs_across_ticks_and_an_episode_end_drops_its_rest():
-    a = agent(act_horizon=3)
-    stub = ChunkStub(4)
-    a.sample_chunk = stub
-    acted = [a.act(obs(i))[0] * 100 for i in range(4)]
-    np.testing.assert_allclose(acted, [10, 11, 12, 20])  # 3 of each chunk, then a new one
-    a.reset()  # mid-chunk: steps 21 and 22 are dropped
-    np.testing.assert_allclose(a.act(obs(9))[0] * 100, 30)
-    assert stub.calls == 3
-
-
-@pytest.mark.parametrize(("camera", "eta"), [(False, 0.0), (True, 0.0), (False, 1.0)])
-def test_policy_state_loads_weights_only_and_acts_the_same_in_a_fresh_agent(camera: bool, eta: float):
-    trained = agent(seed=3, camera=camera, ddim_eta=eta)
-    batches = windows(trained, demo_buffer(camera))
-    for _ in range(3):
-        trained.update(batches)
-    buf = io.BytesIO()
-    torch.save(trained.policy_state(), buf)
-    buf.seek(0)
-    state = torch.load(buf, weights_only=True)
-    assert {"normalizer.state_mean", "normalizer.action_center", "denoiser.net.net.0.weight"} <= set(state)
-    fresh = agent(seed=3, camera=camera, ddim_eta=eta)
-    fresh.load_policy_state(state)
-    assert bool(fresh.normalizer.fitted)
-    for i in range(5):  # three chunk samples with act_horizon 2
-        np.testing.assert_array_equal(trained.act(obs(i, camera)), fresh.act(obs(i, camera)))
-
-
-def test_resuming_from_state_dict_continues_the_same_training():
-    a, b = agent(seed=1), agent(seed=2)
-    buf = demo_buffer()
-    a.update(windows(a, buf))
-    checkpoint = io.BytesIO()  # as the learner's checkpoint goes: saved, then loaded weights-only
-    torch.save(a.state_dict(), checkpoint)
-    checkpoint.seek(0)
-    b.load_state_dict(torch.load(checkpoint, weights_only=True))
-    batch = prepare_windows(next(windows(a, buf)), a.device, augment=False)
-    la = a.chunk_loss(batch, torch.Generator().manual_seed(0))[0]
-    lb = b.chunk_loss(batch, torch.Generator().manual_seed(0))[0]
-    torch.testing.assert_close(la, lb)
-    assert b.num_updates == 1 and b.state_dict()["config"]["ddim_steps"] == 3
-    step = next(windows(a, buf))
-    a.update(iter([step]))
-    b.update(iter([step]))
-    np.testing.assert_array_equal(a.act(obs(0.2)), b.act(obs(0.2)))  # same EMA weights, same draws
-
-
-def test_it_fits_a_fixed_batch():
-    a = agent(seed=0, lr=1e-3, noise_per_obs=8)
-    batch = next(windows(a, demo_buffer()))
-    a.update(iter([batch] * (a.cfg.norm_batches + 1)))
-    fixed = prepare_windows(batch, a.device, augment=False)
-    first = a.chunk_loss(fixed, torch.Generator().manual_seed(0))[0].item()
-    for _ in range(300):
-        a.update(iter([batch]))
-    last = a.chunk_loss(fixed, torch.Generator().manual_seed(0))[0].item()
-    assert last < 0.2 * first, (first, last)
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -215,8 +126,6 @@ def test_it_fits_a_fixed_batch():
         ({"ddim_steps": 0}, "ddim_steps"),
         ({"diffusion_steps": 1, "ddim_steps": 1}, "diffusion_steps"),
         ({"ddim_eta": 1.5}, "ddim_eta"),
-        ({"act_horizon": 17}, "act_horizon"),
-        ({"noise_per_obs": 0}, "noise_per_obs"),
     ],
 )
 def test_bad_config_values_are_named(override: dict, message: str):
@@ -224,16 +133,7 @@ def test_bad_config_values_are_named(override: dict, message: str):
         DiffusionBCConfig(**override)
 
 
-def test_it_is_registered_as_an_offline_chunked_agent():
+def test_it_is_registered_with_deterministic_ddim_by_default():
     assert agent_class("diffusion_bc") is DiffusionBCAgent and DiffusionBCAgent.offline
-    assert agent_class(DiffusionBCConfig()) is DiffusionBCAgent
-    assert agent().window == (2, 4)
     defaults = DiffusionBCConfig()
-    assert (defaults.obs_horizon, defaults.chunk, defaults.act_horizon, defaults.ddim_eta) == (2, 16, 8, 0.0)
-
-
-@pytest.mark.slow
-def test_robot_rl_train_agent_diffusion_bc_smoke(tmp_path):
-    """`robot-rl train agent=diffusion_bc` on pick_cube: the learner trains on windows, the actor
-    acts in DDIM-sampled chunks on the shipped weights, and `robot-rl eval` reloads them."""
-    run_train_smoke(tmp_path, "diffusion_bc", "agent.ddim_steps=5")
+    assert (defaults.diffusion_steps, defaults.ddim_steps, defaults.ddim_eta) == (100, 10, 0.0)
