@@ -85,8 +85,19 @@ def _flow_bc() -> tuple[type, type]:
     return FlowBCAgent, FlowBCConfig
 
 
+def _residual() -> tuple[type, type]:
+    from robot_rl.agents.residual import ResidualAgent, ResidualConfig
+
+    return ResidualAgent, ResidualConfig
+
+
 # name -> () -> (agent class, config class); imported lazily so one agent's deps never load another's.
-AGENTS: dict[str, Callable[[], tuple[type, type]]] = {"sac": _sac, "bc": _bc, "flow_bc": _flow_bc}
+AGENTS: dict[str, Callable[[], tuple[type, type]]] = {
+    "sac": _sac,
+    "bc": _bc,
+    "flow_bc": _flow_bc,
+    "residual": _residual,
+}
 
 
 def to_config(config_cls: type, cfg: Any) -> Any:
@@ -135,7 +146,7 @@ def _lookup(agent: str | Any) -> tuple[type, type]:
         return AGENTS[agent]()
     for load in AGENTS.values():
         agent_cls, config_cls = load()
-        if isinstance(agent, config_cls):
+        if type(agent) is config_cls:  # exact: ResidualConfig is a SACConfig too
             return agent_cls, config_cls
     known = sorted(c.__name__ for c in agent_configs().values())
     raise ValueError(f"no agent is registered for config {type(agent).__name__}; known configs: {known}")
