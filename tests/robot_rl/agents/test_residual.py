@@ -116,7 +116,9 @@ def test_weights_load_weights_only_and_pin_the_base(tmp_path):
     actor.load_policy_state(state)
     assert version == 3 and actor.update_calls == 7
     for obs in observations(10, seed=5):
-        np.testing.assert_array_equal(actor.act(obs, deterministic=True), learner.act(obs, deterministic=True))
+        np.testing.assert_array_equal(
+            actor.act(obs, deterministic=True), learner.act(obs, deterministic=True)
+        )
 
     other = agent(a_base(tmp_path, b"another base"))
     with pytest.raises(ValueError, match="differs from the base the weights came from") as err:
@@ -179,7 +181,7 @@ def test_bad_config_is_refused_naming_the_field(tmp_path, fields, names):
 
 
 def test_a_base_that_is_neither_a_run_nor_an_import_path_is_named(tmp_path):
-    with pytest.raises(ValueError, match="agent.base=no/such/run: no such run folder"):
+    with pytest.raises(ValueError, match=r"agent\.base=no/such/run: no such run folder"):
         base_identity("no/such/run")
     (tmp_path / "not_a_run").mkdir()
     with pytest.raises(ValueError, match="is it a robot-rl run folder"):
