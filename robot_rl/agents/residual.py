@@ -19,7 +19,8 @@ update count with the weights. Entropy and the temperature are those of the resi
 
 Version pin: the base's identity (base_identity: the sha256 of its weights file, or module:Class
 with the sha256 of the module's source) is in every policy_state and checkpoint; an actor,
-`robot-rl eval` or a resumed learner whose base differs refuses, naming both.
+`robot-rl eval` or a resumed learner whose base differs refuses, naming both. So the learner's
+machine needs the base too (it pins it, and records or labels the demos with it).
 
 Shapes: B batch, D env state size, A action size, F = D + A + image features.
 """
