@@ -161,6 +161,7 @@ def _eval(argv: list[str]) -> None:
     from robot_rl.eval.rollout import run_episodes
     from robot_rl.runtime.process import set_torch_threads
     from robot_rl.runtime.progress import eval_summary_text
+    from robot_rl.runtime.residual_base import with_base
     from robot_rl.runtime.transport import load_weights
 
     target = Path(args.target)
@@ -170,7 +171,7 @@ def _eval(argv: list[str]) -> None:
         raise SystemExit(f"no weights at {weights}")
     cfg = load_run_config(run_dir, args.override)
     set_torch_threads(cfg.torch_threads)
-    env = make_env(cfg.env, seed=args.seed)
+    env = with_base(cfg.agent, make_env(cfg.env, seed=args.seed))
     agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed)
     version, state = load_weights(weights)
     agent.load_policy_state(state)

@@ -91,12 +91,19 @@ def _diffusion_bc() -> tuple[type, type]:
     return DiffusionBCAgent, DiffusionBCConfig
 
 
+def _residual() -> tuple[type, type]:
+    from robot_rl.agents.residual import ResidualAgent, ResidualConfig
+
+    return ResidualAgent, ResidualConfig
+
+
 # name -> () -> (agent class, config class); imported lazily so one agent's deps never load another's.
 AGENTS: dict[str, Callable[[], tuple[type, type]]] = {
     "sac": _sac,
     "bc": _bc,
     "flow_bc": _flow_bc,
     "diffusion_bc": _diffusion_bc,
+    "residual": _residual,
 }
 
 
@@ -146,7 +153,7 @@ def _lookup(agent: str | Any) -> tuple[type, type]:
         return AGENTS[agent]()
     for load in AGENTS.values():
         agent_cls, config_cls = load()
-        if isinstance(agent, config_cls):
+        if type(agent) is config_cls:  # exact: ResidualConfig is a SACConfig too
             return agent_cls, config_cls
     known = sorted(c.__name__ for c in agent_configs().values())
     raise ValueError(f"no agent is registered for config {type(agent).__name__}; known configs: {known}")
@@ -160,9 +167,9 @@ def make_agent(
     device: str = "cpu",
     seed: int | None = None,
 ) -> Agent:
-    """Build an agent for these spaces: by name ("sac" | "bc" | "flow_bc" | "diffusion_bc", cfg as
-    accepted by to_config), or from its config object (make_agent(train_cfg.agent, ...); cfg must then
-    be None)."""
+    """Build an agent for these spaces: by name (a key of AGENTS: "sac", "bc", "flow_bc", "diffusion_bc",
+    "residual"; cfg as accepted by to_config), or from its config object (make_agent(train_cfg.agent,
+    ...); cfg must then be None)."""
     agent_cls, config_cls = _lookup(agent)
     if not isinstance(agent, str):
         if cfg is not None:

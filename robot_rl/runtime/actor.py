@@ -27,6 +27,7 @@ from robot_rl.eval.rollout import run_episodes
 from robot_rl.hil.episode_help import EpisodeHelp
 from robot_rl.hil.intervention import with_teleop
 from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
+from robot_rl.runtime.residual_base import with_base
 from robot_rl.runtime.sender import TransitionSender
 from robot_rl.runtime.transport import ActorTransport
 from robot_rl.transition import obs_to_flat
@@ -66,7 +67,7 @@ class Actor:
         self.store = EpisodeStore(run_dir / f"actor_{actor_id}" / "episodes.zarr", mode="a")
         self.sender = TransitionSender(transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps)
         env_seed = cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes
-        self.env = make_env(cfg.env, seed=env_seed)
+        self.env = with_base(cfg.agent, make_env(cfg.env, seed=env_seed))
         # Collection goes through the teleop device when there is one; evaluation does not, so
         # eval success is success without help.
         self.train_env = self.env if cfg.teleop is None else with_teleop(self.env, cfg.teleop, env_seed)

@@ -15,6 +15,7 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env, sim_env_config
 from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.imports import import_object
+from robot_rl.runtime.residual_base import demo_labeller, with_base
 from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
 
 
@@ -85,7 +86,7 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
     shutil.rmtree(tmp, ignore_errors=True)
     # A robot env's demos are recorded in its sim task (same spaces); on hardware, record teleop
     # demos instead (robot-rl record, robot-rl mcap2zarr) and use demos=zarr.
-    env = make_env(sim_env_config(cfg.env), seed=cfg.seed + 10_000)
+    env = with_base(cfg.agent, make_env(sim_env_config(cfg.env), seed=cfg.seed + 10_000))
     try:
         _record_demos(cfg, env, EpisodeStore(tmp, mode="w"), log)
     except BaseException:
@@ -126,7 +127,8 @@ def prepare_demos(cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = 
     if path.exists():  # a resumed run keeps its demos
         return EpisodeStore(path, mode="r").n_episodes
     if cfg.demos.source == "zarr":
-        return import_demos(cfg.demos, path)
+        with demo_labeller(cfg.agent, cfg.env, log) as label:
+            return import_demos(cfg.demos, path, label)
     return generate_demos(cfg, path, log).n_episodes
 
 
@@ -185,8 +187,9 @@ def import_episode(
     return out, final
 
 
-def import_demos(demos: DemoConfig, path: Path) -> int:
-    """Copy demos from a zarr store (ours or diffusion_policy's layout) into the run."""
+def import_demos(demos: DemoConfig, path: Path, label: Callable[..., Any] | None = None) -> int:
+    """Copy demos from a zarr store (ours or diffusion_policy's layout) into the run; label(steps,
+    final_obs), when given, adds to each episode what the agent needs (a residual's base actions)."""
     src = EpisodeStore(demos.path, mode="r")
     n = min(src.n_episodes, demos.num_episodes) if demos.num_episodes else src.n_episodes
     tmp = path.with_name(path.name + ".partial")
@@ -194,7 +197,8 @@ def import_demos(demos: DemoConfig, path: Path) -> int:
     try:
         dst = EpisodeStore(tmp, mode="w")
         for i in range(n):
-            dst.append_episode(*import_episode(src.episode(i), src.final_obs(i), demos))
+            episode = import_episode(src.episode(i), src.final_obs(i), demos)
+            dst.append_episode(*(label(*episode) if label else episode))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed import leaves no half-written store
         raise

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from robot_rl.config import TrainConfig
 from robot_rl.envs.factory import make_env
 from robot_rl.runtime.demos import check_demos_source
+from robot_rl.runtime.residual_base import with_base
 
 TRAIN_HOLDS = ("replay.zarr", "actor_0")  # what marks a `robot-rl train` run in a folder
 
@@ -75,7 +76,7 @@ def open_run_folder(
     """Check the start (resume, env, demo source when `demos`), then make or reopen the folder."""
     run_dir = Path(cfg.run_dir)
     check_resume(run_dir, cfg.resume, holds_run)
-    env = make_env(cfg.env, seed=cfg.seed)
+    env = with_base(cfg.agent, make_env(cfg.env, seed=cfg.seed))  # a residual agent's base is checked here
     obs_space, action_space = env.observation_space, env.action_space
     env.close()
     if demos:

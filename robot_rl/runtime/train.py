@@ -28,6 +28,7 @@ from robot_rl.runtime.demos import check_demos_fit, prepare_demos
 from robot_rl.runtime.learner import LearnerShared, learner_main
 from robot_rl.runtime.process import set_torch_threads
 from robot_rl.runtime.progress import Progress, budget_row, budget_text, drain, final_eval_line
+from robot_rl.runtime.residual_base import with_base
 from robot_rl.runtime.run_folder import RunFailed, open_run_folder
 from robot_rl.runtime.transport import LocalTransport, load_weights
 
@@ -100,7 +101,7 @@ def run_processes(cfg: TrainConfig, run_dir: Path, obs_space: Any, action_space:
 
 
 def final_eval(cfg: TrainConfig, run_dir: Path, episodes: int) -> dict[str, Any]:
-    env = make_env(cfg.env, seed=cfg.seed + 999_999)
+    env = with_base(cfg.agent, make_env(cfg.env, seed=cfg.seed + 999_999))
     agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed)
     version, state = load_weights(run_dir / WEIGHTS_FILE)
     agent.load_policy_state(state)
