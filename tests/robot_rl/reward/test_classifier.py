@@ -69,8 +69,12 @@ def test_the_file_round_trips_model_threshold_and_metrics(tmp_path):
     loaded = load_classifier(path)
     assert loaded.spec == original.spec and loaded.spec.cameras == ("front", "wrist")
     assert loaded.threshold == 0.8 and loaded.metrics == {"held_out": {"accuracy": 0.97}}
-    frames = {c: np.random.default_rng(1).integers(0, 256, (5, 16, 24, 3), np.uint8) for c in ("front", "wrist")}
-    np.testing.assert_allclose(loaded.model.probabilities(frames), original.model.probabilities(frames), rtol=1e-6)
+    frames = {
+        c: np.random.default_rng(1).integers(0, 256, (5, 16, 24, 3), np.uint8) for c in ("front", "wrist")
+    }
+    np.testing.assert_allclose(
+        loaded.model.probabilities(frames), original.model.probabilities(frames), rtol=1e-6
+    )
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 

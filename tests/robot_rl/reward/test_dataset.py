@@ -67,9 +67,7 @@ def test_frames_files_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.npz"]
 
 
-@pytest.mark.parametrize(
-    ("content", "says"), [(b"garbage", "could not be read"), (None, "no frames at")]
-)
+@pytest.mark.parametrize(("content", "says"), [(b"garbage", "could not be read"), (None, "no frames at")])
 def test_a_bad_frames_file_is_named(tmp_path, content, says):
     path = tmp_path / "f.npz"
     if content is not None:
