@@ -120,7 +120,7 @@ def test_ground_truth_leaves_the_env_alone_and_a_missing_file_is_named(tmp_path)
     assert with_reward(env, RewardConfig()) is env
     with pytest.raises(ClassifierError, match="not found"):
         with_reward(env, RewardConfig("classifier", str(tmp_path / "none.pt")))
-    with pytest.raises(ValueError, match="reward.path"):
+    with pytest.raises(ValueError, match=r"reward\.path"):
         RewardConfig("classifier")
 
 
