@@ -128,7 +128,7 @@ def train_classifier(
     metrics = {
         "train": evaluate(model, frames.subset(train_idx), settings.threshold),
         "held_out": evaluate(model, frames.subset(test_idx), settings.threshold),
-        "held_out_episodes": len(np.unique(frames.episodes[test_idx])),
+        "held_out_episodes": np.unique(frames.episodes[test_idx]).tolist(),
         "train_s": time.monotonic() - t0,
         "settings": {k: v for k, v in vars(settings).items() if k != "device"},
     }

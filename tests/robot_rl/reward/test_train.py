@@ -35,7 +35,7 @@ def test_a_tiny_classifier_learns_a_visible_success_and_reports_held_out_metrics
     lines: list[str] = []
     classifier = train_classifier(frames, settings, SPEC, log=lines.append)
     held_out = classifier.metrics["held_out"]
-    assert classifier.metrics["held_out_episodes"] == 3 and held_out["frames"] == 30
+    assert len(classifier.metrics["held_out_episodes"]) == 3 and held_out["frames"] == 30
     assert held_out["accuracy"] >= 0.9 and held_out["false_positive_rate"] <= 0.1
     (tn, fp), (fn, tp) = held_out["confusion"]
     assert tn + fp + fn + tp == 30
