@@ -123,3 +123,13 @@ def test_another_image_size_is_named():
 def test_a_camera_the_classifier_does_not_watch_is_fine():
     spec = _classifier(cameras=("front",)).spec
     check_fits(spec, {"front": (16, 24, 3), "wrist": (64, 64, 3)}, "the env", "c.pt")
+
+
+def test_a_resnet18_classifier_round_trips_with_its_trunk_frozen(tmp_path):
+    torch.manual_seed(0)
+    spec = ClassifierSpec(("front",), (32, 32), encoder="resnet18", feature_dim=8, hidden_dim=8)
+    model = SuccessClassifier(spec)
+    assert not any(p.requires_grad for p in model.encoders["front"].trunk.parameters())
+    loaded = load_classifier(save_classifier(tmp_path / "r.pt", Classifier(model)))
+    frames = {"front": np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), np.uint8)}
+    np.testing.assert_allclose(loaded.model.probabilities(frames), model.probabilities(frames), rtol=1e-5)

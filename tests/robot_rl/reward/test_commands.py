@@ -85,3 +85,21 @@ def test_collect_renders_labelled_sim_frames(tmp_path):
     assert frames.cameras == ["front"] and frames.image_size == (16, 16)
     assert len(frames) == 150 and 0 < frames.labels.sum() < 150  # the expert succeeds on the way
     assert sorted(set(frames.episodes.tolist())) == [0, 1, 2]
+
+
+def test_train_with_a_classifier_that_does_not_fit_stops_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from robot_rl.reward.classifier import Classifier, ClassifierSpec, SuccessClassifier, save_classifier
+
+    spec = ClassifierSpec(("front",), (16, 16), feature_dim=4, channels=2, hidden_dim=4)
+    path = save_classifier(tmp_path / "c.pt", Classifier(SuccessClassifier(spec)))
+    run = tmp_path / "run"
+    args = ["train", "reward=classifier", f"reward.path={path}", f"run_dir={run}"]  # a state-only env
+    res = subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "watches cameras ['front'], but the env has no cameras" in res.stderr
+    assert not run.exists()
