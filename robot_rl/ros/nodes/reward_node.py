@@ -113,14 +113,8 @@ class RewardNode:
 
     def _stale(self, now: float) -> list[str]:
         """The cameras without a frame newer than max_age_s, with why."""
-        stale = []
-        for cam in self.classifier.spec.cameras:
-            got = self._latest.get(cam)
-            if got is None:
-                stale.append(f"{cam} (nothing received)")
-            elif abs(now - got[1]) > self.params.max_age_s:
-                stale.append(f"{cam} ({now - got[1]:+.3f} s old)")
-        return stale
+        stamps = {c: got[1] if (got := self._latest.get(c)) else None for c in self.classifier.spec.cameras}
+        return messages.stale(stamps, now, self.params.max_age_s)
 
     def _on_timer(self) -> None:
         stale = self._stale(self.clock())
