@@ -20,6 +20,12 @@ robot-rl record-demos -o STORE [--episodes N] teleop=DEVICE [overrides]
                                             demos by hand: drive the env (env=sim | robot_twin |
                                             robot) with a teleop device; successful episodes go
                                             to STORE, for `robot-rl train demos=zarr demos.path=STORE`
+robot-rl reward collect -o FRAMES.npz [--task T --cameras C ... | --store STORE]
+                                            labelled frames: sim rollouts (the task's success) or
+                                            an episode store's frames (its rewards)
+robot-rl reward train FRAMES -o CLASSIFIER.pt
+                                            a success classifier on them, with held-out metrics;
+                                            `robot-rl train reward=classifier reward.path=CLASSIFIER.pt`
 """
 
 from __future__ import annotations
@@ -416,6 +422,10 @@ def main(argv: list[str] | None = None) -> None:
         _verify(rest)
     elif command == "record-demos":
         _record_demos(rest)
+    elif command == "reward":
+        from robot_rl.reward.commands import main as reward_main
+
+        reward_main(rest)
     else:
         raise SystemExit(f"unknown command '{command}'\n{USAGE}")
 

@@ -19,6 +19,7 @@ from omegaconf import MISSING, OmegaConf
 from robot_rl.agents.base import agent_configs
 from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
 from robot_rl.hil.devices import teleop_configs
+from robot_rl.reward.wrapper import RewardConfig
 
 
 @dataclass
@@ -135,6 +136,9 @@ class TrainConfig:
     # A teleop device that can intervene while the actor collects (teleop=keyboard | spacemouse |
     # gamepad | sim_human | ros); None (teleop=none): the policy acts alone. robot_rl/hil/intervention.py
     teleop: Any = None
+    # Where the collecting env's reward and episode end come from: reward=ground_truth (the env's
+    # own) or reward=classifier reward.path=FILE (a learned success classifier: robot_rl/reward/)
+    reward: RewardConfig = field(default_factory=RewardConfig)
 
     seed: int = 0
     total_env_steps: int = 10_000  # pick_cube reaches >= 0.9 well within this (benchmarks/RESULTS.md)
@@ -196,3 +200,5 @@ def register_configs() -> None:
     # teleop=none is configs/teleop/none.yaml (teleop: null)
     for name, config_cls in teleop_configs().items():  # teleop=keyboard | ...: the devices' registry
         cs.store(group="teleop", name=name, node=config_cls)
+    cs.store(group="reward", name="ground_truth", node=RewardConfig())
+    cs.store(group="reward", name="classifier", node=RewardConfig(kind="classifier", path="???"))

@@ -258,14 +258,8 @@ class RobotEnv(gym.Env):
     # ---- observations ---------------------------------------------------------------------
     def _stale(self, now: float) -> list[str]:
         """Topics with no message yet or whose newest is older than max_obs_age_s, with why."""
-        stale = []
-        for topic in self._needed():
-            got = self._latest.get(topic)
-            if got is None:
-                stale.append(f"{topic} (nothing received)")
-            elif abs(now - got[1]) > self.cfg.max_obs_age_s:
-                stale.append(f"{topic} ({now - got[1]:+.3f} s old)")
-        return stale
+        stamps = {topic: got[1] if (got := self._latest.get(topic)) else None for topic in self._needed()}
+        return messages.stale(stamps, now, self.cfg.max_obs_age_s)
 
     def _wait_fresh(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

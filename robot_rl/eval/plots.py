@@ -137,3 +137,32 @@ def plot_runs(
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, out_png)
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]],
+    out_png: str | os.PathLike[str],
+    labels: Sequence[str] = ("failure", "success"),
+    title: str = "",
+) -> Path:
+    """A 2x2 confusion matrix [[tn, fp], [fn, tp]] as a picture: rows true, columns predicted,
+    each cell its count and its share of the row."""
+    counts = np.asarray(confusion, dtype=np.int64)
+    if counts.shape != (len(labels), len(labels)) or (counts < 0).any():
+        n = len(labels)
+        raise ValueError(f"confusion must be a {n}x{n} matrix of counts, got {counts.tolist()}")
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    fig, ax = _new_axes()
+    fig.set_size_inches(4.5, 4)
+    ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (i, j), n in np.ndenumerate(counts):
+        colour = "white" if shares[i, j] > 0.5 else "black"
+        ax.text(j, i, f"{n}\n{shares[i, j]:.1%}", ha="center", va="center", color=colour)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    return _save(fig, out_png)

@@ -9,7 +9,7 @@ robot (an image whose data does not fill its size, a non-finite command).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,6 +69,18 @@ def stamp_from_time(time: Any) -> float:
 def header_msg(stamp_s: float, frame_id: str) -> Any:
     """std_msgs/Header: when (s) and in which frame."""
     return _new(HEADER, stamp=time_msg(stamp_s), frame_id=str(frame_id))
+
+
+def stale(stamps: Mapping[str, float | None], now: float, max_age_s: float) -> list[str]:
+    """The names whose newest stamp (s; None: nothing received) is more than max_age_s from now,
+    each with why: "wrist (nothing received)", "joint_states (+0.412 s old)"."""
+    out = []
+    for name, stamp in stamps.items():
+        if stamp is None:
+            out.append(f"{name} (nothing received)")
+        elif abs(now - stamp) > max_age_s:
+            out.append(f"{name} ({now - stamp:+.3f} s old)")
+    return out
 
 
 # --- vectors --------------------------------------------------------------------------------

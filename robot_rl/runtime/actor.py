@@ -26,6 +26,7 @@ from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.eval.rollout import run_episodes
 from robot_rl.hil.episode_help import EpisodeHelp
 from robot_rl.hil.intervention import with_teleop
+from robot_rl.reward.wrapper import with_reward
 from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.residual_base import with_base
 from robot_rl.runtime.sender import TransitionSender
@@ -68,9 +69,11 @@ class Actor:
         self.sender = TransitionSender(transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps)
         env_seed = cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes
         self.env = with_base(cfg.agent, make_env(cfg.env, seed=env_seed))
-        # Collection goes through the teleop device when there is one; evaluation does not, so
-        # eval success is success without help.
-        self.train_env = self.env if cfg.teleop is None else with_teleop(self.env, cfg.teleop, env_seed)
+        # Collection goes through the teleop device when there is one, and takes its reward from
+        # reward= (a learned classifier, or the env's own); evaluation does neither, so eval
+        # success is the env's own success without help.
+        collect_env = with_reward(self.env, cfg.reward)
+        self.train_env = collect_env if cfg.teleop is None else with_teleop(collect_env, cfg.teleop, env_seed)
         self.agent: Agent = make_agent(
             cfg.agent, self.env.observation_space, self.env.action_space, seed=cfg.seed
         )

@@ -15,6 +15,7 @@ from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.factory import make_env, sim_env_config
 from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.imports import import_object
+from robot_rl.reward.wrapper import with_reward
 from robot_rl.runtime.residual_base import demo_labeller, with_base
 from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS, obs_to_flat
 
@@ -88,6 +89,9 @@ def generate_demos(cfg: TrainConfig, path: Path, log: Callable[[str], None] = pr
     # demos instead (robot-rl record, robot-rl mcap2zarr) and use demos=zarr.
     env = with_base(cfg.agent, make_env(sim_env_config(cfg.env), seed=cfg.seed + 10_000))
     try:
+        # with reward=classifier the demos' rewards and ends are the classifier's too: the
+        # learner then sees no reward but the classifier's
+        env = with_reward(env, cfg.reward)
         _record_demos(cfg, env, EpisodeStore(tmp, mode="w"), log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed start leaves no half-written store

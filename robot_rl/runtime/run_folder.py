@@ -8,6 +8,10 @@ then is the folder made, with config.yaml and, under hydra (the `robot-rl` comma
 file hydra would write. So a bad env id or import leaves nothing behind. A start that fails later
 while preparing (recording demos) removes the folder if this start made it (discard_on_failure),
 and never removes anything that was there before.
+
+With reward=classifier the classifier file is checked before the folder is made too (it opens,
+and fits the env's cameras and image size), where it is used: by an actor, and by a process
+recording scripted demos.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from omegaconf import OmegaConf
 
 from robot_rl.config import TrainConfig
 from robot_rl.envs.factory import make_env
+from robot_rl.reward.wrapper import load_reward_classifier
 from robot_rl.runtime.demos import check_demos_source
 from robot_rl.runtime.residual_base import with_base
 
@@ -81,6 +86,10 @@ def open_run_folder(
     env.close()
     if demos:
         check_demos_source(cfg, run_dir)
+    scripted = cfg.demos.source == "scripted" and cfg.demos.num_episodes > 0
+    records_demos = demos and scripted and not (run_dir / "demos.zarr").exists()
+    if not demos or cfg.transport.kind == "local" or records_demos:  # acts, or records demos
+        load_reward_classifier(cfg.reward, obs_space)
     made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))

@@ -82,3 +82,25 @@ def user_project(tmp_path, monkeypatch) -> UserProject:
     (folder / f"{name}_expert.py").write_text(textwrap.dedent(_EXPERT))
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(folder))])
     return UserProject(folder, name, f"{name}_expert:Expert")
+
+
+@pytest.fixture
+def bright_classifier():
+    """make(cameras, image_size, threshold) -> a stand-in success classifier whose P(success) is
+    set by the mean brightness of its first camera's frames (0.5 at 128, near 1 for white, near 0
+    for black), so a test decides each verdict by the frames it shows it."""
+    import torch
+
+    from robot_rl.reward.classifier import Classifier, ClassifierSpec, SuccessClassifier
+
+    class Brightness(SuccessClassifier):
+        def forward(self, images):
+            frames = images[self.spec.cameras[0]]
+            return (frames.float().mean(dim=(1, 2, 3)) - 128.0) / 8.0
+
+    def make(cameras=("front",), image_size=(16, 16), threshold=0.5) -> Classifier:
+        torch.manual_seed(0)
+        spec = ClassifierSpec(tuple(cameras), tuple(image_size), feature_dim=4, channels=2, hidden_dim=4)
+        return Classifier(Brightness(spec), threshold, path="stand-in.pt")
+
+    return make

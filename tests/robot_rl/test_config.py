@@ -57,6 +57,16 @@ def test_gpu_preset_carries_rlpd_recipe():
     assert cfg.agent.num_critics == 10 and cfg.agent.utd == 20 and cfg.agent.critic_layer_norm
 
 
+def test_the_reward_group_names_a_classifier_and_its_debounce():
+    assert compose(["run_dir=/tmp/x"]).reward.kind == "ground_truth"
+    cfg = compose(["run_dir=/tmp/x", "reward=classifier", "reward.path=c.pt", "reward.debounce_frames=5"])
+    assert (cfg.reward.kind, cfg.reward.path, cfg.reward.debounce_frames) == ("classifier", "c.pt", 5)
+    with pytest.raises(SystemExit, match=r"reward\.path"):
+        compose(["run_dir=/tmp/x", "reward=classifier"])
+    with pytest.raises(SystemExit, match="threshold"):
+        compose(["run_dir=/tmp/x", "reward=classifier", "reward.path=c.pt", "reward.threshold=1.5"])
+
+
 def test_demos_none_and_gym_group():
     cfg = compose(["run_dir=/tmp/x", "env=gym", "env.id=Pendulum-v1", "demos=none"])
     assert cfg.demos.source == "none" and cfg.env.id == "Pendulum-v1"

@@ -67,3 +67,22 @@ def test_a_failed_command_leaves_no_run_folder_and_one_line(tmp_path):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.strip().count("\n") == 0 and "no_such_pkg" in res.stderr
     assert list(tmp_path.iterdir()) == []  # no runs/<date>_no_such_pkg-task-v0, no .hydra, no log
+
+
+@pytest.mark.parametrize(
+    ("make_file", "says"),
+    [(False, r"none\.pt not found"), (True, r"watches cameras \['front'\], but the env has no cameras")],
+)
+def test_a_reward_classifier_that_cannot_work_makes_no_folder(tmp_path, make_file, says):
+    from robot_rl.reward.classifier import Classifier, ClassifierSpec, SuccessClassifier, save_classifier
+    from robot_rl.reward.wrapper import RewardConfig
+
+    path = tmp_path / "none.pt"
+    if make_file:
+        spec = ClassifierSpec(("front",), (16, 16), feature_dim=4, channels=2, hidden_dim=4)
+        save_classifier(path, Classifier(SuccessClassifier(spec)))
+    cfg = _cfg(tmp_path / "run")
+    cfg.reward = RewardConfig("classifier", str(path))
+    with pytest.raises(ValueError, match=says):
+        open_run_folder(cfg)
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,4 @@
-"""Fixtures the sim tests share: whether this machine can render offscreen."""
+"""Fixtures the tests share: whether this machine can render offscreen (the sim and camera tests)."""
 
 from __future__ import annotations
 
