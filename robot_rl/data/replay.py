@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.data.windows import WindowBatch, gather_windows
+from robot_rl.data.windows import WindowBatch, gather_chunks, gather_windows
 from robot_rl.transition import IMAGE_PREFIX, Batch, flat_to_obs
 
 ObsSpec = Mapping[str, tuple[tuple[int, ...], np.dtype]]
@@ -277,6 +277,13 @@ class ReplayBuffer:
         anchor and the T_act = chunk actions from it, within its episode, padded with the first
         observation / last action and masked (robot_rl/data/windows.py)."""
         return gather_windows(self, self._sample_slots(batch_size), obs_horizon, chunk)
+
+    def sample_chunks(self, batch_size: int, max_ticks: int) -> Batch:
+        """B chunk transitions, each the decision (a run of steps with one stored action, at most
+        max_ticks) a uniformly drawn step belongs to, backed up over its ticks at once: reward the
+        chunk's discounted return, discount gamma^ticks (robot_rl/data/windows.py). n_step is not
+        used: the chunk is the multi-step return."""
+        return gather_chunks(self, self._sample_slots(batch_size), max_ticks)
 
     def _sample_slots(self, batch_size: int) -> np.ndarray:
         if self._n_valid == 0:
