@@ -17,10 +17,11 @@ observation after its last tick, with the chunk's discounted return and a gamma^
 A drawn tick stands for its decision; replay.n_step is not used. SAC's update runs on them
 unchanged, best-of-N (agent.best_of_n: N noise draws ranked by the critic) included.
 
-Version pin: as the residual agent's (robot_rl/agents/residual.PinnedBase). Demos and teleop
+Version pin: as the residual agent's (robot_rl/agents/residual.PinnedBase), so the learner's
+machine needs the base too (it reads its act_horizon and pins it). Demos and teleop
 corrections are env actions, not noise, so agent=dsrl runs with demos=none and teleop=none.
 
-Shapes: B batch, T_act the base's chunk, A the env's action size, N = T_act * A the noise size.
+Shapes: B batch, T_act the base's chunk, A the env's action size, W = T_act * A the noise size.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def base_act_horizon(spec: str) -> int:
 
 
 class DsrlAgent(PinnedBase, SACAgent):
-    """DSRL implementing robot_rl.agents.base.Agent: SAC over the noise box [-1, 1]^N of an env
+    """DSRL implementing robot_rl.agents.base.Agent: SAC over the noise box [-1, 1]^W of an env
     built by robot_rl/runtime/noise_env.py, fed chunk transitions of `critic_chunk` ticks at most."""
 
     offline = False

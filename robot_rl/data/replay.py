@@ -264,6 +264,13 @@ class ReplayBuffer:
         """
         slots = self._sample_slots(batch_size)
         reward, next_slots, discount = self._n_step(slots)
+        return self.batch_at(slots, next_slots, reward, discount)
+
+    def batch_at(
+        self, slots: np.ndarray, next_slots: np.ndarray, reward: np.ndarray, discount: np.ndarray
+    ) -> Batch:
+        """The Batch from the transitions at these slots int64[B] to the frames at next_slots
+        int64[B], with this reward and discount float32[B]."""
         return Batch(
             obs=flat_to_obs({k: v[slots] for k, v in self.frames.items()}),
             action=self.action[slots],

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from robot_rl.transition import Batch, Obs, flat_to_obs, tensors_on
+from robot_rl.transition import Obs, flat_to_obs, tensors_on
 
 if TYPE_CHECKING:
     from robot_rl.data.replay import ReplayBuffer
+    from robot_rl.transition import Batch
 
 
 @dataclass
@@ -161,11 +162,4 @@ def gather_chunks(buffer: ReplayBuffer, anchors: np.ndarray, max_ticks: int) -> 
     slots, mask = decision_slots(buffer, anchors, max_ticks)
     last = slots[np.arange(len(slots)), mask.sum(1) - 1]
     reward, discount = chunk_return(buffer.reward[slots], mask, buffer.terminated[last], buffer.gamma)
-    first, after = slots[:, 0], buffer.next_slot[last]
-    return Batch(
-        obs=flat_to_obs({k: v[first] for k, v in buffer.frames.items()}),
-        action=buffer.action[first],
-        reward=reward,
-        next_obs=flat_to_obs({k: v[after] for k, v in buffer.frames.items()}),
-        discount=discount,
-    )
+    return buffer.batch_at(slots[:, 0], buffer.next_slot[last], reward, discount)

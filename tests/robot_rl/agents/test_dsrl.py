@@ -72,6 +72,12 @@ def decisions_buffer(seed: int = 0) -> ReplayBuffer:
     return buf
 
 
+def assert_same_acts(a: DsrlAgent, b: DsrlAgent) -> None:
+    acts = [(a.act(o, deterministic=True), b.act(o, deterministic=True)) for o in observations(8, seed=5)]
+    for ours, theirs in acts:
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_the_agent_acts_in_the_noise_box_and_its_critic_takes_whole_decisions(tmp_path):
     dsrl = agent(a_base(tmp_path))
     assert dsrl.critic_chunk == H  # the learner feeds decisions of up to the base's act_horizon
@@ -104,10 +110,7 @@ def test_weights_load_weights_only_and_pin_the_base(tmp_path):
     actor = agent(base, seed=1, best_of_n=4)
     actor.load_policy_state(state)
     actor.generator.set_state(learner.generator.get_state())  # best-of-N draws its candidates
-    for obs in observations(10, seed=5):
-        np.testing.assert_array_equal(
-            actor.act(obs, deterministic=True), learner.act(obs, deterministic=True)
-        )
+    assert_same_acts(actor, learner)
     other = agent(a_base(tmp_path, b"another flow"), best_of_n=4)
     with pytest.raises(ValueError, match="differs from the base the weights came from") as err:
         other.load_policy_state(state)
@@ -117,18 +120,13 @@ def test_weights_load_weights_only_and_pin_the_base(tmp_path):
 def test_resume_restores_everything_and_refuses_another_base(tmp_path):
     base = a_base(tmp_path)
     trained = agent(base, seed=3)
-    batches = DemoMixer(decisions_buffer(), None).iterate_chunks(16, H)
-    for _ in range(2):
-        trained.update(batches)
+    trained.update(DemoMixer(decisions_buffer(), None).iterate_chunks(16, H))
     torch.save(trained.state_dict(), tmp_path / "learner.pt")
-    state = torch.load(tmp_path / "learner.pt", weights_only=True)
+    state = torch.load(tmp_path / "learner.pt", weights_only=True)  # as the learner resumes
     resumed = agent(base, seed=4)
     resumed.load_state_dict(state)
     assert resumed.num_updates == trained.num_updates and resumed.base_id == trained.base_id
-    for obs in observations(5, seed=6):
-        np.testing.assert_array_equal(
-            resumed.act(obs, deterministic=True), trained.act(obs, deterministic=True)
-        )
+    assert_same_acts(resumed, trained)
     with pytest.raises(ValueError, match="the checkpoint"):
         agent(a_base(tmp_path, b"changed"), seed=4).load_state_dict(state)
 
