@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from robot_rl.agents.base import agent_configs
+from robot_rl.agents.dsrl import DsrlConfig
 from robot_rl.envs.config import GymEnvConfig, RobotEnvConfig, SimEnvConfig
 from robot_rl.hil.devices import teleop_configs
 from robot_rl.reward.wrapper import RewardConfig
@@ -177,6 +178,14 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every_s must be > 0 seconds, got {self.checkpoint_every_s}")
         if not 0 <= self.actor_id < 2**31:
             raise ValueError(f"actor_id must be >= 0, got {self.actor_id}")
+        if isinstance(self.agent, DsrlConfig):
+            demos = self.demos.source if isinstance(self.demos, DemoConfig) else "none"
+            if demos != "none" or self.teleop is not None:
+                raise ValueError(
+                    "agent=dsrl acts in its base's noise space, and demos and teleop corrections are env "
+                    f"actions: set demos=none and teleop=none (got demos={demos}, teleop="
+                    f"{'none' if self.teleop is None else type(self.teleop).__name__})"
+                )
 
 
 def folder_name(text: str) -> str:

@@ -33,7 +33,9 @@ class Agent(Protocol):
     # starts as soon as it holds demos; False: learns from the actors' transitions too (SAC).
     # An agent that acts on an observation history in action chunks also has an attribute
     # `window = (obs_horizon, chunk)`: the learner then feeds it WindowBatch windows
-    # (robot_rl/data/windows.py) instead of transitions.
+    # (robot_rl/data/windows.py) instead of transitions. One whose critic backs up whole decisions
+    # of several ticks (DSRL) has `critic_chunk = most ticks per decision`: the learner then feeds
+    # it chunk transitions (windows.gather_chunks).
     offline: bool
 
     def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
@@ -97,6 +99,12 @@ def _residual() -> tuple[type, type]:
     return ResidualAgent, ResidualConfig
 
 
+def _dsrl() -> tuple[type, type]:
+    from robot_rl.agents.dsrl import DsrlAgent, DsrlConfig
+
+    return DsrlAgent, DsrlConfig
+
+
 # name -> () -> (agent class, config class); imported lazily so one agent's deps never load another's.
 AGENTS: dict[str, Callable[[], tuple[type, type]]] = {
     "sac": _sac,
@@ -104,6 +112,7 @@ AGENTS: dict[str, Callable[[], tuple[type, type]]] = {
     "flow_bc": _flow_bc,
     "diffusion_bc": _diffusion_bc,
     "residual": _residual,
+    "dsrl": _dsrl,
 }
 
 
@@ -168,7 +177,7 @@ def make_agent(
     seed: int | None = None,
 ) -> Agent:
     """Build an agent for these spaces: by name (a key of AGENTS: "sac", "bc", "flow_bc", "diffusion_bc",
-    "residual"; cfg as accepted by to_config), or from its config object (make_agent(train_cfg.agent,
+    "residual", "dsrl"; cfg as accepted by to_config), or from its config object (make_agent(train_cfg.agent,
     ...); cfg must then be None)."""
     agent_cls, config_cls = _lookup(agent)
     if not isinstance(agent, str):

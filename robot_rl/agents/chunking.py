@@ -194,10 +194,7 @@ class ChunkedBCAgent(ABC):
         ensembling). Sampling is the policy itself, so `deterministic` changes nothing; the act
         generator is seeded, so a run reproduces.
         """
-        if not self._history:  # the episode's first observation stands in for the ones before it
-            self._history.extend([obs] * self.cfg.obs_horizon)
-        else:
-            self._history.append(obs)
+        self.observe(obs)
         if self.cfg.temporal_ensembling:
             self._predictions.append(self.sample_chunk())
             n = len(self._predictions)
@@ -211,9 +208,19 @@ class ChunkedBCAgent(ABC):
             action = self._queue.popleft()
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
+    def observe(self, obs: Obs) -> None:
+        """Add the newest observation to the history (act() does; DSRL's env, robot_rl/runtime/
+        noise_env.py, does it for a base it samples with its own noise)."""
+        if not self._history:  # the episode's first observation stands in for the ones before it
+            self._history.extend([obs] * self.cfg.obs_horizon)
+        else:
+            self._history.append(obs)
+
     @torch.inference_mode()
-    def sample_chunk(self) -> np.ndarray:
-        """The EMA policy's chunk float32[T_act, A] (env units, clipped to [-1, 1]) for the history."""
+    def sample_chunk(self, noise: np.ndarray | None = None) -> np.ndarray:
+        """The EMA policy's chunk float32[T_act, A] (env units, clipped to [-1, 1]) for the history,
+        from this initial noise float[T_act * A] (None: a standard normal draw). Deterministic given
+        the noise when the sampler is (flow; DDIM with eta = 0)."""
         history = list(self._history)
         obs: dict[str, Any] = {"state": self._stack([o["state"] for o in history], torch.float32)}
         if history[0].get("images"):
@@ -221,10 +228,13 @@ class ChunkedBCAgent(ABC):
                 c: self._stack([o["images"][c] for o in history], torch.uint8) for c in history[0]["images"]
             }
         cond = encode_window(self.ema_encoder, self.normalizer, obs)
-        noise = torch.randn(
-            1, self.denoiser.out_dim, device=self.device, generator=self.act_generator, dtype=cond.dtype
-        )
-        chunk = self.denoise(self.ema_denoiser, cond, noise, self.act_generator)
+        if noise is None:
+            x = torch.randn(
+                1, self.denoiser.out_dim, device=self.device, generator=self.act_generator, dtype=cond.dtype
+            )
+        else:
+            x = torch.as_tensor(noise, dtype=cond.dtype, device=self.device).reshape(1, self.denoiser.out_dim)
+        chunk = self.denoise(self.ema_denoiser, cond, x, self.act_generator)
         chunk = self.normalizer.unaction(chunk.view(self.cfg.chunk, self.action_dim))
         return chunk.clamp(-1.0, 1.0).float().cpu().numpy()
 

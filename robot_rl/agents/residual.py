@@ -94,6 +94,18 @@ def base_weights_file(spec: str) -> Path | None:
     )
 
 
+def base_config_file(spec: str, weights: Path) -> Path:
+    """The base run's config.yaml (it names the run's agent and env): in the run folder that holds
+    weights/, or beside the weights file. Raises ValueError naming the base."""
+    for folder in (weights.parent.parent, weights.parent):
+        if (folder / "config.yaml").is_file():
+            return folder / "config.yaml"
+    raise ValueError(
+        f"agent.base={spec}: no config.yaml in {weights.parent.parent} or beside {weights}; the base's "
+        "run config names its agent and env"
+    )
+
+
 def base_identity(spec: str) -> str:
     """What pins a base: the sha256 of its weights file (wherever it lies), or for module:Class the
     import path and the sha256 of the module's source file."""
@@ -153,7 +165,39 @@ class ResidualActor(nn.Module):
 # ---- agent ---------------------------------------------------------------------------------------
 
 
-class ResidualAgent(SACAgent):
+class PinnedBase:
+    """Mixed in before SACAgent by agents over a frozen base (residual, dsrl): `base_id` (set in
+    __init__ from base_identity) travels in the policy state and the checkpoint, and weights or a
+    checkpoint made with another base are refused, naming both."""
+
+    base_id: str
+    cfg: Any
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        return {**super().policy_state(), "base_id": _id_tensor(self.base_id)}  # type: ignore[misc]
+
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
+        if "base_id" not in state:
+            raise ValueError(f"these weights carry no base identity: they are not a {type(self).__name__}'s")
+        self._check_base(_id_text(state["base_id"]), "the weights")
+        super().load_policy_state(state)  # type: ignore[misc]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "base_id": self.base_id}  # type: ignore[misc]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_base(str(state["base_id"]), "the checkpoint")
+        super().load_state_dict(state)  # type: ignore[misc]
+
+    def _check_base(self, theirs: str, where: str) -> None:
+        if theirs != self.base_id:
+            raise ValueError(
+                f"agent.base={self.cfg.base} differs from the base {where} came from: here "
+                f"'{self.base_id}', in {where} '{theirs}'; give every actor and the learner the same base"
+            )
+
+
+class ResidualAgent(PinnedBase, SACAgent):
     """Residual SAC implementing robot_rl.agents.base.Agent, on observations whose state ends with
     the frozen base's action (robot_rl/runtime/residual_base.with_base builds that env)."""
 
@@ -208,30 +252,15 @@ class ResidualAgent(SACAgent):
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """SAC's "actor.*" / "encoder.*" weights, the base's identity and the update count."""
-        return {
-            **super().policy_state(),
-            "base_id": _id_tensor(self.base_id),
-            "update_calls": torch.tensor(self.update_calls, dtype=torch.int64),
-        }
+        return {**super().policy_state(), "update_calls": torch.tensor(self.update_calls, dtype=torch.int64)}
 
     def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
-        if "base_id" not in state:
-            raise ValueError("these weights carry no base identity: they are not a residual agent's")
-        self._check_base(_id_text(state["base_id"]), "the weights")
         super().load_policy_state(state)
         self.update_calls = int(state["update_calls"])
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "base_id": self.base_id, "update_calls": self.update_calls}
+        return {**super().state_dict(), "update_calls": self.update_calls}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_base(str(state["base_id"]), "the checkpoint")
         super().load_state_dict(state)
         self.update_calls = int(state["update_calls"])
-
-    def _check_base(self, theirs: str, where: str) -> None:
-        if theirs != self.base_id:
-            raise ValueError(
-                f"agent.base={self.cfg.base} differs from the base {where} came from: here "
-                f"'{self.base_id}', in {where} '{theirs}'; give every actor and the learner the same base"
-            )

@@ -9,7 +9,7 @@ the episode terminated), so there is no gamma here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +64,10 @@ class SACConfig:
     grasp_num_critics: int = 2
     grasp_epsilon: float = 0.1  # random gripper choice while collecting
     grasp_open_width_m: float = 0.07  # measured width at or above this: the gripper is open
+    # Best-of-N (EXPO, PA-RL, IDQL act so): draw N actions from the actor, act with the one the
+    # critic ranks highest, and back up the TD target through the same max. 1: plain SAC. N > 1
+    # ships the critic with the policy weights, as acting needs it.
+    best_of_n: int = 1
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
@@ -74,7 +78,7 @@ class SACConfig:
             raise ValueError(
                 f"num_min_critics must be in [1, num_critics={self.num_critics}], got {self.num_min_critics}"
             )
-        for name in ("utd", "batch_size", "feature_dim"):
+        for name in ("utd", "batch_size", "feature_dim", "best_of_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.tau <= 1.0:
@@ -129,6 +133,13 @@ def temperature_loss(
     alpha = log_alpha.exp()
     loss = alpha * (-log_prob.detach().mean() - target_entropy)
     return loss, {"temperature_loss": loss.detach(), "alpha": alpha.detach()}
+
+
+def pick_best(candidates: torch.Tensor, score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """candidates [N, B, A], score [N, B] -> (the highest-scored candidate per row [B, A], its
+    index int64[B]); ties go to the first."""
+    index = score.argmax(dim=0)
+    return candidates[index, torch.arange(candidates.shape[1], device=candidates.device)], index
 
 
 # ---- agent ---------------------------------------------------------------------------------------
@@ -204,7 +215,7 @@ class SACAgent:
         obs_t = obs_to_torch(obs, self.device, add_batch_dim=True)
         features = self.encoder(obs_t)
         self.encoder.train()
-        action, _ = self.actor(features, self.generator, deterministic)
+        action, _ = self._propose(features, features, lambda x: self._critic_fn(x).mean(0), deterministic)
         if self.grasp is not None:
             gripper = self.grasp.choose(features, obs_t["state"].float(), not deterministic, self.generator)
             action = torch.cat([action, gripper[:, None]], -1)
@@ -238,14 +249,15 @@ class SACAgent:
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
-            next_features = self.encoder(batch.next_obs)
-            next_action, next_log_prob = self.actor(next_features, self.generator)
-            if self.encoder.has_images:
-                next_features = self.target_encoder(batch.next_obs)
+            actor_features = self.encoder(batch.next_obs)
+            next_features = self.target_encoder(batch.next_obs) if self.encoder.has_images else actor_features
             members = None
             if cfg.num_min_critics < cfg.num_critics:  # only the chosen members are evaluated
                 perm = torch.randperm(cfg.num_critics, device=self.device, generator=self.generator)
                 members = perm[: cfg.num_min_critics]
+            next_action, next_log_prob = self._propose(
+                actor_features, next_features, lambda x: self._target_fn(x, members).min(0).values
+            )
             next_q = self._target_fn(torch.cat([next_features, next_action], -1), members)
             target = td_target(batch.reward, batch.discount, next_q, next_log_prob, alpha, cfg.backup_entropy)
         features = self.encoder(batch.obs)
@@ -258,6 +270,29 @@ class SACAgent:
             torch._foreach_lerp_(self._target, self._online, cfg.tau)
         # The actor step reuses these features: one encoder step stale, but saves a pixel pass.
         return features.detach(), info
+
+    def _propose(
+        self,
+        actor_features: torch.Tensor,
+        critic_features: torch.Tensor,
+        score: Callable[[torch.Tensor], torch.Tensor],
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The actor's action [B, A] and its log-prob [B] (None when deterministic) for features
+        [B, F]; with best_of_n = N, the best of N draws by score([N * B, F + A]) -> [N * B]
+        (deterministic: the first draw is tanh(mean))."""
+        n = self.cfg.best_of_n
+        if n == 1:
+            return self.actor(actor_features, self.generator, deterministic)
+        b = len(actor_features)
+        action, log_prob = self.actor(actor_features.repeat(n, 1), self.generator)
+        if deterministic:
+            action[:b] = self.actor(actor_features, self.generator, True)[0]
+        candidates = action.view(n, b, -1)
+        scores = score(torch.cat([critic_features.repeat(n, 1), action], -1)).view(n, b)
+        best, index = pick_best(candidates, scores)
+        rows = torch.arange(b, device=best.device)
+        return best, None if deterministic else log_prob.view(n, b)[index, rows]
 
     def _actor_temperature_step(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """features: [B, F] detached, so the actor loss never trains the encoder."""
@@ -286,9 +321,11 @@ class SACAgent:
         unpack_policy_state(state, self._policy_modules())
 
     def _policy_modules(self) -> dict[str, nn.Module]:
-        """What act() runs: actor and encoder, and with a discrete gripper the grasp Q-heads."""
+        """What act() runs: actor and encoder, with a discrete gripper the grasp Q-heads, with
+        best-of-N the critic that ranks the draws."""
         grasp = {"grasp": self.grasp.net} if self.grasp is not None else {}
-        return {"actor": self.actor, "encoder": self.encoder, **grasp}
+        critic = {"critic": self.critic} if self.cfg.best_of_n > 1 else {}  # best-of-N acts with it
+        return {"actor": self.actor, "encoder": self.encoder, **grasp, **critic}
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers, log-temperature, update counter and the sampling RNG."""

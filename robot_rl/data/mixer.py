@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,15 +49,28 @@ class DemoMixer:
 
     def sample(self, batch_size: int) -> Batch:
         """One batch of B transitions, demo rows after online rows (see ReplayBuffer.sample)."""
+        return self._mixed(batch_size, ReplayBuffer.sample)
+
+    def sample_chunks(self, batch_size: int, max_ticks: int) -> Batch:
+        """One batch of B chunk transitions split as sample() splits transitions (see
+        ReplayBuffer.sample_chunks)."""
+        return self._mixed(batch_size, lambda buffer, n: buffer.sample_chunks(n, max_ticks))
+
+    def iterate_chunks(self, batch_size: int, max_ticks: int) -> Iterator[Batch]:
+        """Endless chunk-transition batches, for agents whose critic backs up whole decisions."""
+        while True:
+            yield self.sample_chunks(batch_size, max_ticks)
+
+    def _mixed(self, batch_size: int, draw: Callable[[ReplayBuffer, int], Batch]) -> Batch:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n_online, n_demo = self.split(batch_size)
         if n_demo == 0:
-            return self.online.sample(n_online)
+            return draw(self.online, n_online)
         assert self.demo is not None
         if n_online == 0:
-            return self.demo.sample(n_demo)
-        a, b = self.online.sample(n_online), self.demo.sample(n_demo)
+            return draw(self.demo, n_demo)
+        a, b = draw(self.online, n_online), draw(self.demo, n_demo)
         return Batch(
             obs=_concat(a.obs, b.obs),
             action=_concat(a.action, b.action),

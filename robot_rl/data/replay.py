@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.data.windows import WindowBatch, gather_windows
+from robot_rl.data.windows import WindowBatch, gather_chunks, gather_windows
 from robot_rl.transition import IMAGE_PREFIX, Batch, flat_to_obs
 
 ObsSpec = Mapping[str, tuple[tuple[int, ...], np.dtype]]
@@ -264,6 +264,13 @@ class ReplayBuffer:
         """
         slots = self._sample_slots(batch_size)
         reward, next_slots, discount = self._n_step(slots)
+        return self.batch_at(slots, next_slots, reward, discount)
+
+    def batch_at(
+        self, slots: np.ndarray, next_slots: np.ndarray, reward: np.ndarray, discount: np.ndarray
+    ) -> Batch:
+        """The Batch from the transitions at these slots int64[B] to the frames at next_slots
+        int64[B], with this reward and discount float32[B]."""
         return Batch(
             obs=flat_to_obs({k: v[slots] for k, v in self.frames.items()}),
             action=self.action[slots],
@@ -277,6 +284,13 @@ class ReplayBuffer:
         anchor and the T_act = chunk actions from it, within its episode, padded with the first
         observation / last action and masked (robot_rl/data/windows.py)."""
         return gather_windows(self, self._sample_slots(batch_size), obs_horizon, chunk)
+
+    def sample_chunks(self, batch_size: int, max_ticks: int) -> Batch:
+        """B chunk transitions, each the decision (a run of steps with one stored action, at most
+        max_ticks) a uniformly drawn step belongs to, backed up over its ticks at once: reward the
+        chunk's discounted return, discount gamma^ticks (robot_rl/data/windows.py). n_step is not
+        used: the chunk is the multi-step return."""
+        return gather_chunks(self, self._sample_slots(batch_size), max_ticks)
 
     def _sample_slots(self, batch_size: int) -> np.ndarray:
         if self._n_valid == 0:

@@ -92,11 +92,12 @@ class Learner:
         # an empty buffer gives its share to the other, so demos=none needs no special case
         self.mixer = DemoMixer(self.online, self.demo, 1.0 if self.agent.offline else rc.demo_ratio)
         window = getattr(self.agent, "window", None)  # (obs_horizon, chunk) of a chunked policy
-        self.batches: Iterator[Any] = (
-            self.mixer.iterate(cfg.agent.batch_size)
-            if window is None
-            else self.mixer.iterate_windows(cfg.agent.batch_size, *window)
-        )
+        ticks = getattr(self.agent, "critic_chunk", None)  # most ticks of one decision (DSRL)
+        self.batches: Iterator[Any] = self.mixer.iterate(cfg.agent.batch_size)
+        if window is not None:
+            self.batches = self.mixer.iterate_windows(cfg.agent.batch_size, *window)
+        elif ticks is not None:
+            self.batches = self.mixer.iterate_chunks(cfg.agent.batch_size, ticks)
         self.calls = 0  # agent.update() calls
         self.grad_steps = 0
         self.start_point: int | None = None  # env steps when learning started

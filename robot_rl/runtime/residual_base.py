@@ -1,4 +1,5 @@
-"""The frozen base of a residual agent (robot_rl/agents/residual.py), run where the env runs.
+"""The frozen base of a residual or DSRL agent (robot_rl/agents/residual.py, dsrl.py), run where
+the env runs.
 
 with_base(agent_cfg, env) is the env a residual agent acts in: BaseActionEnv runs the base on every
 observation the env gives (after a reset and after each step, an episode's last one included) and
@@ -19,6 +20,10 @@ agent.base is one of
   (sim.experts:PickCubeExpert), a scripted controller, a client of a VLA served elsewhere. Any
   observation_space / action_space attributes it has must equal the env's.
 A base made for other spaces than the env's stops start-up naming both.
+
+A DSRL agent's env is robot_rl/runtime/noise_env.NoiseChunkEnv around its base, which must be a
+flow_bc or diffusion_bc run (folder or weights file) with a deterministic sampler; with_base builds
+it on the same paths, so a bad base stops start-up by name there too.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from robot_rl.agents.base import agent_configs, make_agent, to_config
-from robot_rl.agents.residual import ResidualConfig, base_weights_file
+from robot_rl.agents.base import Agent, agent_configs, make_agent, to_config
+from robot_rl.agents.chunking import ChunkedBCAgent
+from robot_rl.agents.dsrl import DsrlConfig, base_act_horizon
+from robot_rl.agents.residual import ResidualConfig, base_config_file, base_weights_file
 from robot_rl.envs.config import EnvConfig, GymEnvConfig, RobotEnvConfig, SimEnvConfig
 from robot_rl.envs.factory import make_env, sim_env_config
 from robot_rl.envs.gym_adapter import reports_success
 from robot_rl.imports import import_object
+from robot_rl.runtime.noise_env import NoiseChunkEnv
 from robot_rl.runtime.transport import load_weights
 from robot_rl.transition import IMAGE_PREFIX, Obs, flat_to_obs
 
@@ -97,7 +105,14 @@ def _import_base(spec: str, env: gym.Env) -> FrozenBase:
 
 
 def _run_base(spec: str, weights: Path, env: gym.Env) -> FrozenBase:
-    config_path = _run_config_path(spec, weights)
+    agent = load_run_policy(spec, weights, env)
+    return FrozenBase(spec, partial(agent.act, deterministic=True), agent.reset)
+
+
+def load_run_policy(spec: str, weights: Path, env: gym.Env) -> Agent:
+    """The agent of the base run that `weights` belong to, with those weights, checked against
+    the env's spaces; raises ValueError naming the base."""
+    config_path = base_config_file(spec, weights)
     run = OmegaConf.load(config_path)
     agent_cfg = _agent_config(spec, run, config_path)
     base_env = make_env(_env_config(spec, run, config_path))  # for its spaces; a robot env stays idle
@@ -112,18 +127,27 @@ def _run_base(spec: str, weights: Path, env: gym.Env) -> FrozenBase:
         agent.load_policy_state(load_weights(weights)[1])
     except (RuntimeError, KeyError, ValueError) as err:
         raise ValueError(f"agent.base={spec}: {weights} does not load as its run's agent ({err})") from err
-    return FrozenBase(spec, partial(agent.act, deterministic=True), agent.reset)
+    return agent
 
 
-def _run_config_path(spec: str, weights: Path) -> Path:
-    """The base run's config.yaml: in the run folder that holds weights/, or beside the file."""
-    for folder in (weights.parent.parent, weights.parent):
-        if (folder / "config.yaml").is_file():
-            return folder / "config.yaml"
-    raise ValueError(
-        f"agent.base={spec}: no config.yaml in {weights.parent.parent} or beside {weights}; the base's "
-        "run config names its agent and env"
-    )
+def load_noise_base(spec: str, env: gym.Env) -> ChunkedBCAgent:
+    """A DSRL agent's base: a flow_bc or diffusion_bc run's policy for this env whose sampler is
+    deterministic given the noise; raises ValueError naming the base otherwise."""
+    base_act_horizon(spec)  # a chunked policy's run folder or weights file, by its config
+    weights = base_weights_file(spec)
+    assert weights is not None
+    agent = load_run_policy(spec, weights, env)
+    if not isinstance(agent, ChunkedBCAgent):
+        raise ValueError(
+            f"agent.base={spec} is a {type(agent).__name__}; DSRL steers the initial noise of a flow_bc or "
+            "diffusion_bc policy"
+        )
+    if getattr(agent.cfg, "ddim_eta", 0.0) > 0.0:
+        raise ValueError(
+            f"agent.base={spec} samples with ddim_eta={agent.cfg.ddim_eta}; DSRL needs a sampler that is "
+            "deterministic given the noise (ddim_eta=0)"
+        )
+    return agent
 
 
 def _agent_config(spec: str, run: DictConfig, where: Path) -> Any:
@@ -141,8 +165,8 @@ def _agent_config(spec: str, run: DictConfig, where: Path) -> Any:
         found = "none" if not fits else " and ".join(name for _, name, _ in fits)
         raise ValueError(f"agent.base={spec}: the agent in {where} fits {found} of the known agents")
     config_cls = fits[0][2]
-    if config_cls is ResidualConfig:
-        raise ValueError(f"agent.base={spec} is a residual run; a base must be a policy of its own")
+    if config_cls in (ResidualConfig, DsrlConfig):
+        raise ValueError(f"agent.base={spec} is a {fits[0][1]} run; a base must be a policy of its own")
     return to_config(config_cls, node)
 
 
@@ -205,11 +229,14 @@ def with_base_action(state: Any, action: np.ndarray) -> np.ndarray:
 
 
 def with_base(agent_cfg: Any, env: gym.Env) -> gym.Env:
-    """The env as the agent acts in it: a residual agent's sees its base's action in the state;
-    any other agent's is the env itself. A bad base raises (and closes the env)."""
-    if not isinstance(agent_cfg, ResidualConfig):
+    """The env as the agent acts in it: a residual agent's sees its base's action in the state; a
+    DSRL agent's takes its base's noise (NoiseChunkEnv); any other agent's is the env itself. A bad
+    base raises (and closes the env)."""
+    if not isinstance(agent_cfg, ResidualConfig | DsrlConfig):
         return env
     try:
+        if isinstance(agent_cfg, DsrlConfig):
+            return NoiseChunkEnv(env, load_noise_base(agent_cfg.base, env), agent_cfg.noise_bound)
         return BaseActionEnv(env, load_base(agent_cfg.base, env))
     except BaseException:
         env.close()

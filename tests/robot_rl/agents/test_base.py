@@ -46,7 +46,7 @@ def test_every_registered_agent_has_a_config_for_hydra():
 
     register_configs()
     stored = ConfigStore.instance().list("agent")
-    assert set(agent_configs()) == set(AGENTS) == {"sac", "bc", "flow_bc", "diffusion_bc", "residual"}
+    assert set(agent_configs()) == set(AGENTS) == {"sac", "bc", "flow_bc", "diffusion_bc", "residual", "dsrl"}
     assert {f"{name}.yaml" for name in AGENTS} <= set(stored)
 
 

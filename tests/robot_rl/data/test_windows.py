@@ -1,5 +1,6 @@
 """Windows of consecutive steps: observation history and action chunk within one episode, padded
-at the episode's start and end with a mask, never crossing into another episode."""
+at the episode's start and end with a mask, never crossing into another episode; and chunk
+transitions, each decision backed up whole."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
-from robot_rl.data.windows import WindowBatch, gather_windows
+from robot_rl.data.windows import WindowBatch, chunk_return, gather_chunks, gather_windows
 
 SPEC = {"state": ((1,), np.float32), "image_cam": ((2, 2, 3), np.uint8)}
 
@@ -94,3 +95,48 @@ def test_the_mixer_splits_windows_like_transitions():
     assert next(batches).obs["state"].shape == (4, 1, 1)
     with pytest.raises(ValueError, match="obs_horizon and chunk must be >= 1"):
         mixer.sample_windows(4, 0, 2)
+
+
+def test_the_chunk_return_against_a_hand_computation():
+    rewards = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0], [5.0, 7.0, 9.0]], np.float32)
+    mask = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 0]], bool)
+    ret, discount = chunk_return(rewards, mask, np.array([False, True, False]), gamma=0.5)
+    # 1 + 0.5 * 2 + 0.25 * 3 = 2.75 then bootstrap 0.5^3; terminated: no bootstrap; one tick run
+    np.testing.assert_allclose(ret, [2.75, 0.25, 5.0])
+    np.testing.assert_allclose(discount, [0.125, 0.0, 0.5])
+    # the TD target: return + discount * V(after the chunk), with V = 10 everywhere
+    np.testing.assert_allclose(ret + discount * 10.0, [2.75 + 1.25, 0.25, 5.0 + 5.0])
+
+
+def decisions(rewards: list[float], actions: list[int], terminal: bool) -> tuple[dict, dict]:
+    """One episode: step i has state i, the given action (equal actions in a row: one decision)."""
+    steps, final = episode(0, len(actions), terminal)
+    steps["action"] = np.array(actions, np.float32)[:, None]
+    steps["reward"] = np.array(rewards, np.float32)
+    return steps, final
+
+
+def test_a_drawn_tick_stands_for_its_whole_decision():
+    buf = ReplayBuffer(100, SPEC, action_dim=1, gamma=0.5, seed=0)
+    # decisions [7 7 7] [3 3 3] [9] (cut by the termination), then a truncated episode [4 4] [5]
+    buf.add_episode(*decisions([1, 0, 2, 0, 0, 4, 8], [7, 7, 7, 3, 3, 3, 9], terminal=True))  # slots 0..7
+    buf.add_episode(*decisions([1, 1, 1], [4, 4, 5], terminal=False))  # slots 8..11
+    b = gather_chunks(buf, np.array([0, 1, 2, 5, 6, 9, 10]), max_ticks=3)
+    np.testing.assert_array_equal(b.obs["state"][:, 0], [0, 0, 0, 3, 6, 0, 2])  # the decision's first tick
+    np.testing.assert_array_equal(b.action[:, 0], [7, 7, 7, 3, 9, 4, 5])
+    np.testing.assert_allclose(b.reward, [1 + 0.25 * 2, 1 + 0.25 * 2, 1 + 0.25 * 2, 1, 8, 1.5, 1])
+    np.testing.assert_allclose(b.discount, [0.125, 0.125, 0.125, 0.125, 0.0, 0.25, 0.5])
+    # next: after the last tick (the next decision's first observation, or the final one)
+    np.testing.assert_array_equal(b.next_obs["state"][:, 0], [3, 3, 3, 6, 7, 2, 3])
+
+
+def test_a_decision_longer_than_max_ticks_is_split_and_the_mixer_draws_chunks():
+    buf = ReplayBuffer(100, SPEC, action_dim=1, gamma=0.9, seed=0)
+    buf.add_episode(*decisions([0, 0, 0, 0, 1], [1, 1, 1, 1, 1], terminal=True))
+    b = gather_chunks(buf, np.array([0]), max_ticks=2)
+    assert b.next_obs["state"][0, 0] == 2 and b.discount[0] == pytest.approx(0.81)
+    mixer = DemoMixer(buf, two_episodes(), demo_ratio=0.25)
+    batch = next(mixer.iterate_chunks(8, 3))
+    assert batch.action.shape == (8, 1) and batch.reward.shape == (8,) and batch.discount.shape == (8,)
+    with pytest.raises(ValueError, match="max_ticks must be >= 1"):
+        mixer.sample_chunks(4, 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,16 +33,22 @@ def residual(base: str | Path, **fields) -> ResidualConfig:
     return ResidualConfig(base=str(base), hidden_dims=[32, 32], **fields)
 
 
-def bc_run(folder: Path, env_cfg: SimEnvConfig = REACH) -> tuple[Path, object]:
-    """A run folder as `robot-rl train agent=bc` leaves it: config.yaml and weights/policy.pt."""
+def policy_run(folder: Path, agent_cfg: object, env_cfg: SimEnvConfig = REACH) -> tuple[Path, Any]:
+    """A run folder as `robot-rl train agent=<agent_cfg's>` leaves it: config.yaml and
+    weights/policy.pt of a fresh agent (seed 0) for the env."""
     env = make_env(env_cfg)
-    bc = make_agent(BCConfig(hidden_dims=[16]), env.observation_space, env.action_space, seed=0)
+    agent = make_agent(agent_cfg, env.observation_space, env.action_space, seed=0)
     env.close()
-    cfg = TrainConfig(env=env_cfg, agent=BCConfig(hidden_dims=[16]), demos=DemoConfig(), run_dir=str(folder))
+    cfg = TrainConfig(env=env_cfg, agent=agent_cfg, demos=DemoConfig(source="none"), run_dir=str(folder))
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    save_weights(folder / "weights" / "policy.pt", 5, bc.policy_state())
-    return folder, bc
+    save_weights(folder / "weights" / "policy.pt", 5, agent.policy_state())
+    return folder, agent
+
+
+def bc_run(folder: Path, env_cfg: SimEnvConfig = REACH) -> tuple[Path, Any]:
+    """A run folder as `robot-rl train agent=bc` leaves it."""
+    return policy_run(folder, BCConfig(hidden_dims=[16]), env_cfg)
 
 
 def rollout_states(env, steps: int = 6) -> list[np.ndarray]:
