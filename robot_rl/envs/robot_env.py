@@ -19,6 +19,10 @@ and raises ObservationTimeout naming the topics. It never acts on old data.
 Reset: gripper open, a scripted move to the start pose in steps of at most reset_step_m per
 tick, then the `reset_scene` service when configured (the twin re-places the objects; on a
 real robot set it to "" and reset the scene by hand or with your own service).
+
+E-stop: estop() latches the arm node's e-stop service (the intervention wrapper calls it when the
+person presses the teleop device's e-stop). Releasing it is the robot side's business, never this
+env's.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class RobotTopics:
     success: str = topics.SUCCESS.name  # std_msgs/Bool; "" -> no reward signal (reward 0 always)
     reset_scene: str = topics.RESET_SCENE.name  # std_srvs/Trigger called at reset; "" -> none
     hold: str = topics.HOLD.name  # std_srvs/Trigger called on a safe stop; "" -> none
+    estop: str = topics.ESTOP.name  # std_srvs/SetBool (true) called when the person presses e-stop
     # camera -> image topic; a camera not listed reads /<camera>/color/image_raw (realsense-ros)
     images: dict[str, str] = field(default_factory=dict)
 
@@ -336,6 +341,22 @@ class RobotEnv(gym.Env):
                 self._call(self.cfg.topics.hold, topics.HOLD.srv_type, hold, self.cfg.hold_timeout_s)
             except TransportError as exc:
                 log.error("safe stop: hold service failed (%s); the arm node's watchdog holds it", exc)
+
+    def estop(self) -> str:
+        """Latch the arm node's e-stop (its `estop` service, true): the node stops the arm and
+        refuses every command until someone releases it there; nothing here can. The node's reply;
+        RobotEnvError when it refused or did not answer within hold_timeout_s."""
+        name = self.cfg.topics.estop
+        if self._transport is None:
+            raise RobotEnvError(f"the e-stop service {name} cannot be called before the first reset")
+        try:
+            latch = messages.set_bool_request(True)
+            reply = self._call(name, topics.ESTOP.srv_type, latch, self.cfg.hold_timeout_s)
+        except TransportError as exc:
+            raise RobotEnvError(f"the arm node's e-stop service {name} did not answer: {exc}") from exc
+        if not reply.success:
+            raise RobotEnvError(f"the arm node's e-stop service {name} refused: {reply.message}")
+        return str(reply.message)
 
     # ---- gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -150,8 +150,8 @@ def record_demos(
                 f"episode {summary.attempts}: {verdict} | {n} steps, {helped.steps} by the person "
                 f"({helped.takeovers} takeovers) | {summary.failed} failed, {summary.rerecorded} re-recorded"
             )
-    except TeleopEStop:
-        summary.stopped = "e-stop pressed on the teleop device"
+    except TeleopEStop as err:  # what it did to the arm (on a robot: the arm node's latch)
+        summary.stopped = str(err)
     except TeleopError as err:  # a device that is gone and does not come back
         summary.stopped = f"teleop device: {err}"
     except KeyboardInterrupt:

@@ -74,6 +74,8 @@ def run_processes(cfg: TrainConfig, run_dir: Path, obs_space: Any, action_space:
         while learner.is_alive():
             drain(status, progress)
             progress.show()
+            if progress.estop:  # the person stopped the run; what was recorded is in the stores
+                raise RunFailed(f"{progress.estop}; the episodes so far are stored")
             if not actor.is_alive() and actor_total.value < 0:
                 if actor.exitcode != 0:
                     raise RunFailed(f"the actor process died (exit code {actor.exitcode})")
