@@ -131,6 +131,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "env_steps_asked": cfg.total_env_steps,
         "updates": progress.state.get("updates", 0),
         "grad_steps": progress.state.get("grad_steps", 0),
+        # the demo buffer at the end: demos plus the steps a person acted on (HIL-SERL)
+        "demo_transitions": progress.state.get("demo_transitions", 0),
     }
     progress.logger.log(budget_row(env_steps, cfg.total_env_steps))
     if cfg.final_eval_episodes > 0:
