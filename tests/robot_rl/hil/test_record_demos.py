@@ -146,6 +146,8 @@ def test_record_demos_command_with_the_simulated_person(tmp_path, capsys):
 def test_record_demos_without_a_device_says_so(tmp_path):
     with pytest.raises(SystemExit, match="record-demos needs a teleop device"):
         cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "env.task=reach"])
+    with pytest.raises(SystemExit, match="record-demos needs a teleop device"):  # the flag is known
+        cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "--no-window", "env.task=reach"])
     with pytest.raises(SystemExit, match="config error"):
         cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "teleop=joystick"])
 
