@@ -16,10 +16,11 @@ robot-rl mcap2zarr BAG STORE [--camera NAME[=TOPIC]] [--control-hz HZ] [...]
                                             convert a recording into a zarr episode store
 robot-rl verify STORE [--drop-damaged]      check every chunk of an episode store; set damaged
                                             episodes aside (the original is kept) and keep the rest
-robot-rl record-demos -o STORE [--episodes N] teleop=DEVICE [overrides]
+robot-rl record-demos -o STORE [--episodes N] [--no-window] teleop=DEVICE [overrides]
                                             demos by hand: drive the env (env=sim | robot_twin |
                                             robot) with a teleop device; successful episodes go
-                                            to STORE, for `robot-rl train demos=zarr demos.path=STORE`
+                                            to STORE, for `robot-rl train demos=zarr demos.path=STORE`;
+                                            a window shows the cameras (with a display)
 robot-rl reward collect -o FRAMES.npz [--task T --cameras C ... | --store STORE]
                                             labelled frames: sim rollouts (the task's success) or
                                             an episode store's frames (its rewards)
@@ -375,6 +376,9 @@ def _record_demos(argv: list[str]) -> None:
     )
     parser.add_argument("--episodes", type=int, default=10, help="successful episodes to save (default 10)")
     parser.add_argument("--max-attempts", type=int, help="stop after this many episodes, saved or not")
+    parser.add_argument(
+        "--no-window", action="store_true", help="no camera window (there is none without a display)"
+    )
     args, overrides = parser.parse_known_args(argv)
     flags = [o for o in overrides if o.startswith("-")]
     if flags:
@@ -387,8 +391,9 @@ def _record_demos(argv: list[str]) -> None:
         raise SystemExit(f"config error: {err}") from err
     try:
         summary = record_demos_to(
-            to_train_config(cfg), args.output, args.episodes, args.max_attempts, _print_now
-        )
+            to_train_config(cfg), args.output, args.episodes, args.max_attempts, _print_now,
+            window=not args.no_window,
+        )  # fmt: skip
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
     _print_now(summary.text())

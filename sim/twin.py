@@ -14,7 +14,8 @@ PC stamps its messages.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -72,6 +73,14 @@ class TwinScene:
     def success(self) -> bool:
         with self.arm.lock:
             return bool(self.task._is_success())
+
+    @contextmanager
+    def paused(self) -> Iterator[SimTaskEnv]:
+        """The scene's task with its physics paused while inside: read its true state there (the
+        simulated person's scripted expert does, as a person looks at the real scene). Keep it
+        short: the arm's servo loop waits."""
+        with self.arm.lock:
+            yield self.task
 
     def close(self) -> None:
         self.arm.close()

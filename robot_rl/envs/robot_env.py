@@ -4,7 +4,9 @@ It reads what an arm node, camera nodes and (optionally) a tracker and a success
 and commands the arm with `target_pose` and `gripper/command`, the names of crisp_controllers-style
 Cartesian controllers. Topic names are config, so the same env drives our nodes on the MuJoCo
 twin (`robot-rl bringup configs/bringup/twin.yaml`), our nodes on a real arm, or realsense-ros
-and a user's own controller.
+and a user's own controller. With in_process_twin=true the env starts the twin's nodes in its own
+process (robot_rl/ros/local_twin.py) and lends the twin's sim task to the simulated person
+(sim_task()).
 
 Spaces, scaling, workspace and start pose are the task contract's (sim/task_spec.py), which the
 sim tasks follow too: state as task_spec.robot_state, images uint8 [H, W, 3], actions in [-1, 1]
@@ -19,6 +21,10 @@ and raises ObservationTimeout naming the topics. It never acts on old data.
 Reset: gripper open, a scripted move to the start pose in steps of at most reset_step_m per
 tick, then the `reset_scene` service when configured (the twin re-places the objects; on a
 real robot set it to "" and reset the scene by hand or with your own service).
+
+E-stop: estop() latches the arm node's e-stop service (the intervention wrapper calls it when the
+person presses the teleop device's e-stop). Releasing it is the robot side's business, never this
+env's.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +80,7 @@ class RobotTopics:
     success: str = topics.SUCCESS.name  # std_msgs/Bool; "" -> no reward signal (reward 0 always)
     reset_scene: str = topics.RESET_SCENE.name  # std_srvs/Trigger called at reset; "" -> none
     hold: str = topics.HOLD.name  # std_srvs/Trigger called on a safe stop; "" -> none
+    estop: str = topics.ESTOP.name  # std_srvs/SetBool (true) called when the person presses e-stop
     # camera -> image topic; a camera not listed reads /<camera>/color/image_raw (realsense-ros)
     images: dict[str, str] = field(default_factory=dict)
 
@@ -99,6 +107,9 @@ class RobotEnvConfig:
     service_timeout_s: float = 5.0
     hold_timeout_s: float = 1.0  # a safe stop waits this long for the hold service, then raises anyway
     randomize: bool = True  # start-pose noise here, and object placement in the sim counterpart
+    # Start the twin's nodes in this process on an in-process bus (robot_rl/ros/local_twin.py)
+    # instead of connecting to a bringup: ros is then unused. teleop=sim_human needs it.
+    in_process_twin: bool = False
     topics: RobotTopics = field(default_factory=RobotTopics)
     ros: RosConfig = field(default_factory=RosConfig)
 
@@ -173,6 +184,8 @@ class RobotEnv(gym.Env):
         self.max_episode_steps = cfg.max_episode_steps or TASKS[cfg.task].default_max_steps
         self.period_s = 1.0 / cfg.control_hz
         self._transport, self._owns_transport = transport, transport is None
+        self._twin: Any = None  # the in-process twin (robot_rl/ros/local_twin.LocalTwin), once started
+        self._twin_seed = 0 if seed is None else seed
         self._latest = _Latest()
         self._spinning = threading.Event()
         self._spin_thread: threading.Thread | None = None
@@ -195,6 +208,11 @@ class RobotEnv(gym.Env):
         return needed + [self._image_topic(c) for c in self.cfg.cameras]
 
     def _connect(self) -> None:
+        if self._transport is None and self.cfg.in_process_twin:
+            from robot_rl.ros.local_twin import LocalTwin  # MuJoCo: only where the twin runs here
+
+            self._twin = LocalTwin(self.cfg, self._twin_seed)
+            self._transport = self._twin.transport()
         if self._transport is None:
             self._transport = open_transport(self.cfg.ros, "robot_env")
         tr, t = self._transport, self.cfg.topics
@@ -331,6 +349,36 @@ class RobotEnv(gym.Env):
             except TransportError as exc:
                 log.error("safe stop: hold service failed (%s); the arm node's watchdog holds it", exc)
 
+    def estop(self) -> str:
+        """Latch the arm node's e-stop (its `estop` service, true): the node stops the arm and
+        refuses every command until someone releases it there; nothing here can. The node's reply;
+        RobotEnvError when it refused or did not answer within hold_timeout_s."""
+        name = self.cfg.topics.estop
+        if self._transport is None:
+            raise RobotEnvError(f"the e-stop service {name} cannot be called before the first reset")
+        try:
+            latch = messages.set_bool_request(True)
+            reply = self._call(name, topics.ESTOP.srv_type, latch, self.cfg.hold_timeout_s)
+        except TransportError as exc:
+            raise RobotEnvError(f"the arm node's e-stop service {name} did not answer: {exc}") from exc
+        if not reply.success:
+            raise RobotEnvError(f"the arm node's e-stop service {name} refused: {reply.message}")
+        return str(reply.message)
+
+    # ---- the twin's task, for the simulated person ------------------------------------------
+    def sim_task_name(self) -> str | None:
+        """The sim task whose true state sim_task() lends: env.task with in_process_twin=true;
+        None for a robot or a twin in another process."""
+        return self.cfg.task if self.cfg.in_process_twin else None
+
+    def sim_task(self) -> AbstractContextManager[Any]:
+        """The in-process twin's sim task, its physics paused while inside (TwinScene.paused());
+        RobotEnvError without one (before the first reset, or in_process_twin=false)."""
+        if self._twin is None:
+            why = "before the first reset" if self.cfg.in_process_twin else "with env.in_process_twin=false"
+            raise RobotEnvError(f"no twin in this process {why}: its sim task cannot be read")
+        return self._twin.scene.paused()
+
     # ---- gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -398,6 +446,9 @@ class RobotEnv(gym.Env):
         if self._owns_transport and self._transport is not None:
             self._transport.shutdown()
             self._transport = None
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
         self._connected = False
 
 

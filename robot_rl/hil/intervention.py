@@ -19,8 +19,11 @@ Buttons act on a press (not while held):
     failure    ends it: truncated, reward 0, label "failure". Truncated, not terminated: a failure
                seen by a person is not an absorbing state, so the critic keeps bootstrapping
     rerecord   ends it: truncated, info["rerecord"] = True (to be kept out of training)
-    estop      holds the arm this step (zero motion, gripper unchanged), ends the episode
-               (truncated, info["estop"] = True); every later step or reset raises TeleopEStop
+    estop      on a robot (an env with estop(): RobotEnv) first latches the arm node's e-stop, so
+               nothing after the press reaches the arm; then holds the arm this step (zero
+               motion, gripper unchanged; on a latched arm node the hold is refused too), ends
+               the episode (truncated, info["estop"] = True, info["estop_message"] = what
+               happened to the arm); every later step or reset raises TeleopEStop with that text
 A device that disconnects: the arm is held this step (never a jump to the policy's action),
 the episode ends (truncated) with info["teleop_lost"] = the reason, and the next reset starts
 the device again or raises TeleopError saying why it cannot.
@@ -51,6 +54,14 @@ class TeleopEStop(TeleopError):
 
 
 @runtime_checkable
+class EStoppable(Protocol):
+    """An env whose robot has an e-stop to latch (RobotEnv: the arm node's `estop` service)."""
+
+    def estop(self) -> str:
+        """Latch it; the robot's reply, or an exception saying why it could not."""
+
+
+@runtime_checkable
 class PolicyAwareDevice(TeleopDevice, Protocol):
     """A device that also sees the policy (the simulated person)."""
 
@@ -71,7 +82,7 @@ class InterventionWrapper(gym.Wrapper):
         self.device = device
         self.rotation = ACTION_DIMS[shape[0]]
         self._started = False
-        self._estop = False
+        self._estop: str | None = None  # what the e-stop did to the arm, once pressed
         self._gripper = GRIPPER_OPEN
         self._buttons = Buttons()
         self._obs: Any = None
@@ -99,6 +110,8 @@ class InterventionWrapper(gym.Wrapper):
             lost, reading = str(err), None
             self._started = False  # the next reset starts it again
         pressed = self._pressed(reading)
+        if pressed.estop:
+            self._estop = self._latch_estop()  # before the hold below: nothing after it reaches the arm
         intervened = reading is not None and reading.active and not pressed.estop
         if reading is None or pressed.estop:
             executed = self._hold_action()
@@ -112,8 +125,7 @@ class InterventionWrapper(gym.Wrapper):
         if lost is not None:
             truncated, info["teleop_lost"] = True, lost
         if pressed.estop:
-            self._estop = True
-            truncated, info["estop"] = True, True
+            truncated, info["estop"], info["estop_message"] = True, True, self._estop
         elif pressed.success:
             reward, terminated, info["success"], info["label"] = 1.0, True, True, "success"
         elif pressed.failure:
@@ -148,12 +160,27 @@ class InterventionWrapper(gym.Wrapper):
         action[-1] = self._gripper if reading.gripper is None else reading.gripper
         return np.clip(action, -1.0, 1.0)
 
-    def _refuse_after_estop(self) -> None:
-        if self._estop:
-            raise TeleopEStop(
-                "e-stop pressed on the teleop device: the arm was held and the run stops; the "
-                "episodes so far are stored (resume=true continues the run)"
+    def _latch_estop(self) -> str:
+        """What the e-stop did to the arm: latched the robot's e-stop, or (a sim) held it."""
+        robot = self.env.unwrapped
+        if not isinstance(robot, EStoppable):
+            return "e-stop pressed on the teleop device: the arm was held"
+        try:
+            reply = robot.estop()
+        except Exception as err:  # whatever failed, the episode still ends with the arm held
+            return (
+                "e-stop pressed on the teleop device: the arm was held, but the arm node's e-stop "
+                f"could NOT be latched ({err}): use the robot's own e-stop"
             )
+        return (
+            f"e-stop pressed on the teleop device: the arm node's e-stop is latched ({reply}) and "
+            "refuses every command until released there (ros2 service call /estop "
+            "std_srvs/srv/SetBool '{data: false}', or restart the bringup)"
+        )
+
+    def _refuse_after_estop(self) -> None:
+        if self._estop is not None:
+            raise TeleopEStop(self._estop)
 
 
 def with_teleop(env: gym.Env, cfg: Any, seed: int = 0) -> InterventionWrapper:

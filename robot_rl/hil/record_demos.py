@@ -12,6 +12,8 @@ Nothing successful is ever lost: each successful episode is appended to the stor
 ends (an append is crash-safe, robot_rl/data/episode_store.py), and a store that exists is
 appended to, so a session can be continued. Failed and re-recorded episodes are counted and
 reported, not written. One status line per episode says what happened and where the count stands.
+Where there is a display, a window shows each camera's latest frame and the episode's state
+(robot_rl/hil/camera_window.py; --no-window turns it off).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from drivers.teleop.base import TeleopError
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.hil.camera_window import CameraWindow, WindowState, button_hints, open_window
 from robot_rl.hil.episode_help import EpisodeHelp
 from robot_rl.hil.intervention import TeleopEStop, with_teleop
 from robot_rl.transition import obs_to_flat
@@ -44,6 +47,7 @@ class RecordSummary:
     rerecorded: int = 0
     steps_saved: int = 0
     stopped: str = ""  # why the session ended before `asked` were saved ("" when they were)
+    last: str = ""  # how the last episode ended
 
     @property
     def attempts(self) -> int:
@@ -73,10 +77,18 @@ def _hold(action_space: gym.Space, gripper: float) -> np.ndarray:
     return action
 
 
-def record_episode(env: gym.Env) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+StepView = Callable[[Any, int, bool], None]  # (observation, steps taken, the person acted)
+
+
+def record_episode(
+    env: gym.Env, view: StepView | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
     """One episode driven by the device of `env` (an InterventionWrapper), in the store's form:
-    (steps, final observation, outcome {"success", "rerecord", "label", "help"})."""
+    (steps, final observation, outcome {"success", "rerecord", "label", "help"}). view: shown
+    each observation (the camera window)."""
     obs, info = env.reset()
+    if view is not None:
+        view(obs, 0, False)
     rows, gripper, helped, success = [], GRIPPER_OPEN, EpisodeHelp(), False
     while True:
         t_obs = float(info.get("t_obs", time.time()))
@@ -98,6 +110,8 @@ def record_episode(env: gym.Env) -> tuple[dict[str, np.ndarray], dict[str, np.nd
         )
         gripper = float(executed[-1])
         helped.add(bool(info["intervened"]))
+        if view is not None:
+            view(next_obs, len(rows), bool(info["intervened"]))
         success = success or bool(info.get("success", False))
         obs = next_obs
         if terminated or truncated:
@@ -119,12 +133,14 @@ def record_demos(
     episodes: int,
     max_attempts: int | None = None,
     log: Callable[[str], None] = print,
+    window: CameraWindow | None = None,
 ) -> RecordSummary:
     """Record until `episodes` successful episodes are saved (or max_attempts are recorded, the
     person presses e-stop, or Ctrl-C); env: wrapped with the teleop device (with_teleop)."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
     summary = RecordSummary(store.path, episodes)
+    view = None if window is None else _SessionView(window, summary)
     there = f"{store.n_episodes} there"
     log(f"record-demos: {episodes} successful episodes to {store.path} ({there}); {camera_text(env)}")
     try:
@@ -132,7 +148,7 @@ def record_demos(
             if max_attempts is not None and summary.attempts >= max_attempts:
                 summary.stopped = f"--max-attempts {max_attempts} reached"
                 break
-            steps, final_obs, outcome = record_episode(env)
+            steps, final_obs, outcome = record_episode(env, view)
             n = len(steps["reward"])
             if outcome["rerecord"]:
                 summary.rerecorded += 1
@@ -145,18 +161,46 @@ def record_demos(
             else:
                 summary.failed += 1
                 verdict = f"{outcome['label']}, not saved"
+            summary.last = verdict
             helped: EpisodeHelp = outcome["help"]
             log(
                 f"episode {summary.attempts}: {verdict} | {n} steps, {helped.steps} by the person "
                 f"({helped.takeovers} takeovers) | {summary.failed} failed, {summary.rerecorded} re-recorded"
             )
-    except TeleopEStop:
-        summary.stopped = "e-stop pressed on the teleop device"
+    except TeleopEStop as err:  # what it did to the arm (on a robot: the arm node's latch)
+        summary.stopped = str(err)
     except TeleopError as err:  # a device that is gone and does not come back
         summary.stopped = f"teleop device: {err}"
     except KeyboardInterrupt:
         summary.stopped = "Ctrl-C"
+    if view is not None and summary.stopped:
+        view.stop()
     return summary
+
+
+class _SessionView:
+    """Shows each observation in the camera window with the session's counts (a StepView)."""
+
+    def __init__(self, window: CameraWindow, summary: RecordSummary) -> None:
+        self.window, self.summary = window, summary
+        self.images: dict[str, np.ndarray] = {}
+        self.episode, self.step = 1, 0
+
+    def __call__(self, obs: Any, step: int, intervening: bool) -> None:
+        self.images = obs.get("images", {}) if isinstance(obs, dict) else {}
+        self.episode, self.step = self.summary.attempts + 1, step
+        self._show(intervening, stopped=False)
+
+    def stop(self) -> None:
+        """The session ended early: the last frames, marked stopped."""
+        self._show(False, stopped=True)
+
+    def _show(self, intervening: bool, stopped: bool) -> None:
+        s = self.summary
+        state = WindowState(
+            self.episode, self.step, intervening, s.saved, s.asked, s.failed, s.rerecorded, s.last, stopped
+        )
+        self.window.show(self.images, state)
 
 
 def record_demos_to(
@@ -165,8 +209,10 @@ def record_demos_to(
     episodes: int,
     max_attempts: int | None = None,
     log: Callable[[str], None] = print,
+    window: bool = True,
 ) -> RecordSummary:
-    """record_demos with the env and teleop device a TrainConfig names (cfg.env, cfg.teleop)."""
+    """record_demos with the env and teleop device a TrainConfig names (cfg.env, cfg.teleop);
+    window: show the cameras when there is a display."""
     from robot_rl.envs.factory import make_env
 
     if cfg.teleop is None:
@@ -175,7 +221,10 @@ def record_demos_to(
         )
     store = EpisodeStore(path, mode="a")  # an existing store is appended to: a session continues
     env = with_teleop(make_env(cfg.env, seed=cfg.seed), cfg.teleop, seed=cfg.seed)
+    shown = open_window(f"robot-rl record-demos: {Path(path).name}", button_hints(cfg.teleop), window)
     try:
-        return record_demos(env, store, episodes, max_attempts, log)
+        return record_demos(env, store, episodes, max_attempts, log, shown)
     finally:
         env.close()  # gives the device back (the keyboard restores the terminal)
+        if shown is not None:
+            shown.close()

@@ -11,6 +11,11 @@ It is a teleop device (drivers/teleop/base.py) that also sees the policy's actio
 the intervention wrapper calls episode_start() after each reset and observe(obs, policy_action)
 before each poll(). Its twist is the expert's action's delta part, so the wrapper executes the
 expert's action as is.
+
+The expert reads the true poses of a MuJoCo task in this process: the sim env's own, or, through
+the twin (env=robot_twin env.in_process_twin=true, robot_rl/ros/local_twin.py), the twin's
+scene behind the real nodes, read with its physics paused (SimTaskHost). A robot, or a twin in a
+bringup process, has no true poses here, and is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -54,23 +60,56 @@ class SimHumanConfig:
             raise ValueError("sim_human.stall_m and sim_human.noise must be >= 0")
 
 
+@runtime_checkable
+class SimTaskHost(Protocol):
+    """An env with a MuJoCo task behind it that its type does not show (RobotEnv over the twin in
+    this process)."""
+
+    def sim_task_name(self) -> str | None:
+        """The task's name; None when there is no task here (a robot, a twin in another process)."""
+
+    def sim_task(self) -> AbstractContextManager[Any]:
+        """The task (a sim/tasks SimTaskEnv), its physics paused while inside; after a reset."""
+
+
 def task_of(env: gym.Env) -> str:
-    """The sim task env runs; ValueError when it is not one (a robot has no privileged poses)."""
+    """The sim task env runs in this process; ValueError naming the fix when there is none."""
+    inner = env.unwrapped
     for name, cls in TASKS.items():
-        if isinstance(env.unwrapped, cls):
+        if isinstance(inner, cls):
             return name
+    hosted = inner.sim_task_name() if isinstance(inner, SimTaskHost) else None
+    if hosted is not None:
+        return hosted
+    if isinstance(inner, SimTaskHost):
+        raise ValueError(
+            "teleop=sim_human needs a sim task, on a robot env the twin's in this process: "
+            "env=robot_twin env.in_process_twin=true (its expert reads the twin's true poses; a "
+            "robot, or a twin in a bringup process, has none here)"
+        )
     raise ValueError(
-        f"teleop=sim_human needs a sim task (env=sim, or env=gym env.id=robot_rl/<Task>-v0) whose "
-        f"expert reads the true poses; got {type(env.unwrapped).__name__}"
+        f"teleop=sim_human needs a sim task (env=sim, or env=gym env.id=robot_rl/<Task>-v0) or the "
+        f"twin in this process (env=robot_twin env.in_process_twin=true), whose expert reads the "
+        f"true poses; got {type(inner).__name__}"
     )
+
+
+@dataclass
+class _ExpertView:
+    """What a scripted expert reads (sim/experts.py): the task, and the env's action layout."""
+
+    unwrapped: Any
+    action_space: gym.Space
 
 
 class SimHuman:
     def __init__(self, cfg: SimHumanConfig, env: gym.Env, seed: int = 0) -> None:
         self.cfg = cfg
-        self.task: Any = env.unwrapped
+        self.env = env
+        self.task_name = task_of(env)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.expert = expert_for(task_of(env))(env, noise=cfg.noise, seed=seed)
+        self.expert: Any = None  # made at the first episode: a twin's task exists from its reset on
         self.steps = 0  # observed env steps, for the decay
         self.takeovers = 0
         self._left = 0  # steps of control left
@@ -95,7 +134,17 @@ class SimHuman:
         return TeleopReading(twist, float(action[-1]), Buttons(), True, stamp)
 
     # --- what the wrapper tells it ---
+    def _task(self) -> AbstractContextManager[Any]:
+        """The task whose true state the person reads, paused while inside (a sim env is paused
+        between steps anyway)."""
+        inner = self.env.unwrapped
+        return inner.sim_task() if isinstance(inner, SimTaskHost) else nullcontext(inner)
+
     def episode_start(self) -> None:
+        if self.expert is None:
+            with self._task() as task:
+                view = _ExpertView(task, self.env.action_space)
+                self.expert = expert_for(self.task_name)(view, noise=self.cfg.noise, seed=self.seed)
         self.expert.reset()
         self._left = 0
         self._trail.clear()
@@ -104,8 +153,11 @@ class SimHuman:
     def observe(self, obs: Any, policy_action: np.ndarray) -> None:
         """Decide whether to act this step, from the policy's proposal and the task's state."""
         self.steps += 1
-        self._expert_action = np.asarray(self.expert(obs), dtype=np.float64)
-        self._trail.append(np.asarray(self.task.ee_position(), dtype=np.float64).copy())
+        if self.expert is None:
+            raise RuntimeError("SimHuman.observe() before episode_start(): reset the env first")
+        with self._task() as task:
+            self._expert_action = np.asarray(self.expert(obs), dtype=np.float64)
+            self._trail.append(np.asarray(task.ee_position(), dtype=np.float64).copy())
         if self._left > 0:
             self._left -= 1
             return

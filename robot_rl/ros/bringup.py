@@ -197,10 +197,18 @@ class SpinThreads:
 
 
 class Bringup:
-    """The nodes of one config, each on its own transport (one ROS node each) and spin thread."""
+    """The nodes of one config, each on its own transport (one ROS node each) and spin thread.
+    open_node: a node's name -> its transport (robot_rl/ros/local_twin.py: an in-process bus);
+    None opens cfg.ros's backend."""
 
-    def __init__(self, cfg: BringupConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: BringupConfig,
+        clock: Callable[[], float] = time.time,
+        open_node: Callable[[str], Transport] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self._open_node = open_node
         self.scene: Any = None
         self.nodes: dict[str, Any] = {}
         self.transports: dict[str, Transport] = {}
@@ -253,14 +261,17 @@ class Bringup:
             self._add("teleop", lambda tr: TeleopNode(tr, device, teleop_params, clock=clock))
 
     def _add(self, name: str, make: Callable[[Transport], Any]) -> None:
+        transport = self._open_node(name) if self._open_node is not None else self._open_ros(name)
+        self.transports[name] = transport
+        self.nodes[name] = make(transport)
+
+    def _open_ros(self, name: str) -> Transport:
         ros = self.cfg.ros
         if self.transports:  # the first node listens for others; the rest reach it in-process
             first = next(iter(self.cfg.ros.listen), None)
             connect = [first.replace("0.0.0.0", "127.0.0.1")] if first else list(ros.connect)
             ros = dataclasses.replace(ros, connect=connect, listen=["tcp/127.0.0.1:0"])
-        transport = open_transport(ros, f"{name}_node")
-        self.transports[name] = transport
-        self.nodes[name] = make(transport)
+        return open_transport(ros, f"{name}_node")
 
     def start(self) -> None:
         """Spin every node on its own thread."""

@@ -70,6 +70,15 @@ def _flag(value: float, what: str) -> bool:
     return value == 1.0
 
 
+def estop_pressed(joy_msg: Any) -> bool:
+    """Whether a teleop Joy has the e-stop button pressed (the arm node latches on it);
+    CodecError when its buttons are not this layout's."""
+    _axes, buttons, _stamp = messages.joy_from_msg(joy_msg)
+    if buttons.shape != (len(JOY_BUTTONS),) or not set(buttons.tolist()) <= {0, 1}:
+        raise CodecError(f"teleop Joy must have buttons {JOY_BUTTONS}, each 0 or 1, got {buttons.tolist()}")
+    return bool(buttons[JOY_BUTTONS.index("estop")])
+
+
 def reading_from_msgs(twist_msg: Any, joy_msg: Any) -> TeleopReading:
     """The reading two messages carry (stamp: the Joy's); CodecError naming what breaks the layout."""
     linear, angular, _ = messages.twist_from_msg(twist_msg)

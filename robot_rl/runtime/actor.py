@@ -94,6 +94,7 @@ class Actor:
         self.inference_ms: deque[float] = deque(maxlen=100_000)
         self._tick: float | None = None
         self.report: dict[str, Any] = {"env_steps": self.env_steps, "episodes": self.store.n_episodes}
+        self.estop = ""  # what the teleop device's e-stop did to the arm, once pressed: the actor stops
 
     def _refresh_weights(self) -> None:
         update = self.transport.poll_weights()
@@ -186,6 +187,8 @@ class Actor:
             helped.add(bool(row["intervened"]))
             obs = next_obs
             if done:
+                if info.get("estop"):  # the episode is stored as it ended; no further one starts
+                    self.estop = str(info.get("estop_message") or "e-stop pressed on the teleop device")
                 stats = {"return": ret, "length": length, "success": success, "intervened": helped.steps}
                 if self.cfg.teleop is not None:  # takeovers and success without help
                     stats |= helped.stats(success, bool(info.get("rerecord")))
@@ -238,6 +241,9 @@ class Actor:
                     **{f"transport/{k}": v for k, v in self.transport.stats().items()},
                 },
             )
+            if self.estop:  # no eval either: on a robot the arm node now refuses every command
+                post_status(self.shared.status, {"source": "actor", "kind": "estop", "message": self.estop})
+                break
             if self.env_steps >= self.next_eval and self.cfg.eval_episodes > 0:
                 self.next_eval += self.cfg.eval_every_steps
                 self._evaluate()

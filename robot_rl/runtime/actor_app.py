@@ -89,9 +89,11 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
     actor = Actor(cfg, run_dir, transport, shared, next_seq=0, actor_id=cfg.actor_id)
     try:
         actor.run()
-        if shared.stop.is_set():
+        stopped = "stopped: the episode in progress is stored" if shared.stop.is_set() else ""
+        stopped = f"{actor.estop}; the episodes so far are stored" if actor.estop else stopped
+        if stopped:
             print(
-                f"stopped: the episode in progress is stored; continue with: robot-rl actor "
+                f"{stopped}; continue with: robot-rl actor "
                 f"--learner {cfg.transport.learner} resume=true run_dir={run_dir}",
                 flush=True,
             )
@@ -107,7 +109,7 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
         "env_steps_asked": cfg.total_env_steps,
         "policy_version": actor.policy_version,
     }
-    if cfg.final_eval_episodes > 0 and not shared.stop.is_set():
+    if cfg.final_eval_episodes > 0 and not (shared.stop.is_set() or actor.estop):
         result |= run_episodes(actor.env, actor.agent, cfg.final_eval_episodes, seed=cfg.seed + 999_999)
         print(final_eval_line(result, actor.policy_version), flush=True)
     actor.env.close()

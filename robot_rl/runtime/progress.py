@@ -187,11 +187,15 @@ class Progress:
         self.recent_return: deque[float] = deque(maxlen=WINDOW)
         self.help = HelpWindow() if cfg.teleop is not None else None  # only a run with a person
         self.errors: list[str] = []
+        self.estop = ""  # the actor's e-stop message: the run stops
 
     def handle(self, msg: dict[str, Any]) -> None:
         kind = msg.get("kind")
         if kind == "error":
             self.errors.append(f"{msg['source']}: {msg['error']}")
+            return
+        if kind == "estop":
+            self.estop = str(msg["message"])
             return
         self.state.update({k: v for k, v in msg.items() if k not in ("source", "kind")})
         if msg["source"] == "actor" and kind == "episode":

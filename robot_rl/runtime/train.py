@@ -75,6 +75,8 @@ def run_processes(cfg: TrainConfig, run_dir: Path, obs_space: Any, action_space:
         while learner.is_alive():
             drain(status, progress)
             progress.show()
+            if progress.estop:  # the person stopped the run; what was recorded is in the stores
+                raise RunFailed(f"{progress.estop}; the episodes so far are stored")
             if not actor.is_alive() and actor_total.value < 0:
                 if actor.exitcode != 0:
                     raise RunFailed(f"the actor process died (exit code {actor.exitcode})")
@@ -130,6 +132,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "env_steps_asked": cfg.total_env_steps,
         "updates": progress.state.get("updates", 0),
         "grad_steps": progress.state.get("grad_steps", 0),
+        # the demo buffer at the end: demos plus the steps a person acted on (HIL-SERL)
+        "demo_transitions": progress.state.get("demo_transitions", 0),
     }
     progress.logger.log(budget_row(env_steps, cfg.total_env_steps))
     if cfg.final_eval_episodes > 0:

@@ -6,7 +6,9 @@ publishes `joint_states` (JointState) and `current_pose` (PoseStamped) and follo
 (PoseStamped) and `target_twist` (TwistStamped). The gripper: `gripper/command` (std_msgs/Float64,
 -1 open .. +1 closed) in, `gripper/joint_states` (JointState, one joint "gripper", opening width
 in m) out. Services: `estop` (std_srvs/SetBool: true latches, false releases) and `hold`
-(std_srvs/Trigger).
+(std_srvs/Trigger). A teleop node's `teleop/joy` (robot_rl/ros/teleop_topics.py) with its e-stop
+button pressed latches the e-stop too, straight from the person's device, whether or not an actor
+is running; a topic can only latch it: releasing is the service's alone.
 
 Rule (docs/architecture.md): no command outside the safety limits reaches a driver. So every pose or twist
 command goes through SafetyFilter.filter() against a fresh state read; only ok/clipped
@@ -36,7 +38,7 @@ import numpy as np
 
 from drivers.arm import Arm, ArmError, ArmReading
 from drivers.safety import PoseCommand, SafetyFilter, TwistCommand
-from robot_rl.ros import codec, messages, topics
+from robot_rl.ros import codec, messages, teleop_topics, topics
 from robot_rl.ros.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class ArmNodeParams:
     gripper_command_topic: str = topics.GRIPPER_COMMAND.name
     gripper_state_topic: str = topics.GRIPPER_STATE.name
     estop_service: str = topics.ESTOP.name
+    teleop_joy_topic: str = topics.TELEOP_JOY.name  # its e-stop button latches the e-stop; "": none
     hold_service: str = topics.HOLD.name
 
     def __post_init__(self) -> None:
@@ -103,7 +106,8 @@ class ArmNode:
     held (hold verdicts), refused_estop (pose, twist and gripper), wrong_frame, bad_stamp,
     watchdog_holds, driver_errors, state_errors; gripper_received, gripper_passed,
     gripper_clipped, bad_gripper (not a finite number), gripper_state_errors; guard_refused,
-    guard_errors (the guard raised: the command is refused), guard_mirror_errors; superseded
+    guard_errors (the guard raised: the command is refused), guard_mirror_errors; teleop_estops
+    (latched by a teleop device's e-stop button), bad_teleop_joy (not the teleop layout); superseded
     (pose, twist and gripper commands the keep-last queue dropped for a newer one because the
     node fell behind; refreshed on the watchdog timer, 0 on rclpy, which does not say). Garbled
     payloads never reach the node: the transport drops and counts them in
@@ -146,6 +150,8 @@ class ArmNode:
             transport.create_service(p.estop_service, t.ESTOP.srv_type, self._on_estop),
             transport.create_service(p.hold_service, t.HOLD.srv_type, self._on_hold),
         ]
+        if p.teleop_joy_topic:
+            self._handles.append(t.TELEOP_JOY.subscribe(transport, self._on_teleop_joy, p.teleop_joy_topic))
 
     # ---- state ------------------------------------------------------------------------------
     def _on_state_timer(self) -> None:
@@ -332,18 +338,37 @@ class ArmNode:
             self.counters["watchdog_holds"] += 1
             self._hold()
 
-    # ---- services ---------------------------------------------------------------------------
-    def _on_estop(self, request: Any) -> Any:
-        if not request.data:
-            self.estopped = False
-            self._hold()  # resume from where the arm is, not from the last target
-            return messages.set_bool_response(True, "e-stop released")
+    # ---- e-stop and services ---------------------------------------------------------------
+    def latch_estop(self) -> str:
+        """Refuse every command from now on and stop the arm; "" when it stopped, else why not.
+        Only the `estop` service (false) releases it."""
         self.estopped = True  # latched before stop(), so no command slips in if stop() fails
         try:
             self.arm.stop()
         except ArmError as exc:
             self.counters["driver_errors"] += 1
-            return messages.set_bool_response(False, f"e-stop latched, but arm.stop() failed: {exc}")
+            return f"arm.stop() failed: {exc}"
+        return ""
+
+    def _on_teleop_joy(self, msg: Any) -> None:
+        try:
+            pressed = teleop_topics.estop_pressed(msg)
+        except codec.CodecError:  # a foreign joystick on the topic: not ours to read
+            self.counters["bad_teleop_joy"] += 1
+            return
+        if pressed and not self.estopped:
+            self.counters["teleop_estops"] += 1
+            failed = self.latch_estop()
+            log.error("e-stop pressed on the teleop device: latched%s", f", but {failed}" if failed else "")
+
+    def _on_estop(self, request: Any) -> Any:
+        if not request.data:
+            self.estopped = False
+            self._hold()  # resume from where the arm is, not from the last target
+            return messages.set_bool_response(True, "e-stop released")
+        failed = self.latch_estop()
+        if failed:
+            return messages.set_bool_response(False, f"e-stop latched, but {failed}")
         return messages.set_bool_response(True, "e-stop latched: commands refused until released")
 
     def _on_hold(self, request: Any) -> Any:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from arm_doubles import RecordingArm
 
 from drivers.safety import SafetyFilter
 from drivers.teleop import base as teleop_base
@@ -182,6 +185,7 @@ def test_estop_holds_the_arm_then_refuses_to_go_on():
     _, _, _, truncated, info = wrapper.step(POLICY)
     np.testing.assert_array_equal(env.actions[-1], [0.0, 0.0, 0.0, 1.0])  # no motion, still closed
     assert truncated and info["estop"] and not info["intervened"]
+    assert info["estop_message"] == "e-stop pressed on the teleop device: the arm was held"
     with pytest.raises(TeleopEStop, match="e-stop pressed"):
         wrapper.step(POLICY)
     with pytest.raises(TeleopEStop):
@@ -221,12 +225,14 @@ def test_envs_without_the_task_contracts_action_are_refused():
         InterventionWrapper(SpyEnv(action_dim=6), ScriptedDevice([]))
 
 
-def test_the_persons_commands_go_through_the_arm_nodes_safety_filter():
-    """On a robot env the person's action is published as target_pose like the policy's, and the
-    arm node filters it (here the twin's nodes on an in-process bus)."""
+@contextmanager
+def twin_robot_env() -> Iterator[tuple[RobotEnv, ArmNode, RecordingArm]]:
+    """RobotEnv over the twin's arm and task nodes on an in-process bus; the arm records what
+    reached it."""
     bus, scene = InprocBus(), TwinScene("pick_cube", seed=0)
+    arm = RecordingArm(scene.arm)
     arm_tr, task_tr, env_tr = InprocTransport(bus), InprocTransport(bus), InprocTransport(bus)
-    arm_node = ArmNode(arm_tr, scene.arm, SafetyFilter(default_safety()), ArmNodeParams(), clock=time.time)
+    arm_node = ArmNode(arm_tr, arm, SafetyFilter(default_safety()), ArmNodeParams(), clock=time.time)
     TaskNode(task_tr, scene)
     stop = threading.Event()
 
@@ -238,8 +244,21 @@ def test_the_persons_commands_go_through_the_arm_nodes_safety_filter():
     for thread in threads:
         thread.start()
     env = RobotEnv(RobotEnvConfig(max_obs_age_s=0.25, connect_timeout_s=5.0), transport=env_tr, seed=0)
-    wrapper = InterventionWrapper(env, ScriptedDevice([person((1, 0, 0, 0, 0, 0), gripper=-1.0)] * 4))
     try:
+        yield env, arm_node, arm
+    finally:
+        env.close()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=2.0)
+        scene.close()
+
+
+def test_the_persons_commands_go_through_the_arm_nodes_safety_filter():
+    """On a robot env the person's action is published as target_pose like the policy's, and the
+    arm node filters it (here the twin's nodes on an in-process bus)."""
+    with twin_robot_env() as (env, arm_node, _):
+        wrapper = InterventionWrapper(env, ScriptedDevice([person((1, 0, 0, 0, 0, 0), gripper=-1.0)] * 4))
         obs, _ = wrapper.reset()
         start, passed = obs["state"][:3].copy(), arm_node.counters["passed"]
         for _ in range(4):
@@ -247,9 +266,34 @@ def test_the_persons_commands_go_through_the_arm_nodes_safety_filter():
             assert info["intervened"]
         assert arm_node.counters["passed"] - passed >= 4  # every command met the filter
         assert obs["state"][0] - start[0] > 0.05  # the person's +x moved the arm
-    finally:
         wrapper.close()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=2.0)
-        scene.close()
+
+
+def test_an_estop_on_a_robot_latches_the_arm_node_before_anything_else_reaches_the_arm():
+    with twin_robot_env() as (env, arm_node, arm):
+        wrapper = InterventionWrapper(env, ScriptedDevice([person((1, 0, 0, 0, 0, 0), estop=True)]))
+        wrapper.reset()
+        sent, grippers = len(arm.sent), len(arm.grippers)
+        _, _, _, truncated, info = wrapper.step(POLICY)
+        assert truncated and info["estop"] and not info["intervened"]
+        assert arm_node.estopped and arm.stops == 1
+        assert "arm node's e-stop is latched" in info["estop_message"]
+        assert (len(arm.sent), len(arm.grippers)) == (sent, grippers)  # the hold step was refused too
+        assert arm_node.counters["refused_estop"] >= 1
+        with pytest.raises(TeleopEStop, match="latched"):
+            wrapper.reset()  # the env is never reset (its scripted move) once the e-stop is pressed
+        assert len(arm.sent) == sent
+        wrapper.close()
+
+
+def test_an_estop_that_cannot_be_latched_still_holds_and_says_to_use_the_robots_own():
+    with twin_robot_env() as (env, arm_node, _):
+        env.cfg.topics.estop = "no_such_estop"
+        env.cfg.hold_timeout_s = 0.2
+        wrapper = InterventionWrapper(env, ScriptedDevice([person((1, 0, 0, 0, 0, 0), estop=True)]))
+        wrapper.reset()
+        _, _, _, truncated, info = wrapper.step(POLICY)
+        assert truncated and not arm_node.estopped
+        np.testing.assert_array_equal(info["executed_action"], [0.0, 0.0, 0.0, -1.0])  # held, open
+        assert "could NOT be latched" in info["estop_message"] and "no_such_estop" in info["estop_message"]
+        wrapper.close()

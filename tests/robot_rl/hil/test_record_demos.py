@@ -89,6 +89,31 @@ def test_an_e_stop_or_ctrl_c_ends_the_session_keeping_what_was_saved(tmp_path, s
     assert summary.saved == 1 and store.n_episodes == 1 and why in summary.stopped
 
 
+class SpyWindow:
+    """The camera window's show(), recorded."""
+
+    def __init__(self) -> None:
+        self.shown: list = []
+
+    def show(self, images, state) -> None:
+        self.shown.append((dict(images), state))
+
+
+def test_the_window_shows_every_step_with_the_sessions_state(tmp_path):
+    readings = [hand(), press("success"), hand(), press("estop")]
+    env = InterventionWrapper(make_sim_env("reach", max_episode_steps=5, seed=0), ScriptedPerson(readings))
+    window = SpyWindow()
+    summary = record_demos(env, EpisodeStore(tmp_path / "d.zarr", mode="a"), 3, log=print, window=window)
+    env.close()
+    states = [state for _, state in window.shown]
+    first = [(s.episode, s.step, s.intervening) for s in states[:3]]
+    assert first == [(1, 0, False), (1, 1, True), (1, 2, False)]  # reset, the hand, the success press
+    second = states[3]
+    assert (second.episode, second.step, second.saved, second.last) == (2, 0, 1, "success, saved (1/3)")
+    assert states[-1].stopped and not states[-2].stopped and summary.stopped.startswith("e-stop pressed")
+    assert all(images == {} for images, _ in window.shown)  # reach has no cameras: the state alone
+
+
 def test_a_second_session_appends(tmp_path):
     _session(tmp_path, [press("success")], episodes=1)
     summary, store, lines = _session(tmp_path, [press("success")], episodes=1)
@@ -121,6 +146,8 @@ def test_record_demos_command_with_the_simulated_person(tmp_path, capsys):
 def test_record_demos_without_a_device_says_so(tmp_path):
     with pytest.raises(SystemExit, match="record-demos needs a teleop device"):
         cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "env.task=reach"])
+    with pytest.raises(SystemExit, match="record-demos needs a teleop device"):  # the flag is known
+        cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "--no-window", "env.task=reach"])
     with pytest.raises(SystemExit, match="config error"):
         cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "teleop=joystick"])
 

@@ -8,9 +8,11 @@ import threading
 
 import numpy as np
 
+from drivers.teleop.base import Buttons, TeleopReading
 from robot_rl.agents.sac import SACConfig
 from robot_rl.config import SimEnvConfig, TrainConfig
 from robot_rl.eval.rollout import run_episodes
+from robot_rl.hil.intervention import InterventionWrapper
 from robot_rl.runtime.actor import Actor, ActorShared
 from robot_rl.runtime.transport import LocalTransport
 
@@ -47,3 +49,41 @@ def test_the_actor_and_evaluation_reset_the_agent_before_each_episode(tmp_path):
     run_episodes(actor.env, stand_in, episodes=2, seed=0)
     assert stand_in.events == ["reset", "act", "act", "act"] * 2
     actor.env.close()
+
+
+class EStopAt:
+    """A teleop device that stays idle until its e-stop is pressed at poll number `at`."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.polls = at, 0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def poll(self) -> TeleopReading:
+        self.polls += 1
+        return TeleopReading(np.zeros(6), None, Buttons(estop=self.polls == self.at), False, 0.0)
+
+
+def test_an_estop_stores_the_episode_and_stops_the_run_with_its_message(tmp_path):
+    cfg = TrainConfig(
+        env=SimEnvConfig(task="pick_cube", max_episode_steps=10),
+        agent=SACConfig(hidden_dims=[16]),
+        max_actor_lead_steps=None,
+        total_env_steps=1000,
+    )
+    status: queue.Queue = queue.Queue()
+    shared = ActorShared(threading.Event(), type("Trained", (), {"value": 0})(), status)
+    transport = LocalTransport(tmp_path / "weights.pt", 64)
+    actor = Actor(cfg, tmp_path, transport, shared, next_seq=0)
+    actor.train_env = InterventionWrapper(actor.env, EStopAt(13))  # in the second episode
+    transport.publish_weights(0, actor.agent.policy_state())
+    actor.run()  # returns: no third episode, no eval
+    actor.train_env.close()
+    assert actor.env_steps == 13 and actor.store.n_episodes == 2 and actor.store.n_steps == 13
+    assert actor.store.episode(1)["truncated"][-1]  # the pressed step ended the stored episode
+    messages = [status.get_nowait() for _ in range(status.qsize())]
+    estops = [m for m in messages if m["kind"] == "estop"]
+    assert [m["message"] for m in estops] == ["e-stop pressed on the teleop device: the arm was held"]
+    assert not any(m["kind"] == "eval" for m in messages)

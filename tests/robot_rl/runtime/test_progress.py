@@ -121,6 +121,13 @@ def test_no_help_figures_without_a_person(tmp_path, capsys):
     assert not any("intervention" in k or "takeovers" in k for k in read_metrics(tmp_path / "metrics.csv")[0])
 
 
+def test_an_estop_from_the_actor_is_kept_for_the_supervisor(tmp_path):
+    progress = _teleop_progress(tmp_path)
+    progress.handle({"source": "actor", "kind": "estop", "message": "e-stop pressed: the arm was held"})
+    assert progress.estop == "e-stop pressed: the arm was held" and "message" not in progress.state
+    progress.logger.close()
+
+
 def test_formatters_of_help():
     from robot_rl.runtime.progress import HelpWindow, rerecorded_text
 

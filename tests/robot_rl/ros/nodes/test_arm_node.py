@@ -182,6 +182,49 @@ def test_estop_latches_until_released() -> None:
     assert len(rig.arm.sent) == 1
 
 
+def teleop_joy(estop: int, buttons: int = 5) -> Any:
+    """A teleop node's Joy (robot_rl/ros/teleop_topics.py) with the e-stop button as given."""
+    pressed = [0] * buttons
+    pressed[min(4, buttons - 1)] = estop
+    return messages.joy_msg([0.0, 0.0, 0.0], pressed, 1000.0, "teleop")
+
+
+def test_a_teleop_estop_press_latches_and_the_teleop_cannot_release_it() -> None:
+    rig = Rig()
+    joy = rig.client.create_publisher("teleop/joy", codec.JOY)
+    joy.publish(teleop_joy(0))
+    rig.drain()
+    rig.send_pose(*rig.ee())
+    assert not rig.node.estopped and len(rig.arm.sent) == 1
+    for _ in range(3):  # the button held for a few ticks: one latch
+        joy.publish(teleop_joy(1))
+    rig.drain()
+    assert rig.node.estopped and rig.arm.stops == 1 and rig.node.counters["teleop_estops"] == 1
+    joy.publish(teleop_joy(0))  # let go: still latched
+    rig.drain()
+    rig.send_pose(*rig.ee())
+    rig.send_gripper(1.0)
+    assert rig.node.estopped and len(rig.arm.sent) == 1 and rig.arm.grippers == []
+    assert rig.node.counters["refused_estop"] == 2
+    response = rig.transport.call_service("estop", codec.SET_BOOL, messages.set_bool_request(False))
+    assert response.success and not rig.node.estopped  # the service releases it, once safe
+
+
+def test_a_foreign_joy_on_the_teleop_topic_is_counted_not_obeyed() -> None:
+    rig = Rig()
+    joy = rig.client.create_publisher("teleop/joy", codec.JOY)
+    joy.publish(teleop_joy(1, buttons=12))  # a gamepad's raw Joy: not the teleop layout
+    rig.drain()
+    assert not rig.node.estopped and rig.node.counters["bad_teleop_joy"] == 1
+
+
+def test_an_arm_node_without_a_teleop_topic_ignores_teleop() -> None:
+    rig = Rig(ArmNodeParams(teleop_joy_topic=""))
+    rig.client.create_publisher("teleop/joy", codec.JOY).publish(teleop_joy(1))
+    rig.drain()
+    assert not rig.node.estopped
+
+
 def test_hold_service_and_hold_verdicts_call_arm_hold() -> None:
     rig = Rig()
     response = rig.transport.call_service("hold", codec.TRIGGER, messages.trigger_request())

@@ -9,21 +9,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+from arm_doubles import RecordingArm, SteppedClock
 from teleop_doubles import SyntheticDevice
 
+from drivers.safety import SafetyFilter, SafetyLimits
 from drivers.teleop.base import Buttons, TeleopReading
 from drivers.teleop.keyboard import Keyboard
 from robot_rl.hil.devices import make_hardware_device
 from robot_rl.ros import codec, messages
 from robot_rl.ros.inproc import InprocBus, InprocTransport
+from robot_rl.ros.nodes.arm_node import ArmNode
 from robot_rl.ros.nodes.teleop_node import TeleopNode, TeleopNodeParams
 from robot_rl.ros.teleop_topics import reading_from_msgs
+from sim.sim_arm import SimArm
 
 
 class Rig:
     def __init__(self, device: SyntheticDevice, params: TeleopNodeParams | None = None) -> None:
         self.t = 1000.0
-        bus = InprocBus()
+        self.bus = bus = InprocBus()
         self.transport = InprocTransport(bus)
         self.device = device
         self.node = TeleopNode(
@@ -101,6 +105,42 @@ def test_a_reading_the_layout_cannot_carry_is_not_published() -> None:
     rig.ticks(3)
     assert rig.node.counters["bad_readings"] >= 3 and rig.node.counters["published"] == 0
     assert rig.joys == [] and rig.twists == []
+
+
+def test_an_estop_press_on_the_device_latches_the_arm_node_on_another_machine() -> None:
+    """Teleop node -> teleop/joy -> arm node, no actor in between: after the press the arm node
+    refuses every command and the driver sees none of them."""
+    clock = SteppedClock()
+    arm = RecordingArm(SimArm(clock=clock))
+    rig = Rig(SyntheticDevice())
+    arm_transport = InprocTransport(rig.bus)
+    # a box around the twin's start posture (its ee starts above the task contract's box)
+    limits = SafetyLimits((0.2, -0.3, 0.05), (0.7, 0.3, 0.6), 0.03, 0.2, 0.25, 1.0, 30.0, 0.2)
+    arm_node = ArmNode(arm_transport, arm, SafetyFilter(limits), clock=clock)
+    pose_pub = rig.client.create_publisher("target_pose", codec.POSE_STAMPED)
+
+    def arm_takes_what_came() -> None:
+        while arm_transport.spin_once(0.0):
+            pass
+
+    def send_pose() -> None:
+        reading = arm.state()
+        pose = messages.pose_stamped_msg(reading.ee_position, reading.ee_quat_wxyz, clock.t, "base")
+        pose_pub.publish(pose)
+        arm_takes_what_came()
+
+    rig.ticks(2)
+    send_pose()
+    assert len(arm.sent) == 1 and not arm_node.estopped
+    rig.device.once.append(TeleopReading(np.zeros(6), None, Buttons(estop=True), False, 0.0))
+    rig.ticks(2)
+    arm_takes_what_came()
+    assert arm_node.estopped and arm.stops == 1 and arm_node.counters["teleop_estops"] == 1
+    rig.ticks(3)  # the button is up again: the node publishes estop 0, which releases nothing
+    arm_takes_what_came()
+    for _ in range(3):
+        send_pose()
+    assert arm_node.estopped and len(arm.sent) == 1 and arm_node.counters["refused_estop"] == 3
 
 
 def test_params_and_devices_are_checked() -> None:
