@@ -10,6 +10,9 @@ Per task, state observations, rows over seeds:
 - sac: the default recipe (SAC, RLPD's 50/50 demo sampling) on the same 10 noisy demos,
   --env-steps env steps;
 - sac_nodemos: the default SAC with `demos=none`, --env-steps env steps.
+One more training row runs here but is not in this table: sac_human, the sac row with the simulated
+person intervening (`teleop=sim_human`), issue 13's comparison, reported by benchmarks/hil_learning.py
+from the same run folders (so its sac runs are these).
 Each training run is the real `robot-rl train` (benchmarks/learning.py's run_variant); the figure
 is its final 50-episode deterministic evaluation. IQM over seeds with a 95% bootstrap interval.
 
@@ -28,6 +31,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,14 +49,18 @@ TRAINED: dict[str, list[str]] = {
     "bc": [*VARIANTS["BC (20 demos)"], *NOISY_DEMOS],
     "sac": NOISY_DEMOS,
     "sac_nodemos": ["demos=none"],
+    "sac_human": [*NOISY_DEMOS, "teleop=sim_human"],  # benchmarks/hil_learning.py's row
 }
 ROWS = ("expert", *TRAINED)
+TABLE_TRAINED = ("bc", "sac", "sac_nodemos")  # this benchmark's table and default rows, with expert
+TABLE_ROWS = ("expert", *TABLE_TRAINED)
 LABELS = {
     "expert clean": "scripted expert, clean (no training)",
     "expert noisy": "scripted expert, noisy operator (no training)",
     "bc": "BC on 10 noisy demos (5,000 updates)",
     "sac": "SAC, default recipe, 10 noisy demos",
     "sac_nodemos": "SAC, no demos",
+    "sac_human": "SAC + simulated person (teleop=sim_human), 10 noisy demos",
 }
 BC_ENV_STEPS = int(next(o for o in TRAINED["bc"] if o.startswith("total_env_steps=")).split("=")[1])
 
@@ -95,7 +103,8 @@ def run_trained(out: Path, task: str, row: str, seed: int, env_steps: int, rerun
 
 
 def collect(out: Path, task: str, seeds: list[int], env_steps: int, episodes: int) -> dict:
-    """Every finished row of one task at these seeds: label -> per-seed success, minutes, curves."""
+    """Every finished row of the table for one task at these seeds: label -> per-seed success,
+    minutes, curves."""
     rows: dict[str, dict] = {}
     paths = {s: out / f"{task}_expert_s{s}.json" for s in seeds}
     experts = {s: json.loads(p.read_text()) for s, p in paths.items() if p.exists()}
@@ -110,7 +119,14 @@ def collect(out: Path, task: str, seeds: list[int], env_steps: int, episodes: in
                 "seeds": list(experts),
                 "curves": [(np.array([0.0, env_steps]), np.full(2, rate)) for rate in rates],
             }
-    for row in TRAINED:
+    return rows | collect_trained(out, task, TABLE_TRAINED, seeds, env_steps)
+
+
+def collect_trained(out: Path, task: str, rows: Sequence[str], seeds: list[int], env_steps: int) -> dict:
+    """These training rows' finished runs of one task at these seeds: row -> per-seed success,
+    minutes, run folders, curves; a row with no finished run is left out."""
+    found: dict[str, dict] = {}
+    for row in rows:
         budget = BC_ENV_STEPS if row == "bc" else env_steps
         dirs = [_run_dir(out, task, row, s) for s in seeds]
         done = [(d, r) for d in dirs if (r := _finished(d, budget)) is not None]
@@ -119,14 +135,15 @@ def collect(out: Path, task: str, seeds: list[int], env_steps: int, episodes: in
         bench = [
             json.loads((d / "bench.json").read_text()) if (d / "bench.json").exists() else {} for d, _ in done
         ]
-        rows[row] = {
+        found[row] = {
             "success": [r["success_rate"] for _, r in done],
             "minutes": [r["train_time_s"] / 60 for _, r in done],
             "jobs": sorted({b.get("jobs") for b in bench} - {None}),
             "seeds": [int(d.name.rsplit("_s", 1)[1]) for d, _ in done],
+            "run_dirs": [d for d, _ in done],
             "curves": [eval_curve(str(d)) for d, _ in done],
         }
-    return rows
+    return found
 
 
 def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[dict, list[str]]:
@@ -142,7 +159,7 @@ def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[di
         stats, line = score_row(LABELS[label], r["success"], r["minutes"])
         payload[label] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
         lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
-    missing = [k for k in ("expert clean", "expert noisy", *TRAINED) if k not in rows]
+    missing = [k for k in ("expert clean", "expert noisy", *TABLE_TRAINED) if k not in rows]
     if missing:
         keys = dict.fromkeys(k.split()[0] for k in missing)
         lines += [
@@ -179,7 +196,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument(
+        "--rows", nargs="+", default=list(TABLE_ROWS), choices=ROWS, help="sac_human: hil_learning's row"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=30_000, help="budget of the SAC rows")
     parser.add_argument("--expert-episodes", type=int, default=100, help="episodes per seed")
@@ -212,7 +231,7 @@ def main() -> None:
         "env_steps": args.env_steps,
         "bc_env_steps": BC_ENV_STEPS,
         "expert_episodes": args.expert_episodes,
-        "overrides": TRAINED,
+        "overrides": {r: TRAINED[r] for r in TABLE_TRAINED},
         "tasks": {},
     }
     lines = [
