@@ -102,6 +102,14 @@ def run_trained(out: Path, task: str, row: str, seed: int, env_steps: int, rerun
         (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs}))
 
 
+def run_all(out: Path, runs: list[tuple[str, str, int]], env_steps: int, rerun: bool, jobs: int) -> None:
+    """Train the (task, row, seed) runs, `jobs` at a time; a finished run is reused unless rerun."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_trained, out, t, r, s, env_steps, rerun, jobs) for t, r, s in runs]
+        for f in futures:
+            f.result()
+
+
 def collect(out: Path, task: str, seeds: list[int], env_steps: int, episodes: int) -> dict:
     """Every finished row of the table for one task at these seeds: label -> per-seed success,
     minutes, curves."""
@@ -179,6 +187,19 @@ def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[di
     return payload, lines
 
 
+def publish(script: str, name: str, smoke_dir: Path | None, payload: dict, lines: list[str]) -> None:
+    """End the section with the runs at a time, print it, and keep it: a smoke run's in
+    smoke_dir/summary.json, else results/<name>.json and its RESULTS.md section."""
+    jobs = sorted({j for t in payload["tasks"].values() for r in t.values() for j in (r["jobs"] or [])})
+    lines = [*lines, "", f"Training runs at a time while measured: {jobs or '-'} (`--jobs`)."]
+    cmd = (f"python -m benchmarks.{script} " + " ".join(sys.argv[1:])).strip()
+    if smoke_dir is not None:
+        (smoke_dir / "summary.json").write_text(json.dumps({"command": cmd, **payload}, indent=2))
+    else:
+        write_results(name, payload, "\n".join(lines), cmd)
+    print("\n".join(lines))
+
+
 def _bc_gap(tasks: dict[str, dict]) -> str:
     """Issue 12's bar: BC on 10 noisy demos at or below 0.5 where the clean expert is >= 0.95."""
     measured = {t: r for t, r in tasks.items() if "bc" in r and "expert clean" in r}
@@ -218,13 +239,7 @@ def main() -> None:
             for seed in args.seeds:
                 run_expert(out, task, seed, args.expert_episodes, args.rerun)
     trained = [(t, r, s) for t in args.tasks for r in args.rows if r in TRAINED for s in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [
-            pool.submit(run_trained, out, t, r, s, args.env_steps, args.rerun, args.jobs)
-            for t, r, s in trained
-        ]
-        for f in futures:
-            f.result()
+    run_all(out, trained, args.env_steps, args.rerun, args.jobs)
 
     payload: dict = {
         "seeds": args.seeds,
@@ -255,14 +270,7 @@ def main() -> None:
         payload["tasks"][task], task_lines = task_section(task, rows, args.seeds, png)
         lines += ["", *task_lines]
     lines += ["", _bc_gap(payload["tasks"])]
-    jobs = sorted({j for t in payload["tasks"].values() for r in t.values() for j in (r["jobs"] or [])})
-    lines += ["", f"Training runs at a time while measured: {jobs or '-'} (`--jobs`)."]
-    cmd = ("python -m benchmarks.hard_tasks " + " ".join(sys.argv[1:])).strip()
-    if args.smoke:
-        (out / "summary.json").write_text(json.dumps({"command": cmd, **payload}, indent=2))
-    else:
-        write_results(args.name, payload, "\n".join(lines), cmd)
-    print("\n".join(lines))
+    publish("hard_tasks", args.name, out if args.smoke else None, payload, lines)
 
 
 if __name__ == "__main__":

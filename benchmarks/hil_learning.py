@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, write_results
-from benchmarks.hard_tasks import LABELS, TRAINED, collect_trained, run_trained
+from benchmarks.common import BENCH_DIR
+from benchmarks.hard_tasks import LABELS, TRAINED, collect_trained, publish, run_all
 from robot_rl.eval.metrics import read_metrics
 from robot_rl.eval.plots import plot_runs
 from robot_rl.eval.stats import bootstrap_ci, iqm
@@ -198,12 +196,7 @@ def main() -> None:
         check_budgets(out, args.tasks, args.seeds, args.env_steps)
 
     runs = [(t, r, s) for t in args.tasks for r in ROWS for s in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [
-            pool.submit(run_trained, out, t, r, s, args.env_steps, args.rerun, args.jobs) for t, r, s in runs
-        ]
-        for f in futures:
-            f.result()
+    run_all(out, runs, args.env_steps, args.rerun, args.jobs)
 
     payload: dict = {
         "seeds": args.seeds,
@@ -236,14 +229,7 @@ def main() -> None:
         png = (out if args.smoke else BENCH_DIR / "results") / f"{args.name}_{task}.png"
         payload["tasks"][task], task_lines = task_section(task, found, args.env_steps, png)
         lines += ["", *task_lines]
-    jobs = sorted({j for t in payload["tasks"].values() for r in t.values() for j in r["jobs"]})
-    lines += ["", f"Training runs at a time while measured: {jobs or '-'} (`--jobs`)."]
-    cmd = ("python -m benchmarks.hil_learning " + " ".join(sys.argv[1:])).strip()
-    if args.smoke:
-        (out / "summary.json").write_text(json.dumps({"command": cmd, **payload}, indent=2))
-    else:
-        write_results(args.name, payload, "\n".join(lines), cmd)
-    print("\n".join(lines))
+    publish("hil_learning", args.name, out if args.smoke else None, payload, lines)
 
 
 if __name__ == "__main__":
