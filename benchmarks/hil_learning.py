@@ -14,7 +14,7 @@ Per run, from its metrics.csv and eval.json:
 - final success without help: the final 50-episode deterministic evaluation. Both evaluations run
   on the env alone, never through the teleop device (runtime/actor.py, runtime/train.py);
 - the person's effort: env steps the person's command was executed, summed over the training
-  episodes (train/episode_intervened), and their share of the budget;
+  episodes (train/episode_intervened), and their share of the env steps run;
 - the intervention rate curve: intervened steps per env step over the last 20 episodes
   (train/intervention_rate_last20), drawn with both rows' eval success curves.
 IQM over seeds with a 95% bootstrap interval. A seed that did not reach 0.9 counts at the budget,
