@@ -20,7 +20,7 @@ Runs land in benchmarks/out/<name>/ and a finished run is reused unless --rerun,
 can be run in parts; the table is assembled from every finished run and names the rows not run.
 
     python -m benchmarks.hard_tasks --rows expert bc --jobs 1           # the cheap rows
-    python -m benchmarks.hard_tasks --rows sac sac_nodemos --jobs 2     # the long ones
+    python -m benchmarks.hard_tasks --rows sac sac_nodemos --jobs 2     # the long ones (15,000 env steps each)
     python -m benchmarks.hard_tasks --tasks peg_insert --rows sac --seeds 0 --env-steps 300 \\
         --name hard_tasks_smoke --smoke                                  # the SAC path, results untouched
 """
@@ -100,6 +100,23 @@ def run_trained(out: Path, task: str, row: str, seed: int, env_steps: int, rerun
     run_variant(f"{task}_{row}", [f"env.task={task}", *TRAINED[row]], seed, budget, fresh, out)
     if fresh:  # how many runs shared the machine: the wall time depends on it
         (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs}))
+
+
+def check_budgets(out: Path, tasks: list[str], rows: list[str], seeds: list[int], env_steps: int) -> None:
+    """Refuse to replace a finished run of another budget (run_trained reruns a run whose eval.json
+    asked another budget, deleting it): those runs are hours of training. BC keeps its own budget."""
+    for task in tasks:
+        for row in rows:
+            if row not in TRAINED or row == "bc":
+                continue
+            for seed in seeds:
+                path = _run_dir(out, task, row, seed) / "eval.json"
+                asked = json.loads(path.read_text()).get("env_steps_asked") if path.exists() else None
+                if asked is not None and asked != env_steps:
+                    raise SystemExit(
+                        f"{path.parent} holds a finished run of {asked:,} env steps, not --env-steps "
+                        f"{env_steps:,}: pass --env-steps {asked} to report it, or --rerun to replace it"
+                    )
 
 
 def run_all(out: Path, runs: list[tuple[str, str, int]], env_steps: int, rerun: bool, jobs: int) -> None:
@@ -221,7 +238,7 @@ def main() -> None:
         "--rows", nargs="+", default=list(TABLE_ROWS), choices=ROWS, help="sac_human: hil_learning's row"
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--env-steps", type=int, default=30_000, help="budget of the SAC rows")
+    parser.add_argument("--env-steps", type=int, default=15_000, help="budget of the SAC rows")
     parser.add_argument("--expert-episodes", type=int, default=100, help="episodes per seed")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is an actor + a learner)")
     parser.add_argument("--rerun", action="store_true", help="ignore finished runs in benchmarks/out/<name>")
@@ -238,6 +255,8 @@ def main() -> None:
         for task in args.tasks:
             for seed in args.seeds:
                 run_expert(out, task, seed, args.expert_episodes, args.rerun)
+    if not args.rerun:
+        check_budgets(out, args.tasks, args.rows, args.seeds, args.env_steps)
     trained = [(t, r, s) for t in args.tasks for r in args.rows if r in TRAINED for s in args.seeds]
     run_all(out, trained, args.env_steps, args.rerun, args.jobs)
 

@@ -28,13 +28,12 @@ so env steps to 0.9 is then a lower bound (shown "≥").
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import BENCH_DIR
-from benchmarks.hard_tasks import LABELS, TRAINED, collect_trained, publish, run_all
+from benchmarks.hard_tasks import LABELS, TRAINED, check_budgets, collect_trained, publish, run_all
 from robot_rl.eval.metrics import read_metrics
 from robot_rl.eval.plots import plot_runs
 from robot_rl.eval.stats import bootstrap_ci, iqm
@@ -43,21 +42,6 @@ TASKS = ("peg_insert", "stack_cube")  # the hardest: BC and SAC from the demos s
 ROWS = ("sac", "sac_human")
 TARGET = 0.9  # the eval success whose first crossing is reported
 RUNS = BENCH_DIR / "out" / "hard_tasks"  # hard_tasks' run folders, shared
-
-
-def check_budgets(out: Path, tasks: list[str], seeds: list[int], env_steps: int) -> None:
-    """Refuse to replace a finished run of another budget, as hard_tasks' runner would (it reruns
-    a run whose eval.json asked another budget, deleting it): those runs are hours of training."""
-    for task in tasks:
-        for row in ROWS:
-            for seed in seeds:
-                path = out / f"{task}_{row}_s{seed}" / "eval.json"
-                asked = json.loads(path.read_text()).get("env_steps_asked") if path.exists() else None
-                if asked is not None and asked != env_steps:
-                    raise SystemExit(
-                        f"{path.parent} holds a finished run of {asked:,} env steps, not --env-steps "
-                        f"{env_steps:,}: pass --env-steps {asked} to report it, or --rerun to replace it"
-                    )
 
 
 def steps_to(curve: tuple[np.ndarray, np.ndarray], target: float = TARGET) -> int | None:
@@ -193,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     out = BENCH_DIR / "out" / args.name if args.smoke else RUNS
     if not args.rerun:
-        check_budgets(out, args.tasks, args.seeds, args.env_steps)
+        check_budgets(out, args.tasks, ROWS, args.seeds, args.env_steps)
 
     runs = [(t, r, s) for t in args.tasks for r in ROWS for s in args.seeds]
     run_all(out, runs, args.env_steps, args.rerun, args.jobs)
