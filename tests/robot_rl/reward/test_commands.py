@@ -53,21 +53,8 @@ def test_train_writes_the_classifier_and_its_confusion_picture(tmp_path, capsys)
 def test_train_calibrates_the_threshold_unless_one_is_given(tmp_path, capsys):
     frames = _frames_file(tmp_path / "f.npz")
     out = tmp_path / "c.pt"
-    main(
-        [
-            "reward",
-            "train",
-            str(frames),
-            "-o",
-            str(out),
-            "--steps",
-            "4",
-            "--batch-size",
-            "8",
-            "--fpr-target",
-            "0.1",
-        ]
-    )
+    quick = ["--steps", "4", "--batch-size", "8"]
+    main(["reward", "train", str(frames), "-o", str(out), *quick, "--fpr-target", "0.1"])
     classifier = load_classifier(out)
     validation = classifier.metrics["validation"]
     assert 0.5 <= classifier.threshold < 1.0 and validation["false_positive_rate"] <= 0.1
