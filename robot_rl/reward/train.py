@@ -10,13 +10,14 @@ The episodes are split three ways (robot_rl/reward/dataset.py's split_by_episode
     validation   a `validation` fraction of the rest, not trained on: the threshold is calibrated
                  there (`calibrate_threshold`) so that at most `fpr_target` of its failure frames
                  are called success, since a false success ends an episode with a reward it did
-                 not earn; the threshold is saved with the classifier
+                 not earn; the threshold is saved with the classifier (a fixed `threshold`
+                 needs none: the rest is all trained on)
     training     the rest
-Most false successes are the frames just before the success starts (the cube a few millimetres
-short of the lift height): `hard_negatives` of each batch's failure half is drawn from the
-failure frames within `near_frames` steps of a success frame of their episode, so the model sees
-the boundary often rather than once in a while. Frames of an episode are in time order, as
-collect and the episode stores write them.
+On pick_cube most false successes at a threshold of 0.5 were the frames just before the success
+starts (the cube millimetres short of the lift height): `hard_negatives` of each batch's failure
+half is drawn from the failure frames within `near_frames` steps of a success frame of their
+episode, so the model sees the boundary often rather than once in a while. Frames of an episode
+are in time order, as collect and the episode stores write them.
 
 The metrics are measured on the held-out episodes at the saved threshold:
     accuracy, precision (of the frames called success, how many are), recall (of the success
