@@ -2,7 +2,8 @@
 
 - `dataset`: labelled frames from sim rollouts (ground-truth success) or episode stores (rewards).
 - `classifier`: the model, its checkpoint (cameras, image size, threshold, metrics) and the debounce.
-- `train`: balanced batches, random-shift augmentation, a held-out split by episode, the metrics.
+- `train`: balanced batches with near-success failure frames, random-shift augmentation, a
+  threshold calibrated on validation episodes, a held-out split by episode, the metrics.
 - `wrapper`: `reward=classifier`: the classifier as an env's reward and episode end.
 - `commands`: `robot-rl reward collect` and `robot-rl reward train`.
 On a robot, `robot_rl/ros/nodes/reward_node.py` publishes the classifier's verdict as the task's

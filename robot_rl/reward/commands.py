@@ -18,7 +18,7 @@ from robot_rl.reward.classifier import ENCODERS
 from robot_rl.reward.train import TrainSettings
 
 USAGE = """robot-rl reward collect -o FRAMES.npz [--task T --cameras C ... --episodes N | --store STORE ...]
-robot-rl reward train FRAMES [FRAMES ...] -o CLASSIFIER.pt [--steps N] [--threshold P] [...]"""
+robot-rl reward train FRAMES [FRAMES ...] -o CLASSIFIER.pt [--steps N] [--fpr-target R|--threshold P] [...]"""
 
 
 def _new_file(path: Path, suffix: str) -> Path:
@@ -74,7 +74,21 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--held-out", type=float, default=d.held_out, help="fraction of episodes held out")
     parser.add_argument("--shift-pad", type=int, default=d.shift_pad, help="random shift, pixels (0: none)")
-    parser.add_argument("--threshold", type=float, default=d.threshold, help="P(success) of a positive frame")
+    parser.add_argument(
+        "--threshold", type=float, help="a fixed P(success) of a positive frame (default: calibrated)"
+    )
+    parser.add_argument(
+        "--fpr-target", type=float, default=d.fpr_target,
+        help="false-positive rate the calibrated threshold allows on the validation episodes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--validation", type=float, default=d.validation,
+        help="fraction of the not held-out episodes the threshold is calibrated on",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hard-negatives", type=float, default=d.hard_negatives,
+        help="fraction of a batch's failure frames drawn from the frames next to a success",
+    )  # fmt: skip
     parser.add_argument("--encoder", choices=ENCODERS, default="conv")
     parser.add_argument(
         "--resnet-weights", help="resnet18: a torchvision weights file; the trunk is then frozen"
@@ -96,7 +110,9 @@ def _train(argv: list[str]) -> None:
     try:
         settings = TrainSettings(
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, held_out=args.held_out,
-            shift_pad=args.shift_pad, threshold=args.threshold, seed=args.seed, device=args.device,
+            shift_pad=args.shift_pad, threshold=args.threshold, fpr_target=args.fpr_target,
+            validation=args.validation, hard_negatives=args.hard_negatives, seed=args.seed,
+            device=args.device,
         )  # fmt: skip
         frames = concat([load_frames(p) for p in args.frames])
         _print(f"frames: {frames.summary()}")

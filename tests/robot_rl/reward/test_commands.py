@@ -50,6 +50,19 @@ def test_train_writes_the_classifier_and_its_confusion_picture(tmp_path, capsys)
         main(["reward", "train", str(frames), "-o", str(out)])
 
 
+def test_train_calibrates_the_threshold_unless_one_is_given(tmp_path, capsys):
+    frames = _frames_file(tmp_path / "f.npz")
+    out = tmp_path / "c.pt"
+    quick = ["--steps", "4", "--batch-size", "8"]
+    main(["reward", "train", str(frames), "-o", str(out), *quick, "--fpr-target", "0.1"])
+    classifier = load_classifier(out)
+    validation = classifier.metrics["validation"]
+    assert 0.5 <= classifier.threshold < 1.0 and validation["false_positive_rate"] <= 0.1
+    assert f"threshold {classifier.threshold:.4f}: validation" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="fpr_target in"):
+        main(["reward", "train", str(frames), "-o", str(tmp_path / "d.pt"), "--fpr-target", "2"])
+
+
 def test_train_names_input_it_cannot_read(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(SystemExit, match=r"bad\.npz could not be read"):

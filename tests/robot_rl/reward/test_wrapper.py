@@ -149,3 +149,27 @@ def test_a_classifier_file_ends_a_sim_episode_on_its_verdict_not_the_tasks(tmp_p
         env.close()
         assert steps == length and info["success"] == (length == 3) and reward == float(length == 3)
         assert env_success == (length == 50)  # the expert lifts the cube within 20 steps
+
+
+def test_the_threshold_calibrated_in_training_is_saved_and_used_by_reward_classifier(tmp_path):
+    from robot_rl.reward.dataset import Frames
+    from robot_rl.reward.train import TrainSettings, train_classifier
+
+    # front-camera frames of one grey level each: success is a bright scene, failure a dark one
+    rng = np.random.default_rng(0)
+    labels = rng.random(160) < 0.3
+    levels = np.where(labels, rng.integers(180, 256, 160), rng.integers(0, 80, 160)).astype(np.uint8)
+    images = np.broadcast_to(levels[:, None, None, None], (160, 16, 16, 3)).copy()
+    frames = Frames({"front": images}, labels, np.repeat(np.arange(16), 10))
+    settings = TrainSettings(steps=60, batch_size=16, lr=3e-3, fpr_target=0.01, log_every=60)
+    spec = {"feature_dim": 4, "channels": 4, "hidden_dim": 8}
+    trained = train_classifier(frames, settings, spec, log=lambda _: None)
+    assert trained.metrics["validation"]["false_positive_rate"] <= 0.01
+    path = save_classifier(tmp_path / "c.pt", trained)
+
+    env = with_reward(ScriptedEnv([BLACK, WHITE, WHITE, WHITE]), RewardConfig("classifier", str(path)))
+    assert env.debouncer.threshold == trained.threshold  # the saved one, not a default
+    steps = run(env)
+    scores = [info["classifier_score"] for *_, info in steps]
+    assert scores[0] < trained.threshold <= min(scores[1:])  # dark below it, bright at or over it
+    assert [info["success"] for *_, info in steps] == [False, False, False, True]
