@@ -36,7 +36,7 @@ import numpy as np
 from drivers.teleop.base import TeleopError
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.envs.robot_env import RobotEnv
-from robot_rl.hil.camera_window import CameraWindow, WindowState, button_hints, open_window
+from robot_rl.hil.camera_window import CameraWindow, WindowState, button_hints, motion_hints, open_window
 from robot_rl.hil.episode_help import EpisodeHelp
 from robot_rl.hil.intervention import TeleopEStop, with_teleop
 from robot_rl.hil.sim_human import SimHumanConfig
@@ -289,7 +289,8 @@ def record_demos_to(
     env = with_teleop(make_env(cfg.env, seed=cfg.seed), cfg.teleop, seed=cfg.seed)
     paced = cfg.realtime or not isinstance(cfg.teleop, SimHumanConfig)
     pacer = StepPacer(step_period_s(env) if paced else None)
-    shown = open_window(f"robot-rl record-demos: {Path(path).name}", button_hints(cfg.teleop), window)
+    hints = "\n".join(filter(None, [motion_hints(cfg.teleop, env.rotation), button_hints(cfg.teleop)]))
+    shown = open_window(f"robot-rl record-demos: {Path(path).name}", hints, window)
     try:
         return record_demos(env, store, episodes, max_attempts, log, shown, pacer)
     finally:

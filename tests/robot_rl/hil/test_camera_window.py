@@ -17,6 +17,7 @@ from robot_rl.hil.camera_window import (
     button_hints,
     compose_frame,
     display_available,
+    motion_hints,
     open_window,
     status_lines,
 )
@@ -87,6 +88,17 @@ def test_the_text_says_the_state_the_counts_and_the_buttons():
     assert button_hints(custom) == "buttons: left success   right e-stop"
     assert "none mapped" in button_hints(SpaceMouseConfig())  # the default: gripper buttons only
     assert "simulated person" in button_hints(SimHumanConfig())
+
+
+def test_the_keyboards_motion_keys_are_shown_the_rotation_keys_only_with_rotation():
+    assert motion_hints(KeyboardConfig(), rotation=False) == (
+        "move: i/k x  j/l y  u/o z  c/v gripper close/open  space intervene on/off"
+    )
+    turning = motion_hints(KeyboardConfig(), rotation=True)
+    assert "u/o z  J/L roll  I/K pitch  U/O yaw  c/v gripper" in turning
+    one_way = KeyboardConfig(keys={"w": "+x", "e": "+x", "d": "gripper_close"})
+    assert motion_hints(one_way, rotation=False) == "move: w,e/- x  d/- gripper close/open"
+    assert motion_hints(SpaceMouseConfig(), rotation=True) == ""  # its stick says it itself
 
 
 def test_no_display_no_window(monkeypatch):
