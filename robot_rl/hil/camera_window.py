@@ -2,12 +2,13 @@
 
 The person recording demos needs to see what the cameras see (a demo is learned from those
 frames) and whether the episode is recording, whether their command is the one executed, and
-which buttons end it. compose_frame() puts the frames side by side, scaled to one height
-(nearest neighbour: pixels stay pixels) and framed in the state's colour: green while recording,
-orange while the person's command is executed, red once stopped. status_lines() is the text
-above it. Both are pure functions; CameraWindow draws them with matplotlib (already a
-dependency; its Tk backend needs only an X display), and never takes the keys: with the
-terminal keyboard the keys still go to the terminal.
+which keys move the arm and end it. compose_frame() puts the frames side by side, scaled to one
+height (nearest neighbour: pixels stay pixels) and framed in the state's colour: green while
+recording, orange while the person's command is executed, red once stopped. status_lines() is
+the text above it. Both are pure functions; CameraWindow draws them with matplotlib (already a
+dependency; its Tk backend needs only an X display), and never takes the keys: matplotlib's key
+bindings are off, and the window manager is asked never to give it the keyboard focus nor to
+raise it, so the terminal keyboard's keys stay in the terminal, also as the window opens.
 
 The window opens when a display is there (DISPLAY or WAYLAND_DISPLAY) and --no-window is not
 given; a window that cannot open, or that the person closes, costs the recording nothing.
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from drivers.teleop.base import TWIST_AXES
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +97,45 @@ def compose_frame(images: Mapping[str, np.ndarray], mode: str, height: int = 240
     return framed
 
 
+def _keys_by_command(teleop_cfg: Any) -> dict[str, list[str]] | None:
+    """The terminal keyboard's keys of each command, as the window writes them; None for another
+    device."""
+    keys = getattr(teleop_cfg, "keys", None)
+    if not isinstance(keys, Mapping):
+        return None
+    shown = {" ": "space", "\x1b": "Esc"}
+    by_command: dict[str, list[str]] = {}
+    for key, command in keys.items():
+        by_command.setdefault(command, []).append(shown.get(key, key))
+    return by_command
+
+
+def motion_hints(teleop_cfg: Any, rotation: bool) -> str:
+    """The terminal keyboard's keys that move the arm, e.g. "move: i/k x  j/l y  u/o z  c/v
+    gripper close/open  space intervene on/off" (the rotation axes only with rotation); "" for
+    another device, whose sticks say it themselves."""
+    by_command = _keys_by_command(teleop_cfg)
+    if by_command is None:
+        return ""
+    parts = []
+    for axis in TWIST_AXES[: 6 if rotation else 3]:
+        plus, minus = by_command.get(f"+{axis}", []), by_command.get(f"-{axis}", [])
+        if plus or minus:
+            parts.append(f"{','.join(plus) or '-'}/{','.join(minus) or '-'} {axis}")
+    close, opened = by_command.get("gripper_close", []), by_command.get("gripper_open", [])
+    if close or opened:
+        parts.append(f"{','.join(close) or '-'}/{','.join(opened) or '-'} gripper close/open")
+    if "intervene" in by_command:
+        parts.append(f"{'/'.join(by_command['intervene'])} intervene on/off")
+    return "move: " + "  ".join(parts)
+
+
 def button_hints(teleop_cfg: Any) -> str:
     """Which keys or buttons end an episode, from the device's config: a keyboard's keys, another
     device's button mapping, or what the simulated person does."""
     names = {"rerecord": "re-record", "estop": "e-stop"}
-    keys = getattr(teleop_cfg, "keys", None)
-    if isinstance(keys, Mapping):  # the terminal keyboard
-        shown = {" ": "space", "\x1b": "Esc"}
-        by_role: dict[str, list[str]] = {}
-        for key, command in keys.items():
-            by_role.setdefault(command, []).append(shown.get(key, key))
+    by_role = _keys_by_command(teleop_cfg)
+    if by_role is not None:  # the terminal keyboard
         parts = [f"{'/'.join(by_role[r])} {names.get(r, r)}" for r in BUTTON_ROLES_SHOWN if r in by_role]
         return "keys (in the terminal): " + "   ".join(parts)
     buttons = getattr(teleop_cfg, "buttons", None)
@@ -144,7 +176,8 @@ class CameraWindow:
             matplotlib.use(backend, force=True)
             import matplotlib.pyplot as plt
 
-            self.fig = plt.figure(title, figsize=(7.0, 4.0))
+            with matplotlib.rc_context({"toolbar": "None"}):  # its pan and zoom would move the frames
+                self.fig = plt.figure(title, figsize=(7.0, 4.4))
         except Exception as err:  # no display, no Tk: the recording goes on without the window
             raise RuntimeError(f"no camera window ({backend}: {err})") from err
         self.plt, self.hints, self.height = plt, hints, height
@@ -152,13 +185,19 @@ class CameraWindow:
         if manager is not None and getattr(manager, "key_press_handler_id", None) is not None:
             # matplotlib's own keys (s saves, f goes full screen, q closes) are the teleop keys
             self.fig.canvas.mpl_disconnect(manager.key_press_handler_id)
-        self.ax = self.fig.add_axes((0.01, 0.01, 0.98, 0.78))
+        if hasattr(getattr(manager, "window", None), "wm_focusmodel"):  # Tk
+            # The window manager must never give this window the keyboard focus (WM_HINTS input
+            # off): a window that took it as it opened would swallow the keys the person types
+            # into the terminal, where the keyboard device reads them.
+            manager.window.wm_focusmodel("active")
+        self.ax = self.fig.add_axes((0.01, 0.01, 0.98, 0.74))  # below four lines of text
         self.ax.set_axis_off()
         self.image: Any = None
         self.text = self.fig.text(0.02, 0.97, "", va="top", family="monospace", fontsize=9)
         self.labels: list[Any] = []
         if backend.lower() != "agg":
-            plt.show(block=False)
+            with matplotlib.rc_context({"figure.raise_window": False}):  # not over the terminal
+                plt.show(block=False)
 
     @property
     def open(self) -> bool:

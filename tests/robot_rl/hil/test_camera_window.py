@@ -1,7 +1,16 @@
 """record-demos' camera window: the frame composition (pure numpy, runs everywhere), the text, and
-the window itself drawn off screen (matplotlib's Agg: no display needed)."""
+the window itself drawn off screen (matplotlib's Agg: no display needed) and, where Xvfb is
+installed, on a real X display, read back with a screenshot."""
 
 from __future__ import annotations
+
+import os
+import select
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +26,14 @@ from robot_rl.hil.camera_window import (
     button_hints,
     compose_frame,
     display_available,
+    motion_hints,
     open_window,
     status_lines,
 )
 from robot_rl.hil.sim_human import SimHumanConfig
 
 B = BORDER_PX
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def frames(*shapes: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -89,6 +100,17 @@ def test_the_text_says_the_state_the_counts_and_the_buttons():
     assert "simulated person" in button_hints(SimHumanConfig())
 
 
+def test_the_keyboards_motion_keys_are_shown_the_rotation_keys_only_with_rotation():
+    assert motion_hints(KeyboardConfig(), rotation=False) == (
+        "move: i/k x  j/l y  u/o z  c/v gripper close/open  space intervene on/off"
+    )
+    turning = motion_hints(KeyboardConfig(), rotation=True)
+    assert "u/o z  J/L roll  I/K pitch  U/O yaw  c/v gripper" in turning
+    one_way = KeyboardConfig(keys={"w": "+x", "e": "+x", "d": "gripper_close"})
+    assert motion_hints(one_way, rotation=False) == "move: w,e/- x  d/- gripper close/open"
+    assert motion_hints(SpaceMouseConfig(), rotation=True) == ""  # its stick says it itself
+
+
 def test_no_display_no_window(monkeypatch):
     assert not display_available({}) and display_available({"DISPLAY": ":1"})
     monkeypatch.delenv("DISPLAY", raising=False)
@@ -110,3 +132,92 @@ def test_the_window_draws_frames_and_state(tmp_path):
     window.close()
     assert not window.open
     window.show(frames((64, 64)), state)  # a closed window is left closed
+
+
+# Opens the window as record-demos does (open_window: the display, TkAgg), shows a few frames of a
+# person acting, says how the window stands with the window manager, and waits to be told to close.
+ON_SCREEN = """
+import sys
+import numpy as np
+from robot_rl.hil.camera_window import WindowState, open_window
+window = open_window("robot-rl record-demos: x11", "keys", wanted=True)
+frames = {"wrist": np.full((32, 32, 3), 200, np.uint8), "front": np.full((32, 48, 3), 60, np.uint8)}
+for step in range(5):
+    window.show(frames, WindowState(1, step, True, 0, 2))
+    window.plt.pause(0.05)
+manager = window.fig.canvas.manager
+print("focusmodel", manager.window.wm_focusmodel(), "toolbar", manager.toolbar, flush=True)
+sys.stdin.readline()
+window.close()
+"""
+
+
+def _start_xvfb() -> tuple[subprocess.Popen, str]:
+    """Xvfb on a free display number (it writes the number it took to -displayfd)."""
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write)
+    said = b""
+    while not said.endswith(b"\n") and select.select([read], [], [], 20.0)[0]:
+        chunk = os.read(read, 64)
+        said += chunk
+        if not chunk:
+            break
+    os.close(read)  # only once it has written all of it: a write to a closed pipe would kill it
+    if not said.endswith(b"\n") or server.poll() is not None:
+        server.kill()
+        pytest.fail(f"Xvfb did not start within 20 s (it said {said!r})")
+    return server, f":{said.decode().strip()}"
+
+
+def _screenshot(display: str) -> np.ndarray:
+    """The X screen as uint8 [H, W, 3], from xwd's dump (a 100-byte header of 25 big-endian
+    uint32, the window name, the colour map, then 32-bit ZPixmap rows)."""
+    raw = subprocess.run(
+        ["xwd", "-display", display, "-root", "-silent"], capture_output=True, check=True, timeout=20
+    ).stdout
+    head = struct.unpack(">25I", raw[:100])
+    header_size, byte_order, width, height, bits, row_bytes, colours = (
+        head[0], head[7], head[4], head[5], head[11], head[12], head[19],
+    )  # fmt: skip
+    assert bits == 32, f"xwd wrote {bits} bits a pixel; the test reads 32"
+    start = header_size + 12 * colours
+    pixels = np.frombuffer(raw[start : start + row_bytes * height], np.uint8).reshape(height, row_bytes)
+    pixels = pixels[:, : 4 * width].reshape(height, width, 4)
+    return pixels[..., [2, 1, 0]] if byte_order == 0 else pixels[..., [1, 2, 3]]  # BGRX or XRGB
+
+
+def _pixels_of(screen: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    return int((screen == rgb).all(axis=-1).sum())
+
+
+@pytest.mark.skipif(
+    shutil.which("Xvfb") is None or shutil.which("xwd") is None,
+    reason="needs Xvfb and xwd (apt-get install xvfb x11-apps)",
+)
+def test_the_window_on_an_x_display():
+    pytest.importorskip("tkinter")
+    server, display = _start_xvfb()
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "MPLBACKEND")}
+    env |= {"DISPLAY": display, "PYTHONPATH": str(ROOT)}
+    window = subprocess.Popen(
+        [sys.executable, "-c", ON_SCREEN], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        ready, _, _ = select.select([window.stdout], [], [], 60.0)
+        said = window.stdout.readline() if ready else "nothing within 60 s"  # the frames are drawn
+        assert said.split() == ["focusmodel", "active", "toolbar", "None"], said
+        screen = _screenshot(display)
+        window.stdin.write("\n")
+        window.stdin.flush()
+        assert window.wait(timeout=20) == 0
+    finally:
+        window.kill()
+        server.terminate()  # it removes its socket and lock file
+        server.wait()
+    # on the screen: the frame in the colour of a person acting, and both cameras' frames
+    assert _pixels_of(screen, COLOURS["intervening"]) > 2_000
+    assert _pixels_of(screen, (200, 200, 200)) > 10_000 and _pixels_of(screen, (60, 60, 60)) > 10_000

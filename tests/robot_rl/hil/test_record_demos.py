@@ -9,14 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import robot_rl.hil.record_demos as record_demos_module
 from drivers.teleop.base import Buttons, TeleopReading
 from robot_rl.cli import main as cli_main
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.envs.robot_env import RobotEnv, RobotEnvConfig
 from robot_rl.hil.intervention import InterventionWrapper
-from robot_rl.hil.record_demos import camera_text, record_demos
+from robot_rl.hil.record_demos import RecordSummary, StepPacer, camera_text, record_demos, step_period_s
 from sim.tasks import make_sim_env
 
 MOVE = (0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -124,6 +127,86 @@ def test_cameras_are_named():
     assert camera_text(make_sim_env("reach", seed=0)) == "no cameras"
     pixels = make_sim_env("reach", seed=0, cameras=("wrist",), image_size=(32, 32))
     assert camera_text(pixels) == "cameras: wrist 32x32"
+
+
+class FakeTime:
+    """A clock that moves only when slept on or told to (work)."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 9))
+        self.now += seconds
+
+    def work(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_each_step_starts_one_period_after_the_last_and_a_late_one_restarts_the_clock():
+    t = FakeTime()
+    pacer = StepPacer(0.1, t.clock, t.sleep)
+    pacer.restart()  # reset at 0: the first step starts at 0.1
+    for work, slept in [(0.03, 0.07), (0.12, None), (0.05, 0.03), (0.4, None), (0.01, 0.09)]:
+        before = len(t.slept)
+        t.work(work)
+        pacer.wait()
+        assert t.slept[before:] == ([] if slept is None else [slept])
+    # 0.22 was 0.02 late (under half a period): the next step still starts at 0.3, on the clock;
+    # 0.7 was 0.3 late: the clock started anew there, with no burst of steps to catch up
+    assert round(t.now, 9) == 0.8 and pacer.late == 1
+    unpaced = StepPacer(None, t.clock, t.sleep)
+    unpaced.restart()
+    unpaced.wait()
+    assert len(t.slept) == 3  # None: never waits
+    with pytest.raises(ValueError, match="a step period must be > 0 s, got 0"):
+        StepPacer(0)
+
+
+def test_a_paced_session_waits_one_period_before_every_step(tmp_path):
+    readings = [hand(), press("success"), hand(), hand(), press("success")]  # 2 + 3 steps
+    env = InterventionWrapper(make_sim_env("reach", max_episode_steps=5, seed=0), ScriptedPerson(readings))
+    t, lines = FakeTime(), []
+    pacer = StepPacer(step_period_s(env), t.clock, t.sleep)
+    summary = record_demos(env, EpisodeStore(tmp_path / "d.zarr", mode="a"), 2, log=lines.append, pacer=pacer)
+    env.close()
+    assert summary.saved == 2 and summary.steps_saved == 5
+    assert t.slept == [0.1] * 5  # the sim takes no time on this clock: each step waits a whole period
+    assert lines[0].endswith("; 10 steps/s")
+
+
+class NoClockEnv(gym.Env):
+    metadata = {}  # noqa: RUF012 (gymnasium's convention)
+    observation_space = action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+
+def test_the_step_period_is_the_envs_own():
+    assert step_period_s(make_sim_env("reach", seed=0, control_hz=20.0)) == pytest.approx(0.05)
+    assert step_period_s(gym.make("Pendulum-v1")) == pytest.approx(0.05)  # its dt
+    assert step_period_s(gym.make("CartPole-v1")) == pytest.approx(0.02)  # 1 / its render_fps
+    assert step_period_s(RobotEnv(RobotEnvConfig())) is None  # waits for its control tick itself
+    assert step_period_s(NoClockEnv()) is None
+
+
+@pytest.mark.parametrize(
+    ("teleop", "period_s"),
+    [(["teleop=keyboard"], 0.1), (["teleop=sim_human"], None), (["teleop=sim_human", "realtime=true"], 0.1)],
+)
+def test_a_persons_device_is_paced_the_simulated_person_only_when_realtime(
+    tmp_path, monkeypatch, teleop, period_s
+):
+    seen = []
+
+    def record(env, store, episodes, max_attempts, log, window, pacer):
+        seen.append(pacer.period_s)
+        return RecordSummary(store.path, episodes, saved=episodes)
+
+    monkeypatch.setattr(record_demos_module, "record_demos", record)
+    cli_main(["record-demos", "-o", str(tmp_path / "d.zarr"), "--no-window", "env.task=reach", *teleop])
+    assert seen == [period_s]
 
 
 RECORD = ["env.task=pick_cube", "teleop=sim_human", "teleop.action_threshold=0.001"]
