@@ -40,8 +40,9 @@ from benchmarks.hard_tasks import (
     plot_curves,
     publish,
     run_all,
+    score_table,
 )
-from benchmarks.learning import VARIANTS, score_row
+from benchmarks.learning import VARIANTS
 
 ROWS = ("sac", "sac_discrete")  # continuous gripper, grasp critic
 LABELS = {"sac": "continuous gripper", "sac_discrete": "grasp critic (agent.gripper=discrete)"}
@@ -125,18 +126,11 @@ def verdict(task: str, rows: dict) -> str:
 
 def task_section(task: str, found: dict, seeds: list[int], budget: int, png: Path) -> tuple[dict, list[str]]:
     """One task's JSON figures and markdown: the table, the comparison, the picture."""
-    payload: dict = {}
-    lines = [
-        f"### {task}: {SETUPS[task].demos}, {budget:,} env steps",
-        "",
-        "| row | success IQM | 95% CI | per seed | wall minutes per run (median) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    payload, lines = score_table(
+        f"### {task}: {SETUPS[task].demos}, {budget:,} env steps", found, LABELS, seeds
+    )
     for row, r in found.items():
-        stats, line = score_row(LABELS[row], r["success"], r["minutes"])
-        run_dirs = [str(d.relative_to(BENCH_DIR.parent)) for d in r["run_dirs"]]
-        payload[row] = stats | {"seeds": r["seeds"], "jobs": r["jobs"], "run_dirs": run_dirs}
-        lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
+        payload[row]["run_dirs"] = [str(d.relative_to(BENCH_DIR.parent)) for d in r["run_dirs"]]
     missing = [LABELS[r] for r in ROWS if r not in found]
     if missing:
         lines += ["", f"Not run yet: {'; '.join(missing)}."]

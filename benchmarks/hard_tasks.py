@@ -202,19 +202,29 @@ def collect_trained(out: Path, task: str, rows: Sequence[str], seeds: list[int],
     return found
 
 
-def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[dict, list[str]]:
-    """One task's JSON figures and markdown: the table of measured rows, the rows not run, the picture."""
+def score_table(
+    heading: str, rows: dict, labels: Mapping[str, str], seeds: list[int]
+) -> tuple[dict, list[str]]:
+    """A task's table of measured rows (collect's or collect_trained's) under a heading: per row its
+    JSON figures (score_row's, its seeds and runs at a time) and markdown line, which names its seeds
+    when they are not all those asked."""
     payload: dict = {}
     lines = [
-        f"### {task}",
+        heading,
         "",
         "| row | success IQM | 95% CI | per seed | wall minutes per run (median) |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for label, r in rows.items():
-        stats, line = score_row(LABELS[label], r["success"], r["minutes"])
-        payload[label] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
+    for key, r in rows.items():
+        stats, line = score_row(labels[key], r["success"], r["minutes"])
+        payload[key] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
         lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
+    return payload, lines
+
+
+def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[dict, list[str]]:
+    """One task's JSON figures and markdown: the table of measured rows, the rows not run, the picture."""
+    payload, lines = score_table(f"### {task}", rows, LABELS, seeds)
     missing = [k for k in ("expert clean", "expert noisy", *TABLE_TRAINED) if k not in rows]
     if missing:
         keys = dict.fromkeys(k.split()[0] for k in missing)
