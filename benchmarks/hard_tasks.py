@@ -10,9 +10,10 @@ Per task, state observations, rows over seeds:
 - sac: the default recipe (SAC, RLPD's 50/50 demo sampling) on the same 10 noisy demos,
   --env-steps env steps;
 - sac_nodemos: the default SAC with `demos=none`, --env-steps env steps.
-One more training row runs here but is not in this table: sac_human, the sac row with the simulated
-person intervening (`teleop=sim_human`), issue 13's comparison, reported by benchmarks/hil_learning.py
-from the same run folders (so its sac runs are these).
+Two more training rows run here but are not in this table, each another benchmark's, which reports
+it from the same run folders (so its sac runs are these): sac_human, the sac row with the simulated
+person intervening (`teleop=sim_human`, benchmarks/hil_learning.py), and sac_discrete, the sac row
+with the grasp critic (`agent.gripper=discrete`, benchmarks/grasp_critic.py); both issue 13's.
 Each training run is the real `robot-rl train` (benchmarks/learning.py's run_variant); the figure
 is its final 50-episode deterministic evaluation. IQM over seeds with a 95% bootstrap interval.
 
@@ -20,7 +21,7 @@ Runs land in benchmarks/out/<name>/ and a finished run is reused unless --rerun,
 can be run in parts; the table is assembled from every finished run and names the rows not run.
 
     python -m benchmarks.hard_tasks --rows expert bc --jobs 1           # the cheap rows
-    python -m benchmarks.hard_tasks --rows sac sac_nodemos --jobs 2     # the long ones (15,000 env steps each)
+    python -m benchmarks.hard_tasks --rows sac sac_nodemos --jobs 2     # the long ones (15,000 env steps)
     python -m benchmarks.hard_tasks --tasks peg_insert --rows sac --seeds 0 --env-steps 300 \\
         --name hard_tasks_smoke --smoke                                  # the SAC path, results untouched
 """
@@ -31,7 +32,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +41,7 @@ import numpy as np
 from benchmarks.common import BENCH_DIR, write_results
 from benchmarks.learning import VARIANTS, eval_curve, run_variant, score_row
 from benchmarks.sim_experts import run_policy
-from robot_rl.eval.plots import plot_runs
+from robot_rl.eval.plots import Curve, plot_runs
 
 TASKS = ("peg_insert", "stack_cube", "slide_to_mark")
 NOISY_DEMOS = ["demos.style=noisy", "demos.num_episodes=10"]
@@ -50,6 +51,7 @@ TRAINED: dict[str, list[str]] = {
     "sac": NOISY_DEMOS,
     "sac_nodemos": ["demos=none"],
     "sac_human": [*NOISY_DEMOS, "teleop=sim_human"],  # benchmarks/hil_learning.py's row
+    "sac_discrete": [*NOISY_DEMOS, "agent.gripper=discrete"],  # benchmarks/grasp_critic.py's row
 }
 ROWS = ("expert", *TRAINED)
 TABLE_TRAINED = ("bc", "sac", "sac_nodemos")  # this benchmark's table and default rows, with expert
@@ -61,6 +63,7 @@ LABELS = {
     "sac": "SAC, default recipe, 10 noisy demos",
     "sac_nodemos": "SAC, no demos",
     "sac_human": "SAC + simulated person (teleop=sim_human), 10 noisy demos",
+    "sac_discrete": "SAC + grasp critic (agent.gripper=discrete), 10 noisy demos",
 }
 BC_ENV_STEPS = int(next(o for o in TRAINED["bc"] if o.startswith("total_env_steps=")).split("=")[1])
 
@@ -93,18 +96,37 @@ def run_expert(out: Path, task: str, seed: int, episodes: int, rerun: bool) -> N
     path.write_text(json.dumps(result, indent=2))
 
 
-def run_trained(out: Path, task: str, row: str, seed: int, env_steps: int, rerun: bool, jobs: int) -> None:
+def run_trained(
+    out: Path,
+    task: str,
+    row: str,
+    seed: int,
+    env_steps: int,
+    rerun: bool,
+    jobs: int,
+    recipes: Mapping[str, list[str]] = TRAINED,
+) -> None:
+    """Train one (task, row, seed) run with the row's overrides from recipes (TRAINED: this
+    benchmark's rows; another benchmark may pass its own rows, laid out the same way)."""
     budget = BC_ENV_STEPS if row == "bc" else env_steps
     run_dir = _run_dir(out, task, row, seed)
     fresh = rerun or _finished(run_dir, budget) is None
-    run_variant(f"{task}_{row}", [f"env.task={task}", *TRAINED[row]], seed, budget, fresh, out)
+    run_variant(f"{task}_{row}", [f"env.task={task}", *recipes[row]], seed, budget, fresh, out)
     if fresh:  # how many runs shared the machine: the wall time depends on it
         (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs}))
 
 
-def check_budgets(out: Path, tasks: list[str], rows: list[str], seeds: list[int], env_steps: int) -> None:
+def check_budgets(
+    out: Path,
+    tasks: list[str],
+    rows: list[str],
+    seeds: list[int],
+    env_steps: int,
+    remedy: str = "pass --env-steps {asked} to report it, or --rerun to replace it",
+) -> None:
     """Refuse to replace a finished run of another budget (run_trained reruns a run whose eval.json
-    asked another budget, deleting it): those runs are hours of training. BC keeps its own budget."""
+    asked another budget, deleting it): those runs are hours of training. BC keeps its own budget.
+    remedy: what the caller's user can do, in the message; `{asked}` is the run's budget."""
     for task in tasks:
         for row in rows:
             if row not in TRAINED or row == "bc":
@@ -114,15 +136,24 @@ def check_budgets(out: Path, tasks: list[str], rows: list[str], seeds: list[int]
                 asked = json.loads(path.read_text()).get("env_steps_asked") if path.exists() else None
                 if asked is not None and asked != env_steps:
                     raise SystemExit(
-                        f"{path.parent} holds a finished run of {asked:,} env steps, not --env-steps "
-                        f"{env_steps:,}: pass --env-steps {asked} to report it, or --rerun to replace it"
+                        f"{path.parent} holds a finished run of {asked:,} env steps, not the "
+                        f"{env_steps:,} asked: {remedy.format(asked=asked)}"
                     )
 
 
-def run_all(out: Path, runs: list[tuple[str, str, int]], env_steps: int, rerun: bool, jobs: int) -> None:
+def run_all(
+    out: Path,
+    runs: list[tuple[str, str, int]],
+    env_steps: int,
+    rerun: bool,
+    jobs: int,
+    recipes: Mapping[str, list[str]] = TRAINED,
+) -> None:
     """Train the (task, row, seed) runs, `jobs` at a time; a finished run is reused unless rerun."""
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_trained, out, t, r, s, env_steps, rerun, jobs) for t, r, s in runs]
+        futures = [
+            pool.submit(run_trained, out, t, r, s, env_steps, rerun, jobs, recipes) for t, r, s in runs
+        ]
         for f in futures:
             f.result()
 
@@ -171,19 +202,29 @@ def collect_trained(out: Path, task: str, rows: Sequence[str], seeds: list[int],
     return found
 
 
-def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[dict, list[str]]:
-    """One task's JSON figures and markdown: the table of measured rows, the rows not run, the picture."""
+def score_table(
+    heading: str, rows: dict, labels: Mapping[str, str], seeds: list[int]
+) -> tuple[dict, list[str]]:
+    """A task's table of measured rows (collect's or collect_trained's) under a heading: per row its
+    JSON figures (score_row's, its seeds and runs at a time) and markdown line, which names its seeds
+    when they are not all those asked."""
     payload: dict = {}
     lines = [
-        f"### {task}",
+        heading,
         "",
         "| row | success IQM | 95% CI | per seed | wall minutes per run (median) |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for label, r in rows.items():
-        stats, line = score_row(LABELS[label], r["success"], r["minutes"])
-        payload[label] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
+    for key, r in rows.items():
+        stats, line = score_row(labels[key], r["success"], r["minutes"])
+        payload[key] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
         lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
+    return payload, lines
+
+
+def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[dict, list[str]]:
+    """One task's JSON figures and markdown: the table of measured rows, the rows not run, the picture."""
+    payload, lines = score_table(f"### {task}", rows, LABELS, seeds)
     missing = [k for k in ("expert clean", "expert noisy", *TABLE_TRAINED) if k not in rows]
     if missing:
         keys = dict.fromkeys(k.split()[0] for k in missing)
@@ -192,16 +233,22 @@ def task_section(task: str, rows: dict, seeds: list[int], png: Path) -> tuple[di
             f"Not run yet: {'; '.join(LABELS[k] for k in missing)} "
             f"(`python -m benchmarks.hard_tasks --tasks {task} --rows {' '.join(keys)}`).",
         ]
-    # a run shorter than eval_every_steps has no periodic evaluation to draw
-    curves = {LABELS[k]: [c for c in r["curves"] if c[0].size] for k, r in rows.items()}
-    curves = {label: runs for label, runs in curves.items() if runs}
-    if curves:
-        png.parent.mkdir(parents=True, exist_ok=True)
-        plot_runs(
-            curves, png, xlabel=f"{task}: env steps", ylabel="eval success rate (10 episodes; expert: flat)"
-        )
-        lines += ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
+    curves = {LABELS[k]: r["curves"] for k, r in rows.items()}
+    lines += plot_curves(curves, png, f"{task}: env steps", "eval success rate (10 episodes; expert: flat)")
     return payload, lines
+
+
+def plot_curves(curves: Mapping[str, list[Curve]], png: Path, xlabel: str, ylabel: str) -> list[str]:
+    """Draw label -> per-seed (env steps, eval success) curves into png, IQM over seeds; the
+    markdown lines naming the picture, none when no run has a periodic evaluation to draw."""
+    # a run shorter than eval_every_steps has no periodic evaluation to draw
+    drawn = {label: [c for c in runs if c[0].size] for label, runs in curves.items()}
+    drawn = {label: runs for label, runs in drawn.items() if runs}
+    if not drawn:
+        return []
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_runs(drawn, png, xlabel=xlabel, ylabel=ylabel)
+    return ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
 
 
 def publish(script: str, name: str, smoke_dir: Path | None, payload: dict, lines: list[str]) -> None:
@@ -235,7 +282,11 @@ def main() -> None:
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument(
-        "--rows", nargs="+", default=list(TABLE_ROWS), choices=ROWS, help="sac_human: hil_learning's row"
+        "--rows",
+        nargs="+",
+        default=list(TABLE_ROWS),
+        choices=ROWS,
+        help="sac_human: hil_learning's row; sac_discrete: grasp_critic's",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=15_000, help="budget of the SAC rows")
