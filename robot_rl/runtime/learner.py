@@ -44,7 +44,7 @@ from robot_rl.runtime.process import (
     set_torch_threads,
     supervisor_gone,
 )
-from robot_rl.runtime.transport import LearnerTransport, WeightsId, load_weights, run_id
+from robot_rl.runtime.transport import LearnerTransport, WeightsId, published_version, run_id
 
 
 @dataclass
@@ -138,11 +138,7 @@ class Learner:
 
     def _published_version(self) -> int:
         """The newest version this run published (the weights file may be newer than the checkpoint)."""
-        path = self.run_dir / "weights" / "policy.pt"
-        try:
-            return load_weights(path)[0] if path.exists() else 0
-        except Exception:  # an unreadable weights file: the checkpoint's version stands
-            return 0
+        return published_version(self.run_dir / "weights" / "policy.pt")
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -223,6 +219,7 @@ class Learner:
         self.publish()
         self.checkpoint(wait=True)
         self.writer.close()
+        self.transport.flush()  # the final weights are on disk before the run is called done
         self._status(metrics, 0.0, kind="done")
 
     def _status(self, metrics: dict[str, float], updates_per_s: float, kind: str = "progress") -> None:

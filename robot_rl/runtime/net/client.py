@@ -29,6 +29,7 @@ from robot_rl.runtime.net.codec import (
     SERVICE,
     WireError,
     encode_chunk,
+    split_weights_message,
     weights_from_bytes,
 )
 from robot_rl.runtime.net.security import call_metadata, channel_credentials
@@ -113,7 +114,7 @@ class GrpcActorTransport:
             method + "Beat", pb.Heartbeat.SerializeToString, pb.HeartbeatReply.FromString
         )
         self._watch = self._channel.unary_stream(
-            method + "WatchWeights", pb.WeightsRequest.SerializeToString, pb.Weights.FromString
+            method + "WatchWeights", pb.WeightsRequest.SerializeToString, split_weights_message
         )
         self._out: queue.Queue[tuple[int, TransitionChunk]] = queue.Queue(maxsize=cfg.queue_chunks)
         self._lock = threading.Lock()
@@ -387,8 +388,8 @@ class GrpcActorTransport:
             if self._stop.is_set() or self._session != session:  # close() or a loss came meanwhile
                 self._stream.cancel()
             try:
-                for msg in self._stream:
-                    self._take_weights(msg)
+                for head, payload in self._stream:
+                    self._take_weights(head, payload)
             except grpc.RpcError as err:
                 if err.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
                     if self._session == session and err.code() in FATAL:
@@ -397,9 +398,9 @@ class GrpcActorTransport:
             finally:
                 self._stream = None
 
-    def _take_weights(self, msg: pb.Weights) -> None:
+    def _take_weights(self, msg: pb.Weights, payload: memoryview) -> None:
         try:
-            version, state = weights_from_bytes(msg.payload)
+            version, state = weights_from_bytes(payload)
         except WireError as err:
             raise TransportFailed(f"the learner sent weights that do not load: {err}") from err
         with self._lock:

@@ -18,7 +18,7 @@ import torch
 from numcodecs import Blosc
 
 from robot_rl.runtime.net import protocol_pb2 as pb
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import TransitionChunk, WeightsId, weights_bytes
 from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS
 
 PROTOCOL_VERSION = 1
@@ -26,6 +26,7 @@ SERVICE = "robot_rl.v1.Learner"
 # dtypes a chunk may carry (the episode store's own); anything else is refused
 ALLOWED_DTYPES = {"|u1", "|b1", "<f4", "<f8", "<i8", "<i4"}
 MAX_ARRAY_DIMS = 5
+PAYLOAD_TAG = 2 << 3 | 2  # pb.Weights.payload: field 2, length-delimited
 BLOSC_HEADER = 16  # version, flags, typesize (1 byte each), then uint32 nbytes, blocksize, cbytes
 
 
@@ -143,13 +144,73 @@ def decode_chunk(msg: pb.Chunk, max_bytes: int) -> TransitionChunk:
 
 
 def weights_to_bytes(version: int, policy_state: dict[str, torch.Tensor]) -> bytes:
-    buf = io.BytesIO()
-    state = {k: v.detach().cpu().contiguous() for k, v in policy_state.items()}
-    torch.save({"version": torch.tensor(version), "policy": state}, buf)
-    return buf.getvalue()
+    return bytes(weights_bytes(version, policy_state))
 
 
-def weights_from_bytes(payload: bytes) -> tuple[int, dict[str, torch.Tensor]]:
+def weights_message(version: int, source: WeightsId, payload: bytes | memoryview) -> bytes:
+    """A serialised pb.Weights, built around the payload with one copy of it (protobuf's
+    constructor and SerializeToString would make two); fields may come in any order on the wire."""
+    head = pb.Weights(version=version, run=source.run, incarnation=source.incarnation).SerializeToString()
+    return b"".join((head, _varint_bytes(PAYLOAD_TAG), _varint_bytes(len(payload)), payload))
+
+
+def split_weights_message(data: bytes) -> tuple[pb.Weights, memoryview]:
+    """A serialised pb.Weights -> (its fields but the payload, the payload as a view into data).
+
+    protobuf's parser copies the payload twice (into the message, then out as bytes), 20 MB for
+    a 5M-parameter policy: this reads the few top-level fields itself and copies only the rest.
+    """
+    view = memoryview(data)
+    rest: list[memoryview] = []
+    payload, pos = view[:0], 0
+    while pos < len(view):
+        start = pos
+        tag, pos = _read_varint(view, pos)
+        wire_type = tag & 7
+        if wire_type == 0:
+            _, pos = _read_varint(view, pos)
+        elif wire_type in (1, 5):
+            pos += 8 if wire_type == 1 else 4
+        elif wire_type == 2:
+            length, pos = _read_varint(view, pos)
+            if tag == PAYLOAD_TAG and pos + length <= len(view):
+                payload = view[pos : pos + length]  # a repeated field: the last one wins, as in protobuf
+            pos += length
+        else:
+            raise WireError(f"weights message: wire type {wire_type} at byte {start} is not supported")
+        if pos > len(view):
+            raise WireError(f"weights message: a field at byte {start} runs past the end ({len(view)} bytes)")
+        if tag != PAYLOAD_TAG:
+            rest.append(view[start:pos])
+    try:
+        head = pb.Weights.FromString(b"".join(rest))
+    except Exception as err:  # protobuf's DecodeError
+        raise WireError(f"weights message does not parse ({err})") from err
+    return head, payload
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(view) and shift < 64:
+        byte = view[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise WireError(f"weights message: a varint at byte {pos} is cut off or too long")
+
+
+def weights_from_bytes(payload: bytes | memoryview) -> tuple[int, dict[str, torch.Tensor]]:
     """weights_only=True: tensors and plain containers load, anything executable is refused."""
     try:
         blob = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)

@@ -34,14 +34,14 @@ from robot_rl.runtime.net.codec import (
     SERVICE,
     WireError,
     decode_chunk,
-    weights_to_bytes,
+    weights_message,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
 from robot_rl.runtime.transport import (
     ActorRestarted,
     TransitionChunk,
     WeightsId,
-    save_weights,
+    WeightsPublisher,
     take_from_queue,
 )
 
@@ -112,6 +112,7 @@ class GrpcLearnerTransport:
         self._cursors: dict[int, int] = {}
         self._weights: tuple[int, str, bytes] | None = None  # version, incarnation, serialised pb.Weights
         self._weights_changed = threading.Condition()
+        self._publisher = WeightsPublisher(self.run_dir / "weights" / "policy.pt", self._deliver)
         self._closing = False
         self.trained_through = 0  # set by the learner; actors pace on it in sim
         self.learner_done = False
@@ -139,7 +140,7 @@ class GrpcLearnerTransport:
                 "PushChunk": unary(self._push_chunk, pb.Chunk.FromString, pb.Ack.SerializeToString),
                 "Beat": unary(self._beat, pb.Heartbeat.FromString, pb.HeartbeatReply.SerializeToString),
                 "WatchWeights": grpc.unary_stream_rpc_method_handler(
-                    # serialised once per version in publish_weights, not once per actor stream
+                    # serialised once per version in _deliver, not once per actor stream
                     self._watch_weights,
                     pb.WeightsRequest.FromString,
                     bytes,
@@ -169,16 +170,24 @@ class GrpcLearnerTransport:
     def publish_weights(
         self, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
     ) -> None:
-        source = source or WeightsId()
-        save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state, source)  # eval, resume
-        payload = weights_to_bytes(version, policy_state)
-        message = pb.Weights(version=version, payload=payload, run=source.run, incarnation=source.incarnation)
-        serialised = message.SerializeToString()
+        """Returns at once: the streams get the version, then the weights file (eval, resume)."""
+        self._publisher.publish(version, policy_state, source)
+
+    def flush(self) -> None:
+        self._publisher.flush()
+
+    def _deliver(self, version: int, source: WeightsId, payload: memoryview) -> None:
+        """On the publisher's thread: serialised once for every actor stream."""
+        message = weights_message(version, source, payload)
         with self._weights_changed:
-            self._weights = (version, source.incarnation, serialised)
+            self._weights = (version, source.incarnation, message)
             self._weights_changed.notify_all()
 
     def close(self, grace_s: float = 1.0) -> None:
+        try:
+            self._publisher.close()
+        except RuntimeError as err:  # closing must still stop the server
+            print(f"warning: {err}", flush=True)
         with self._weights_changed:
             self._closing = True
             self._weights_changed.notify_all()

@@ -17,10 +17,12 @@ from robot_rl.runtime.net.codec import (
     encode_array,
     encode_chunk,
     spaces_json,
+    split_weights_message,
     weights_from_bytes,
+    weights_message,
     weights_to_bytes,
 )
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import TransitionChunk, WeightsId
 from robot_rl.transition import STEP_KEYS
 
 LIMIT = 2**20
@@ -357,6 +359,35 @@ def test_weights_carrying_a_callable_refused_without_running_it(tmp_path):
 def test_weights_of_the_wrong_shape_refused(payload, match):
     with pytest.raises(WireError, match=match):
         weights_from_bytes(payload)
+
+
+def test_weights_message_is_protobufs_own_and_splits_without_copying_the_payload():
+    payload = weights_to_bytes(7, {"w": torch.arange(300.0)})  # > 127 bytes: a multi-byte length
+    data = weights_message(7, WeightsId("run-a", "one"), memoryview(payload))
+    expected = pb.Weights(version=7, payload=payload, run="run-a", incarnation="one")
+    assert pb.Weights.FromString(data) == expected
+    head, view = split_weights_message(data)
+    assert (head.version, head.run, head.incarnation, head.payload) == (7, "run-a", "one", b"")
+    assert isinstance(view, memoryview) and view.obj is data and view == payload  # a view, no copy
+    # protobuf's own serialisation (any field order) splits the same way
+    head, view = split_weights_message(pb.Weights(version=7, payload=payload, run="r").SerializeToString())
+    assert (head.version, head.run, bytes(view)) == (7, "r", payload)
+    assert weights_from_bytes(view)[0] == 7
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x08", "cut off"),  # a varint field without its value
+        (b"\x12\x05ab", "runs past the end"),  # a payload announcing more bytes than arrived
+        (b"\x0b", "wire type 3"),  # a group: not in this protocol
+        (b"\x1a\x02\xff\xfe", "does not parse"),  # run: not UTF-8
+    ],
+    ids=["cut-varint", "short-payload", "group", "bad-string"],
+)
+def test_malformed_weights_message_refused(data, match):
+    with pytest.raises(WireError, match=match):
+        split_weights_message(data)
 
 
 # ---------------------------------------------------------------- spaces
