@@ -1,7 +1,8 @@
 """The actor's end of the gRPC transport. The control loop never waits on the network.
 
 Three background threads:
-- link: connects (with backoff), then uploads the chunks the actor hands over, one call each,
+- link: connects (waiting for the channel, whose own backoff paces the attempts), then uploads
+  the chunks the actor hands over, one call each,
   every call with a deadline;
 - heartbeat: beats every `heartbeat_s`; no answer for `lost_after_s` means the learner is lost;
 - weights: holds a stream of weights open and keeps the newest.
@@ -37,6 +38,9 @@ from robot_rl.runtime.net.server import grpc_options
 from robot_rl.runtime.transport import TransitionChunk, WeightsId, newer
 
 # Codes that retrying cannot fix: the actor stops with the learner's message.
+# A refused Connect answered at once is retried after this pause, not in a spin.
+RETRY_PAUSE_S = 0.1
+
 FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -46,6 +50,20 @@ FATAL = {
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.UNIMPLEMENTED,
 }
+
+
+def reconnect_options(cfg: TransportConfig) -> list[tuple[str, int]]:
+    """gRPC's reconnect backoff, the only one between the actor's connection attempts.
+
+    From 0.1 s up to transport.reconnect_max_s; each attempt may take at least 1 s (a TLS
+    handshake across a WAN fits, and a connection attempt lost with a pulled cable is retried
+    within a second of it coming back).
+    """
+    return [
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_s * 1000)),
+        ("grpc.min_reconnect_backoff_ms", 1000),
+    ]
 
 
 class TransportFailed(RuntimeError):
@@ -93,12 +111,7 @@ class GrpcActorTransport:
         self.limit = cfg.max_message_mb * 2**20
         self._meta = call_metadata(token)
         creds = channel_credentials(cfg)
-        options = [
-            *grpc_options(cfg),
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_s * 1000)),
-        ]
+        options = [*grpc_options(cfg), *reconnect_options(cfg)]
         if creds is None:
             self._channel = grpc.insecure_channel(cfg.learner, options=options)
         else:
@@ -256,14 +269,9 @@ class GrpcActorTransport:
             stream.cancel()
 
     def _link_loop(self) -> None:
-        backoff = 0.1
         while not self._stop.is_set():
             if self._session is None:
-                if self._try_connect():
-                    backoff = 0.1
-                else:
-                    self._stop.wait(backoff)
-                    backoff = min(2 * backoff, self.cfg.reconnect_max_s)
+                self._try_connect()
                 continue
             try:
                 generation, chunk = self._out.get(timeout=0.05)
@@ -281,10 +289,20 @@ class GrpcActorTransport:
             incarnation=self.incarnation,
             recorded=self.recorded_steps,
         )
+        started = time.monotonic()
+        # waits for the channel to be ready: when to try connecting again is gRPC's backoff alone
+        future = self._connect.future(
+            hello, timeout=self.cfg.call_timeout_s, metadata=self._meta, wait_for_ready=True
+        )
         try:
-            welcome = self._connect(hello, timeout=self.cfg.call_timeout_s, metadata=self._meta)
+            welcome = self._wait(future)
         except grpc.RpcError as err:
             self._fail_on(err)
+            # an answer that came at once (e.g. the learner's queue is full: retry) is not
+            # retried in a spin; a call that waited out its deadline is retried at once
+            self._stop.wait(RETRY_PAUSE_S - (time.monotonic() - started))
+            return False
+        if welcome is None:  # close() came
             return False
         with self._lock:
             self._session = welcome.session
@@ -294,6 +312,16 @@ class GrpcActorTransport:
             self._last_ok = time.monotonic()
             self.counters["connects"] += 1
         return True
+
+    def _wait(self, future: Any) -> Any:
+        """A call's result, or None once close() is called (the call is cancelled)."""
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except grpc.FutureTimeoutError:
+                if self._stop.is_set():
+                    future.cancel()
+                    return None
 
     def _upload(self, chunk: TransitionChunk, generation: int) -> None:
         session = self._session
