@@ -103,6 +103,9 @@ class TransportConfig:
     max_message_mb: int = 64  # largest message either side accepts (weights, chunks)
     compression: str = "lz4"  # images on the wire: lz4 | zstd | none (lossless)
     max_actors: int = 4  # the learner serves at most this many actor ids (sizes its buffers)
+    # actor: chunks sent on the stream before the first is acknowledged (a slow or distant link
+    # wants more in flight); each has the call_timeout_s deadline for its acknowledgement
+    chunks_in_flight: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "grpc"):
@@ -121,8 +124,8 @@ class TransportConfig:
             raise ValueError("transport timeouts and periods must be > 0")
         if self.lost_after_s <= self.heartbeat_s:
             raise ValueError("transport.lost_after_s must be longer than transport.heartbeat_s")
-        if self.max_message_mb < 1 or self.max_actors < 1:
-            raise ValueError("transport.max_message_mb and transport.max_actors must be >= 1")
+        if self.max_message_mb < 1 or self.max_actors < 1 or self.chunks_in_flight < 1:
+            raise ValueError("transport.max_message_mb, max_actors and chunks_in_flight must be >= 1")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("transport.tls_cert and transport.tls_key go together")
 

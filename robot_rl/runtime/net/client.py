@@ -1,9 +1,12 @@
 """The actor's end of the gRPC transport. The control loop never waits on the network.
 
-Three background threads:
-- link: connects (waiting for the channel, whose own backoff paces the attempts), then uploads
-  the chunks the actor hands over, one call each,
-  every call with a deadline;
+Background threads:
+- link: connects (waiting for the channel, whose own backoff paces the attempts), then encodes
+  the chunks the actor hands over (frame_chunk, compression chosen per camera by the ratio it
+  achieves) and sends them on one PushChunks stream, up to `chunks_in_flight` unacknowledged
+  (chunk_stream.py; one call per chunk to a learner without the stream); every chunk and call
+  has a deadline;
+- chunk acks: matches the learner's in-order acknowledgements to the chunks in flight;
 - heartbeat: beats every `heartbeat_s`; no answer for `lost_after_s` means the learner is lost;
 - weights: holds a stream of weights open and keeps the newest.
 When the link is lost, send() returns False, so steps stay in the actor's episode store (the
@@ -25,11 +28,14 @@ import torch
 
 from robot_rl.config import TransportConfig
 from robot_rl.runtime.net import protocol_pb2 as pb
+from robot_rl.runtime.net.chunk_stream import ChunkStream
 from robot_rl.runtime.net.codec import (
     PROTOCOL_VERSION,
     SERVICE,
+    KeyCompression,
     WireError,
     encode_chunk,
+    frame_chunk,
     split_weights_message,
     weights_from_bytes,
 )
@@ -40,6 +46,8 @@ from robot_rl.runtime.transport import TransitionChunk, WeightsId, newer
 # Codes that retrying cannot fix: the actor stops with the learner's message.
 # A refused Connect answered at once is retried after this pause, not in a spin.
 RETRY_PAUSE_S = 0.1
+# After the learner refuses a chunk (its queue is full), sending waits this long for it to drain.
+REFUSED_PAUSE_S = 0.05
 
 FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
@@ -71,14 +79,31 @@ class TransportFailed(RuntimeError):
 
 
 def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: int) -> list[pb.Chunk]:
-    """Encode a chunk, halving it until each message fits under the learner's size limit."""
+    """Encode a chunk as protobuf messages, halving it until each fits under the size limit."""
     msg = encode_chunk(chunk, session, compression)
     if msg.ByteSize() <= limit:
         return [msg]
+    head, tail = _halves(chunk, msg.ByteSize(), limit)
+    return split_to_fit(head, session, compression, limit) + split_to_fit(tail, session, compression, limit)
+
+
+def frame_to_fit(
+    chunk: TransitionChunk, session: str, compression: KeyCompression, limit: int
+) -> list[bytes]:
+    """What the transport sends: serialised chunks (frame_chunk), halved until each fits."""
+    data = frame_chunk(chunk, session, compression)
+    if len(data) <= limit:
+        return [data]
+    head, tail = _halves(chunk, len(data), limit)
+    return frame_to_fit(head, session, compression, limit) + frame_to_fit(tail, session, compression, limit)
+
+
+def _halves(chunk: TransitionChunk, size: int, limit: int) -> tuple[TransitionChunk, TransitionChunk]:
+    """A chunk too big for one message, in two (the second keeps its end of episode)."""
     n = len(chunk)
     if n == 1:
         raise TransportFailed(
-            f"one step is {msg.ByteSize() / 2**20:.1f} MB, over transport.max_message_mb="
+            f"one step is {size / 2**20:.1f} MB, over transport.max_message_mb="
             f"{limit // 2**20}: raise it on both machines"
         )
     half = n // 2
@@ -93,7 +118,7 @@ def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: 
         chunk.final_obs,
         chunk.rerecorded,
     )
-    return split_to_fit(head, session, compression, limit) + split_to_fit(tail, session, compression, limit)
+    return head, tail
 
 
 class GrpcActorTransport:
@@ -120,9 +145,12 @@ class GrpcActorTransport:
         self._connect = self._channel.unary_unary(
             method + "Connect", pb.Hello.SerializeToString, pb.Welcome.FromString
         )
-        self._push = self._channel.unary_unary(
-            method + "PushChunk", pb.Chunk.SerializeToString, pb.Ack.FromString
-        )
+        # chunks go out already serialised (frame_chunk): bytes as they are
+        self._push = self._channel.unary_unary(method + "PushChunk", None, pb.Ack.FromString)
+        self._push_stream = self._channel.stream_stream(method + "PushChunks", None, pb.Ack.FromString)
+        self._compression = KeyCompression(cfg.compression)
+        self._chunks: ChunkStream | None = None  # the session's PushChunks stream, if the learner has one
+        self._refused_at = 0.0  # when the learner last refused a chunk (back-pressure or a gap)
         self._beat = self._channel.unary_unary(
             method + "Beat", pb.Heartbeat.SerializeToString, pb.HeartbeatReply.FromString
         )
@@ -226,6 +254,7 @@ class GrpcActorTransport:
                 self.failure = str(err)
         self._stop.set()
         self._cancel_stream()
+        self._close_chunks()
         for t in self._threads:
             t.join(timeout=2.0)
         self._channel.close()
@@ -257,6 +286,7 @@ class GrpcActorTransport:
             self._generation += 1
             self.counters["losses"] += 1
         self._cancel_stream()
+        self._close_chunks()
         while True:
             try:
                 self._out.get_nowait()
@@ -268,14 +298,23 @@ class GrpcActorTransport:
         if stream is not None:
             stream.cancel()
 
+    def _close_chunks(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        if chunks is not None:
+            chunks.close()
+
     def _link_loop(self) -> None:
         while not self._stop.is_set():
-            if self._session is None:
+            session = self._session
+            if session is None:
                 self._try_connect()
                 continue
             try:
                 generation, chunk = self._out.get(timeout=0.05)
             except queue.Empty:
+                chunks = self._chunks  # every chunk in flight has a deadline
+                if chunks is not None and chunks.overdue(self.cfg.call_timeout_s):
+                    self._lose(session)
                 continue
             if generation == self._generation:
                 self._upload(chunk, generation)
@@ -304,6 +343,15 @@ class GrpcActorTransport:
             return False
         if welcome is None:  # close() came
             return False
+        if welcome.chunk_stream:  # several chunks in flight; an older learner takes one per call
+            session = welcome.session
+            self._chunks = ChunkStream(
+                self._push_stream,
+                self._meta,
+                self.cfg.chunks_in_flight,
+                on_ack=self._take_ack,
+                on_error=lambda err: self._chunks_failed(session, err),
+            )
         with self._lock:
             self._session = welcome.session
             self._generation += 1
@@ -324,39 +372,82 @@ class GrpcActorTransport:
                     return None
 
     def _upload(self, chunk: TransitionChunk, generation: int) -> None:
+        """Encode a chunk (here, off the control thread) and send it; gives up when it is void."""
         session = self._session
         if session is None:
             return
-        for msg in split_to_fit(chunk, session, self.cfg.compression, self.limit):
-            future = self._push.future(msg, timeout=self.cfg.call_timeout_s, metadata=self._meta)
-            while True:  # wait, but give up at once if the heartbeat declares the link lost
-                try:
-                    ack = future.result(timeout=0.05)
-                    break
-                except grpc.FutureTimeoutError:
-                    if generation != self._generation:
-                        future.cancel()
-                        return
-                except grpc.RpcError as err:
-                    if err.code() == grpc.StatusCode.CANCELLED:
-                        return
-                    if self._session == session:
-                        self._fail_on(err)
-                    self._lose(session)
-                    return
-            with self._lock:
-                self._last_ok = time.monotonic()
-                self._acked = ack.next_seq
-                self.counters["chunks_sent"] += 1
-                self.counters["bytes_sent"] += msg.ByteSize()
-                if not ack.accepted and generation == self._generation:
-                    # queue full (back-pressure) or a gap: send again from where the learner is
-                    self.counters["backpressure"] += 1
-                    self._generation += 1
-                    self._rewind = ack.next_seq
-            if not ack.accepted:
-                self._stop.wait(0.05)
+        self._stop.wait(self._refused_at + REFUSED_PAUSE_S - time.monotonic())  # let the learner drain
+        for msg in frame_to_fit(chunk, session, self._compression, self.limit):
+            if generation != self._generation:
                 return
+            chunks = self._chunks
+            sent = self._push_one(msg, generation, session) if chunks is None else self._stream_one(
+                chunks, msg, generation, session
+            )
+            if not sent:
+                return
+
+    def _stream_one(self, chunks: ChunkStream, msg: bytes, generation: int, session: str) -> bool:
+        """Put a chunk on the stream once the window has room; False when the link is void."""
+        while not chunks.send(msg, (generation, len(msg)), timeout_s=0.05):
+            if generation != self._generation or chunks.closed:
+                return False
+            if chunks.overdue(self.cfg.call_timeout_s):  # the oldest chunk's deadline passed
+                self._lose(session)
+                return False
+        return True
+
+    def _push_one(self, msg: bytes, generation: int, session: str) -> bool:
+        """One call per chunk, waiting for its Ack (a learner without PushChunks)."""
+        future = self._push.future(msg, timeout=self.cfg.call_timeout_s, metadata=self._meta)
+        while True:  # wait, but give up at once if the heartbeat declares the link lost
+            try:
+                ack = future.result(timeout=0.05)
+                break
+            except grpc.FutureTimeoutError:
+                if generation != self._generation:
+                    future.cancel()
+                    return False
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.CANCELLED:
+                    return False
+                if self._session == session:
+                    self._fail_on(err)
+                self._lose(session)
+                return False
+        self._take_ack(ack, (generation, len(msg)))
+        return ack.accepted
+
+    def _take_ack(self, ack: pb.Ack, tag: tuple[int, int]) -> None:
+        """The learner's answer to one chunk (on the stream's reader thread, or the link's)."""
+        generation, size = tag
+        with self._lock:
+            self._last_ok = time.monotonic()
+            self._acked = ack.next_seq
+            self.counters["chunks_sent"] += 1
+            self.counters["bytes_sent"] += size
+            if not ack.accepted and generation == self._generation:
+                # queue full (back-pressure) or a gap: send again from where the learner is
+                self.counters["backpressure"] += 1
+                self._generation += 1
+                self._rewind = ack.next_seq
+                self._refused_at = time.monotonic()
+
+    def _chunks_failed(self, session: str, err: BaseException) -> None:
+        """The chunk stream ended: a refusal retrying cannot fix stops the actor, else reconnect."""
+        try:
+            if isinstance(err, grpc.RpcError):
+                if err.code() == grpc.StatusCode.CANCELLED:
+                    return
+                if self._session == session:
+                    self._fail_on(err)
+            elif not isinstance(err, ConnectionError):
+                raise err
+        except TransportFailed as fatal:
+            self.failure = str(fatal)
+        except Exception as bug:  # a bug here must stop the actor with a message, not hang it
+            self.failure = f"transport chunk stream failed: {bug!r}"
+        self._lose(session)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.cfg.heartbeat_s):

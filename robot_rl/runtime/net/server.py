@@ -1,11 +1,13 @@
 """The learner's end of the gRPC transport: one server, any number of actors (up to max_actors).
 
-Each actor connects (protocol version and env spaces checked), then pushes chunks, beats every
-`heartbeat_s` and watches a stream of weights. Per actor the server keeps `next_seq`, the first
-step it does not hold: a chunk that would leave a gap is refused and the actor sends again from
-`next_seq`, one it already holds is acknowledged and dropped, so every step is ingested once
-whatever the network did. A full queue refuses chunks (back-pressure); they wait in the actor's
-store. A newer connection of the same actor id supersedes the older one.
+Each actor connects (protocol version and env spaces checked), then pushes chunks (on one
+PushChunks stream, several in flight, taken and acknowledged in order; or one PushChunk call
+each, as older actors do), beats every `heartbeat_s` and watches a stream of weights. Per
+actor the server keeps `next_seq`, the first step it does not hold: a chunk that would leave a
+gap is refused and the actor sends again from `next_seq`, one it already holds is acknowledged
+and dropped, so every step is ingested once whatever the network did. A full queue refuses
+chunks (back-pressure); they wait in the actor's store. A newer connection of the same actor id
+supersedes the older one.
 
 Every refused connection (wrong token, protocol, env, too many actors, a store from another run)
 is counted and kept as one line with the reason, the peer address and the actor id, for the
@@ -19,6 +21,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +35,10 @@ from robot_rl.runtime.net import protocol_pb2 as pb
 from robot_rl.runtime.net.codec import (
     PROTOCOL_VERSION,
     SERVICE,
+    WireChunk,
     WireError,
     decode_chunk,
+    parse_chunk,
     weights_message,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
@@ -97,7 +102,7 @@ class ActorLink:
 
 
 class GrpcLearnerTransport:
-    """LearnerTransport over gRPC; start() opens the port once the replay store is restored."""
+    """LearnerTransport over gRPC; start() opens the port once the replay store's cursors are read."""
 
     def __init__(self, cfg: TransportConfig, run_dir: Path, spaces: str, token: str) -> None:
         if not is_loopback(cfg.listen) and not cfg.tls_cert:
@@ -137,7 +142,11 @@ class GrpcLearnerTransport:
             SERVICE,
             {
                 "Connect": unary(self._connect, pb.Hello.FromString, pb.Welcome.SerializeToString),
-                "PushChunk": unary(self._push_chunk, pb.Chunk.FromString, pb.Ack.SerializeToString),
+                # chunks are parsed without copying their arrays' bytes (codec.parse_chunk)
+                "PushChunk": unary(self._push_chunk, parse_chunk, pb.Ack.SerializeToString),
+                "PushChunks": grpc.stream_stream_rpc_method_handler(
+                    self._push_chunks, parse_chunk, pb.Ack.SerializeToString
+                ),
                 "Beat": unary(self._beat, pb.Heartbeat.FromString, pb.HeartbeatReply.SerializeToString),
                 "WatchWeights": grpc.unary_stream_rpc_method_handler(
                     # serialised once per version in _deliver, not once per actor stream
@@ -303,6 +312,7 @@ class GrpcLearnerTransport:
             next_seq=next_seq,
             weights_version=version,
             learner_run=self.run_dir.name,
+            chunk_stream=True,
         )
 
     def _link(self, actor_id: int, session: str, context: grpc.ServicerContext) -> ActorLink:
@@ -321,7 +331,12 @@ class GrpcLearnerTransport:
         link.last_seen = time.monotonic()
         return link
 
-    def _push_chunk(self, msg: pb.Chunk, context: grpc.ServicerContext) -> pb.Ack:
+    def _push_chunks(self, requests: Iterator[WireChunk], context: grpc.ServicerContext) -> Iterator[pb.Ack]:
+        """Chunks on one stream, taken in the order sent: one Ack each, in that order."""
+        for msg in requests:
+            yield self._push_chunk(msg, context)
+
+    def _push_chunk(self, msg: WireChunk, context: grpc.ServicerContext) -> pb.Ack:
         link = self._link(msg.actor_id, msg.session, context)
         try:
             chunk = decode_chunk(msg, self.max_bytes)
@@ -347,7 +362,7 @@ class GrpcLearnerTransport:
                 link.complete = link.next_seq
             link.chunks += 1
             link.steps += link.next_seq - cursor
-            link.bytes += msg.ByteSize()
+            link.bytes += msg.size
             return pb.Ack(accepted=True, next_seq=link.next_seq)
 
     def _beat(self, msg: pb.Heartbeat, context: grpc.ServicerContext) -> pb.HeartbeatReply:

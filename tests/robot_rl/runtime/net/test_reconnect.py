@@ -80,6 +80,9 @@ class _Channel:
     def unary_stream(self, method: str, *codecs: Any) -> Any:
         return self.unary_unary(method)
 
+    def stream_stream(self, method: str, *codecs: Any) -> Any:
+        return self.unary_unary(method)
+
     def close(self) -> None:
         pass
 
