@@ -34,21 +34,22 @@ from robot_rl.runtime.net.codec import (
     SERVICE,
     KeyCompression,
     WireError,
-    encode_chunk,
-    frame_chunk,
     split_weights_message,
     weights_from_bytes,
 )
+from robot_rl.runtime.net.fit import TransportFailed, frame_to_fit, split_to_fit
 from robot_rl.runtime.net.security import call_metadata, channel_credentials
 from robot_rl.runtime.net.server import grpc_options
 from robot_rl.runtime.transport import TransitionChunk, WeightsId, newer
 
-# Codes that retrying cannot fix: the actor stops with the learner's message.
+__all__ = ["GrpcActorTransport", "TransportFailed", "reconnect_options", "split_to_fit"]
+
 # A refused Connect answered at once is retried after this pause, not in a spin.
 RETRY_PAUSE_S = 0.1
 # After the learner refuses a chunk (its queue is full), sending waits this long for it to drain.
 REFUSED_PAUSE_S = 0.05
 
+# Codes that retrying cannot fix: the actor stops with the learner's message.
 FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -72,53 +73,6 @@ def reconnect_options(cfg: TransportConfig) -> list[tuple[str, int]]:
         ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_s * 1000)),
         ("grpc.min_reconnect_backoff_ms", 1000),
     ]
-
-
-class TransportFailed(RuntimeError):
-    """The learner refused this actor for a reason retrying cannot fix."""
-
-
-def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: int) -> list[pb.Chunk]:
-    """Encode a chunk as protobuf messages, halving it until each fits under the size limit."""
-    msg = encode_chunk(chunk, session, compression)
-    if msg.ByteSize() <= limit:
-        return [msg]
-    head, tail = _halves(chunk, msg.ByteSize(), limit)
-    return split_to_fit(head, session, compression, limit) + split_to_fit(tail, session, compression, limit)
-
-
-def frame_to_fit(
-    chunk: TransitionChunk, session: str, compression: KeyCompression, limit: int
-) -> list[bytes]:
-    """What the transport sends: serialised chunks (frame_chunk), halved until each fits."""
-    data = frame_chunk(chunk, session, compression)
-    if len(data) <= limit:
-        return [data]
-    head, tail = _halves(chunk, len(data), limit)
-    return frame_to_fit(head, session, compression, limit) + frame_to_fit(tail, session, compression, limit)
-
-
-def _halves(chunk: TransitionChunk, size: int, limit: int) -> tuple[TransitionChunk, TransitionChunk]:
-    """A chunk too big for one message, in two (the second keeps its end of episode)."""
-    n = len(chunk)
-    if n == 1:
-        raise TransportFailed(
-            f"one step is {size / 2**20:.1f} MB, over transport.max_message_mb="
-            f"{limit // 2**20}: raise it on both machines"
-        )
-    half = n // 2
-    head = TransitionChunk(
-        chunk.actor_id, chunk.seq, chunk.episode_start, {k: v[:half] for k, v in chunk.rows.items()}
-    )
-    tail = TransitionChunk(
-        chunk.actor_id,
-        chunk.seq + half,
-        chunk.episode_start,
-        {k: v[half:] for k, v in chunk.rows.items()},
-        chunk.final_obs,
-        chunk.rerecorded,
-    )
-    return head, tail
 
 
 class GrpcActorTransport:
