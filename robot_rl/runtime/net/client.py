@@ -388,11 +388,10 @@ class GrpcActorTransport:
                 self._refused_at = time.monotonic()
 
     def _chunks_failed(self, session: str, err: BaseException) -> None:
-        """The chunk stream ended: a refusal retrying cannot fix stops the actor, else reconnect."""
+        """The chunk stream ended (not by close(): a learner shutting down cancels it): a refusal
+        retrying cannot fix stops the actor, anything else means reconnecting."""
         try:
             if isinstance(err, grpc.RpcError):
-                if err.code() == grpc.StatusCode.CANCELLED:
-                    return
                 if self._session == session:
                     self._fail_on(err)
             elif not isinstance(err, ConnectionError):

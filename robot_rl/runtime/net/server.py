@@ -114,6 +114,7 @@ class GrpcLearnerTransport:
         self._queue: queue.Queue[TransitionChunk | ActorRestarted] = queue.Queue(maxsize=cfg.queue_chunks)
         self._lock = threading.Lock()
         self._links: dict[int, ActorLink] = {}
+        self._chunk_streams: set[grpc.ServicerContext] = set()  # open PushChunks calls
         self._cursors: dict[int, int] = {}
         self._weights: tuple[int, str, bytes] | None = None  # version, incarnation, serialised pb.Weights
         self._weights_changed = threading.Condition()
@@ -200,6 +201,10 @@ class GrpcLearnerTransport:
         with self._weights_changed:
             self._closing = True
             self._weights_changed.notify_all()
+        with self._lock:  # a chunk stream never ends by itself: its actor is told now, not after grace_s
+            streams = list(self._chunk_streams)
+        for context in streams:
+            context.cancel()
         self._server.stop(grace_s).wait(grace_s + 1.0)
 
     # ---- what the display and the learner app read ----
@@ -333,8 +338,14 @@ class GrpcLearnerTransport:
 
     def _push_chunks(self, requests: Iterator[WireChunk], context: grpc.ServicerContext) -> Iterator[pb.Ack]:
         """Chunks on one stream, taken in the order sent: one Ack each, in that order."""
-        for msg in requests:
-            yield self._push_chunk(msg, context)
+        with self._lock:
+            self._chunk_streams.add(context)
+        try:
+            for msg in requests:
+                yield self._push_chunk(msg, context)
+        finally:
+            with self._lock:
+                self._chunk_streams.discard(context)
 
     def _push_chunk(self, msg: WireChunk, context: grpc.ServicerContext) -> pb.Ack:
         link = self._link(msg.actor_id, msg.session, context)

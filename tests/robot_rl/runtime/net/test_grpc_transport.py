@@ -847,3 +847,14 @@ def test_an_older_learner_without_the_stream_gets_one_call_per_chunk(tmp_path, c
     actor.act(60)
     actor.finish(learner)
     assert_exactly_once(learner, actor)
+
+
+def test_a_learner_that_closes_tells_its_streaming_actor_without_waiting_for_heartbeats(tmp_path, closing):
+    learner = Learner(_cfg(), tmp_path / "learner")
+    slow_beats = {"heartbeat_s": 10.0, "lost_after_s": 60.0}  # no heartbeat could notice in time
+    actor = _actor(closing, tmp_path, learner.address, cfg=slow_beats)
+    _wait_until(actor.transport.connected, "the actor to connect")
+    actor.act(10)
+    learner.close()  # cancels the chunk stream: the actor learns the learner is gone from it
+    _wait_until(lambda: not actor.transport.connected(), "the actor to count the learner lost")
+    assert actor.transport.counters["losses"] == 1 and actor.transport.failure is None
