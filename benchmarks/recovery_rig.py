@@ -27,6 +27,7 @@ from robot_rl.config import TransportConfig
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.ingest import Ingest
+from robot_rl.runtime.intake import Intake
 from robot_rl.runtime.net.client import GrpcActorTransport
 from robot_rl.runtime.net.server import GrpcLearnerTransport
 from robot_rl.runtime.sender import TransitionSender
@@ -41,46 +42,68 @@ ACTION_DIM = 7
 
 
 # ---------------------------------------------------------------- the learner
+class _TimedIngest(Ingest):
+    """Ingest that notes (time, end seq) of every chunk that brought new steps."""
+
+    def __init__(self, ingested: list[tuple[float, int]], *args: Any, **kwargs: Any) -> None:
+        self.ingested = ingested
+        super().__init__(*args, **kwargs)
+
+    def add(self, item: Any) -> int:
+        new = super().add(item)
+        if new:
+            self.ingested.append((time.monotonic(), item.seq + len(item)))
+        return new
+
+
 class BenchLearner:
-    """One learner incarnation: replay store + Ingest + GrpcLearnerTransport + a draining thread."""
+    """One learner incarnation, started as the learner starts: replay store cursors, port open,
+    then an Intake that refills the buffers from the store and drains the transport into Ingest."""
 
     def __init__(self, cfg: TransportConfig, run_dir: Path, ingested: list[tuple[float, int]]) -> None:
+        self.t_start = time.monotonic()
         self.store = EpisodeStore(run_dir / "replay.zarr", mode="a")
         spec = {"state": ((STATE_DIM,), np.dtype(np.float32))}
         spec |= {f"image_{c}": ((HW, HW, 3), np.dtype(np.uint8)) for c in CAMERAS}
         online = ReplayBuffer(4096, spec, ACTION_DIM, seed=0)  # a ring: old frames make room
-        t0 = time.monotonic()
-        self.ingest = Ingest(online, None, self.store)
-        self.restore_s = time.monotonic() - t0
+        self.ingest = _TimedIngest(ingested, online, None, self.store, refill=False)
         self.transport = GrpcLearnerTransport(cfg, run_dir, SPACES, TOKEN)
-        self.ingested = ingested  # (time, end seq) of every chunk that brought new steps
-        self.errors: list[str] = []
+        self.intake = Intake(self.ingest, self.transport, refill=self.ingest.refill, max_chunks=64)
+        self.t_accepted = float("nan")  # when the transport first held a chunk from an actor
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="learner", daemon=True)
+        self._watch = threading.Thread(target=self._watch_accepts, name="accepts", daemon=True)
+
+    @property
+    def errors(self) -> list[str]:
+        """A gap or a broken episode (what this benchmark looks for) stops the intake."""
+        return [repr(self.intake.error)] if self.intake.error is not None else []
+
+    @property
+    def restore_s(self) -> float:
+        """How long the intake took to re-read the replay store (after the port opened)."""
+        return self.intake.refill_s
 
     def start(self, version: int, weights: dict[str, torch.Tensor]) -> float:
-        """Open the port (the replay store's cursors) and publish; returns when it started."""
-        t_up = time.monotonic()
+        """Open the port (the replay store's cursors), publish, start the intake; returns when the
+        port opened."""
         self.transport.start({a: self.ingest.committed_seq(a) for a in self.ingest.streams})
+        t_up = time.monotonic()
         self.transport.publish_weights(version, weights)
-        self._thread.start()
+        self.intake.start()
+        self._watch.start()
         return t_up
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            for chunk in self.transport.receive(64, 0.05):
-                try:
-                    if self.ingest.add(chunk):
-                        self.ingested.append((time.monotonic(), chunk.seq + len(chunk)))
-                except RuntimeError as err:  # a gap or a broken episode: what this benchmark looks for
-                    self.errors.append(repr(err))
+    def _watch_accepts(self) -> None:
+        while not self._stop.is_set() and self.t_accepted != self.t_accepted:  # nan until seen
+            if any(a["steps"] for a in self.transport.actors()):
+                self.t_accepted = time.monotonic()
+            time.sleep(0.005)
 
     def close(self) -> None:
         if self._stop.is_set():
             return
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self.intake.stop()
         self.transport.close()
 
     def duplicates_dropped(self) -> int:
@@ -262,21 +285,24 @@ class Rig:
         self.events = Events(out)
 
     def restart(self, down_s: float) -> dict[str, Any]:
+        """Close the learner; after the outage a new one starts (its start-up: from here to its
+        port opening) and publishes the next version."""
         t_down = time.monotonic()
         self.dropped += self.learner.duplicates_dropped()
         self.learner.close()
         self.errors += self.learner.errors
         self.version += 1
-        self.learner = BenchLearner(self.cfg, self.run_dir, self.ingested)  # restores from the store
         time.sleep(max(0.0, t_down + down_s - time.monotonic()))
+        self.learner = BenchLearner(self.cfg, self.run_dir, self.ingested)
         t_up = self.learner.start(self.version, self.weights)
         return {
             "kind": "learner restart",
             "t_fault": t_down,
+            "t_start": self.learner.t_start,
             "t_up": t_up,
             "version": self.version,
-            "down_s": t_up - t_down,
-            "restore_s": self.learner.restore_s,
+            "down_s": self.learner.t_start - t_down,
+            "startup_s": t_up - self.learner.t_start,
         }
 
     def cut(self, mode: str, down_s: float) -> dict[str, Any]:

@@ -4,10 +4,12 @@ An actor process records synthetic steps at --hz through TransitionSender into i
 EpisodeStore (the spool) and a GrpcActorTransport; the link runs through a small TCP proxy in
 this script. The learner (this process) drains its GrpcLearnerTransport into an Ingest backed by
 a replay EpisodeStore. Faults alternate:
-- learner restart: the learner's transport closes; an outage later a new
-  GrpcLearnerTransport opens on the same port with a fresh Ingest restored from the same replay
-  store (start(cursors) from ingest.committed_seq) and publishes new weights. Recovery: from the
-  new learner opening its port and publishing to the actor's poll_weights() returning them.
+- learner restart: the learner's transport closes; an outage later a new one starts as the
+  learner does: its Ingest reads each actor's cursor from the replay store's seq column, the
+  GrpcLearnerTransport opens on the same port (start(cursors)) and publishes new weights, and an
+  Intake re-reads the store into the buffers, then ingests. Recovery: from the new learner
+  starting to the actor's poll_weights() returning its weights; its start-up (to the port
+  opening) and the rest (reconnect and weights) are shown apart.
 - cut: the proxy cuts the link for an outage, either stalling it (nothing passes, connections stay
   open: a pulled cable) or resetting it (connections closed, new ones refused). Recovery: from
   the link's restoration to the actor's transport reporting it connected again.
@@ -56,6 +58,9 @@ def run(args: argparse.Namespace) -> dict:
                     fault = rig.cut(cut_modes[(i // 2) % len(cut_modes)], down_s)
                 ok = wait_until(partial(recovered, fault, rig.events, rig.ingested), 60)
                 fault |= measure(fault, rig.events, rig.ingested) | {"recovered": ok}
+                if fault["kind"] == "learner restart":  # what the new learner did while it started
+                    fault["restore_s"] = rig.learner.restore_s
+                    fault["accepted_s"] = rig.learner.t_accepted - fault["t_up"]
                 faults.append(fault)
                 print(
                     f"  fault {i + 1}/{args.faults}: {fault['kind']}, down {fault['down_s']:.1f} s: recovery "
@@ -108,9 +113,9 @@ def measure(fault: dict[str, Any], events: Events, ingested: list[tuple[float, i
         "link_up_s": link - t_up if link is not None else nan,
         "data_s": data - t_up if data is not None else nan,
     }
-    if fault["kind"] == "learner restart":
+    if fault["kind"] == "learner restart":  # from its port opening, and from its process starting
         out["weights_s"] = weights - t_up if weights is not None else nan
-        out["recovery_s"] = out["weights_s"]
+        out["recovery_s"] = weights - fault["t_start"] if weights is not None else nan
     else:
         out["recovery_s"] = out["link_up_s"]
     return out

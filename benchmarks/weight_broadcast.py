@@ -31,11 +31,17 @@ import torch
 
 from benchmarks.common import write_results
 from robot_rl.config import TransportConfig
-from robot_rl.runtime.net import protocol_pb2 as pb
 from robot_rl.runtime.net.client import GrpcActorTransport
-from robot_rl.runtime.net.codec import weights_from_bytes, weights_to_bytes
+from robot_rl.runtime.net.codec import split_weights_message, weights_from_bytes, weights_message
 from robot_rl.runtime.net.server import GrpcLearnerTransport
-from robot_rl.runtime.transport import LocalTransport, load_weights, save_weights
+from robot_rl.runtime.transport import (
+    LocalTransport,
+    WeightsId,
+    load_weights,
+    save_weights,
+    weights_bytes,
+    write_atomically,
+)
 
 TOKEN = "bench-token"
 SPACES = '{"bench": "weight_broadcast"}'
@@ -86,17 +92,16 @@ def actor_proc(
 def stage_costs(state: dict[str, torch.Tensor], tmp: Path, reps: int = 7) -> dict[str, float]:
     """Median ms of each step a version goes through, measured alone in this process, interleaved."""
     path = tmp / "stage" / "policy.pt"
-    payload = weights_to_bytes(1, state)
-    msg = pb.Weights(version=1, payload=payload)
-    wire = msg.SerializeToString()
+    payload = weights_bytes(1, state)
+    wire = weights_message(1, WeightsId(), payload)
     save_weights(path, 1, state)
     stages = {
-        "save_weights: file + fsync (learner, both)": lambda: save_weights(path, 1, state),
-        "weights_to_bytes (learner, gRPC)": lambda: weights_to_bytes(1, state),
-        "pb.Weights + SerializeToString (learner, gRPC, per actor)": lambda: pb.Weights(
-            version=1, payload=payload
-        ).SerializeToString(),
-        "Weights.FromString (actor, gRPC)": lambda: pb.Weights.FromString(wire),
+        "weights_bytes: serialise once (learner's training thread, both)": lambda: weights_bytes(1, state),
+        "write_atomically: file + fsync (learner, background, both)": lambda: write_atomically(path, payload),
+        "weights_message: frame once for every stream (learner, background, gRPC)": lambda: weights_message(
+            1, WeightsId(), payload
+        ),
+        "split_weights_message (actor, gRPC)": lambda: split_weights_message(wire),
         "weights_from_bytes (actor, gRPC)": lambda: weights_from_bytes(payload),
         "load_weights from file (actor, file)": lambda: load_weights(path),
     }
@@ -289,8 +294,10 @@ def markdown(r: dict) -> str:
             f"Versions whose content did not match their number: {r['bad_content']}.",
             "",
             "Where the time goes: median ms of each step for one version, measured alone in one process "
-            "after the run. The learner's gRPC server serialises the message once per actor stream; on "
-            "this machine the actors' decoding shares the learner's cores.",
+            "after the run. publish_weights() serialises the version once on the calling thread and "
+            "returns; a background thread frames it once for every actor stream, then another writes "
+            "the weights file (the newest version wins on both). The actors' decoding shares the "
+            "learner's cores on this machine.",
             "",
             "| step | ms |",
             "|---|---|",

@@ -97,12 +97,17 @@ class TransportConfig:
     call_timeout_s: float = 10.0  # deadline of every call (a chunk upload, a heartbeat, a connect)
     heartbeat_s: float = 1.0
     lost_after_s: float = 3.0  # no answer for this long: the link is lost, the actor spools
-    reconnect_max_s: float = 5.0  # backoff cap between reconnect attempts
+    # cap of gRPC's backoff between connection attempts (the only one): a learner back up is
+    # found within about this long; an attempt is one TCP connect, cheap even every 0.5 s
+    reconnect_max_s: float = 0.5
     when_lost: str = "act"  # act: keep acting on the latest weights | pause: wait for the learner
     connect_timeout_s: float = 300.0  # an actor waits this long for the learner's first weights
     max_message_mb: int = 64  # largest message either side accepts (weights, chunks)
     compression: str = "lz4"  # images on the wire: lz4 | zstd | none (lossless)
     max_actors: int = 4  # the learner serves at most this many actor ids (sizes its buffers)
+    # actor: chunks sent on the stream before the first is acknowledged (a slow or distant link
+    # wants more in flight); each has the call_timeout_s deadline for its acknowledgement
+    chunks_in_flight: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "grpc"):
@@ -121,8 +126,8 @@ class TransportConfig:
             raise ValueError("transport timeouts and periods must be > 0")
         if self.lost_after_s <= self.heartbeat_s:
             raise ValueError("transport.lost_after_s must be longer than transport.heartbeat_s")
-        if self.max_message_mb < 1 or self.max_actors < 1:
-            raise ValueError("transport.max_message_mb and transport.max_actors must be >= 1")
+        if self.max_message_mb < 1 or self.max_actors < 1 or self.chunks_in_flight < 1:
+            raise ValueError("transport.max_message_mb, max_actors and chunks_in_flight must be >= 1")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("transport.tls_cert and transport.tls_key go together")
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -392,12 +392,13 @@ class EpisodeStore:
         """Per-step arrays of episode i: {key: [T_i, ...]}."""
         return self.steps(*self._bounds(i))
 
-    def steps(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Per-step arrays of global steps [start, stop) across episodes: {key: [stop - start, ...]}."""
+    def steps(self, start: int, stop: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Per-step arrays of global steps [start, stop) across episodes: {key: [stop - start, ...]};
+        only those of `keys` that the store holds when given (e.g. the small ones, not the images)."""
         if not 0 <= start <= stop <= self.n_steps:
             raise IndexError(f"step range [{start}, {stop}) outside [0, {self.n_steps})")
         out = {}
-        for key in sorted(self._arrays):
+        for key in sorted(self._arrays if keys is None else set(keys) & set(self._arrays)):
             try:
                 out[key] = self._arrays[key][start:stop]
             except Exception as err:

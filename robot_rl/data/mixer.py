@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -27,12 +29,21 @@ class DemoMixer:
     other, so learning can start from demos alone or without any demos.
     """
 
-    def __init__(self, online: ReplayBuffer, demo: ReplayBuffer | None, demo_ratio: float = 0.5) -> None:
+    def __init__(
+        self,
+        online: ReplayBuffer,
+        demo: ReplayBuffer | None,
+        demo_ratio: float = 0.5,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        """lock: held while iterate(), iterate_windows() and iterate_chunks() draw a batch, when
+        another thread adds episodes to the buffers under it (the learner's ingest)."""
         if not 0.0 <= demo_ratio <= 1.0:
             raise ValueError(f"demo_ratio must be in [0, 1], got {demo_ratio}")
         self.online = online
         self.demo = demo
         self.demo_ratio = demo_ratio
+        self.lock = lock or contextlib.nullcontext()
 
     def split(self, batch_size: int) -> tuple[int, int]:
         """(n_online, n_demo) for one batch given what the buffers hold now."""
@@ -59,7 +70,9 @@ class DemoMixer:
     def iterate_chunks(self, batch_size: int, max_ticks: int) -> Iterator[Batch]:
         """Endless chunk-transition batches, for agents whose critic backs up whole decisions."""
         while True:
-            yield self.sample_chunks(batch_size, max_ticks)
+            with self.lock:
+                batch = self.sample_chunks(batch_size, max_ticks)
+            yield batch
 
     def _mixed(self, batch_size: int, draw: Callable[[ReplayBuffer, int], Batch]) -> Batch:
         if batch_size < 1:
@@ -82,7 +95,9 @@ class DemoMixer:
     def iterate(self, batch_size: int) -> Iterator[Batch]:
         """Endless batches, sampled lazily (what agent.update() consumes)."""
         while True:
-            yield self.sample(batch_size)
+            with self.lock:
+                batch = self.sample(batch_size)
+            yield batch
 
     def sample_windows(self, batch_size: int, obs_horizon: int, chunk: int) -> WindowBatch:
         """One batch of B windows split as sample() splits transitions, demo rows after online rows
@@ -107,4 +122,6 @@ class DemoMixer:
     def iterate_windows(self, batch_size: int, obs_horizon: int, chunk: int) -> Iterator[WindowBatch]:
         """Endless window batches, for agents that act on an observation history in action chunks."""
         while True:
-            yield self.sample_windows(batch_size, obs_horizon, chunk)
+            with self.lock:
+                batch = self.sample_windows(batch_size, obs_horizon, chunk)
+            yield batch

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from robot_rl.runtime.background import LatestWorker
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -47,7 +48,7 @@ def snapshot(state: Any) -> Any:
     return copy.deepcopy(state)
 
 
-class CheckpointWriter:
+class CheckpointWriter(LatestWorker[dict[str, Any]]):
     """Writes checkpoints on a background thread, so training never waits for the disk.
 
     submit() hands over a state (take a snapshot() first); if one is still waiting, the newer
@@ -57,51 +58,9 @@ class CheckpointWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.written = 0  # checkpoints on disk so far
-        self._pending: dict[str, Any] | None = None
-        self._error: BaseException | None = None
-        self._cond = threading.Condition()
-        self._busy = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="checkpoint-writer", daemon=True)
-        self._thread.start()
+        super().__init__(lambda state: save_checkpoint(self.path, state), f"writing checkpoint {path}")
 
-    def submit(self, state: dict[str, Any]) -> None:
-        with self._cond:
-            self._raise_error()
-            self._pending = state
-            self._cond.notify_all()
-
-    def flush(self) -> None:
-        """Block until every submitted state is on disk."""
-        with self._cond:
-            self._cond.wait_for(lambda: (self._pending is None and not self._busy) or self._error is not None)
-            self._raise_error()
-
-    def close(self) -> None:
-        self.flush()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout=10)
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise RuntimeError(f"writing checkpoint {self.path} failed: {err}") from err
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._closed)
-                if self._pending is None:
-                    return
-                state, self._pending, self._busy = self._pending, None, True
-            try:
-                save_checkpoint(self.path, state)
-                self.written += 1
-            except BaseException as err:  # reported to the training thread, not lost with this one
-                self._error = err
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+    @property
+    def written(self) -> int:
+        """Checkpoints on disk so far."""
+        return self.done

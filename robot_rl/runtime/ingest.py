@@ -14,7 +14,10 @@ when a restarted learner refills them from the store.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,34 +38,58 @@ class _ActorStream:
 
 
 class Ingest:
-    def __init__(self, online: ReplayBuffer, demo: ReplayBuffer | None, store: EpisodeStore) -> None:
+    def __init__(
+        self,
+        online: ReplayBuffer,
+        demo: ReplayBuffer | None,
+        store: EpisodeStore,
+        refill: bool = True,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        """Where each actor resumes comes from the replay store's actor_id and seq columns alone;
+        refill=False leaves refilling the buffers from the whole store to a later refill() (a
+        restarted learner opens its port first). lock: held while an episode enters the buffers
+        (the training thread samples under the same lock)."""
         self.online = online
         self.demo = demo
         self.store = store
+        self.lock = lock or contextlib.nullcontext()
         self.streams: dict[int, _ActorStream] = {}
         self.received = 0  # env steps ingested in this process's life, all actors
         self.duplicates_dropped = 0
         self.forgotten = 0  # steps of episodes an actor lost when it restarted mid-episode
         self.rerecorded_episodes = 0  # in the replay store, flagged, kept out of the buffers
         self.rerecorded_steps = 0
-        self._restore()
+        self._read_cursors()
+        if refill:
+            self.refill()
 
-    def _restore(self) -> None:
+    def _read_cursors(self) -> None:
+        """Each actor's next seq from the store's small columns, not its images."""
+        n = self.store.n_steps
+        columns = self.store.steps(0, n, keys=("actor_id", "seq")) if n else {}
+        if "actor_id" not in columns:
+            return
+        actors, seqs = columns["actor_id"], columns.get("seq")
+        for actor_id in np.unique(actors):
+            mine = np.flatnonzero(actors == actor_id)
+            # by seq, not by count: episodes set aside as damaged leave a gap, not a renumbering
+            next_seq = int(seqs[mine[-1]]) + 1 if seqs is not None else len(mine)
+            self.streams[int(actor_id)] = _ActorStream(next_seq=next_seq)
+
+    def refill(self) -> None:
         """Refill the buffers from the replay store (a resumed learner) without re-committing."""
         for episode, (steps, final_obs) in enumerate(self.store.episodes()):
             n = len(steps["reward"])
-            stream = self.streams.setdefault(int(steps["actor_id"][0]), _ActorStream(next_seq=0))
             if self.store.rerecorded(episode):
                 self._count_rerecorded(n)
             else:
                 self._add_to_buffers([{k: v[i] for k, v in steps.items()} for i in range(n)], final_obs)
-            # by seq, not by count: episodes set aside as damaged leave a gap, not a renumbering
-            stream.next_seq = int(steps["seq"][-1]) + 1 if "seq" in steps else stream.next_seq + n
 
     @property
     def env_steps(self) -> int:
         """Steps held, all actors: committed episodes plus the episodes in progress."""
-        return sum(s.next_seq for s in self.streams.values())
+        return sum(s.next_seq for s in list(self.streams.values()))  # list(): another thread may add one
 
     def next_seq(self, actor_id: int) -> int:
         """The first step of this actor the learner does not hold."""
@@ -139,6 +166,10 @@ class Ingest:
         Episodes enter the buffers only once complete, so a partial one that an actor lost (a
         restart mid-episode) never has to be taken back out.
         """
+        with self.lock:
+            self._add_steps(rows, final_obs)
+
+    def _add_steps(self, rows: list[dict[str, np.ndarray]], final_obs: dict[str, np.ndarray] | None) -> None:
         self.online.start_episode(_obs(rows[0]))
         in_demo_segment = False
         for i, prev in enumerate(rows):

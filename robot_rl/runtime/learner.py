@@ -1,5 +1,10 @@
 """The learner process: ingest transitions, hold the UTD ratio, publish weights, checkpoint.
 
+Transitions reach the buffers on the intake's thread (runtime/intake.py), so the training thread
+only draws batches and trains. A restarted learner opens its port as soon as it knows from its
+replay store's seq columns where each actor resumes, takes the actors' steps while the intake
+re-reads the store into the buffers, and trains once it has.
+
 UTD accounting: one agent.update() call per env step received after learning starts (the agent
 runs its own UTD loop inside). The learner never runs ahead of the data; when it falls behind,
 it reports the UTD it actually achieved.
@@ -21,6 +26,7 @@ learner's weights at once.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,13 +44,14 @@ from robot_rl.data.mixer import DemoMixer
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.checkpoint import CheckpointWriter, load_checkpoint, snapshot
 from robot_rl.runtime.ingest import Ingest
+from robot_rl.runtime.intake import Intake
 from robot_rl.runtime.process import (
     post_status,
     resolve_device,
     set_torch_threads,
     supervisor_gone,
 )
-from robot_rl.runtime.transport import LearnerTransport, WeightsId, load_weights, run_id
+from robot_rl.runtime.transport import LearnerTransport, WeightsId, published_version, run_id
 
 
 @dataclass
@@ -88,9 +95,13 @@ class Learner:
         self.demo = ReplayBuffer(demo_frames, spec, act_dim, rc.gamma, rc.n_step, seed=cfg.seed + 1)
         for steps, final_obs in demos.episodes() if demos else ():
             self.demo.add_episode(steps, final_obs)
-        self.ingest = Ingest(self.online, self.demo, EpisodeStore(run_dir / "replay.zarr", mode="a"))
+        # the intake thread adds episodes to the buffers under this lock; batches are drawn under it
+        buffers_lock = threading.Lock()
+        replay = EpisodeStore(run_dir / "replay.zarr", mode="a")
+        self.ingest = Ingest(self.online, self.demo, replay, refill=False, lock=buffers_lock)
         # an empty buffer gives its share to the other, so demos=none needs no special case
-        self.mixer = DemoMixer(self.online, self.demo, 1.0 if self.agent.offline else rc.demo_ratio)
+        ratio = 1.0 if self.agent.offline else rc.demo_ratio
+        self.mixer = DemoMixer(self.online, self.demo, ratio, lock=buffers_lock)
         window = getattr(self.agent, "window", None)  # (obs_horizon, chunk) of a chunked policy
         ticks = getattr(self.agent, "critic_chunk", None)  # most ticks of one decision (DSRL)
         self.batches: Iterator[Any] = self.mixer.iterate(cfg.agent.batch_size)
@@ -107,7 +118,9 @@ class Learner:
         self.resumed = self._restore() if self.ckpt_path.exists() else self._restore_without_checkpoint()
         self.writer = CheckpointWriter(self.ckpt_path)
         self._last_ckpt = (time.monotonic(), self.calls)
-        # actors send from what the replay store holds: nothing lost, nothing twice
+        self.intake = Intake(self.ingest, transport, refill=self.ingest.refill)
+        # actors send from what the replay store holds: nothing lost, nothing twice. The port
+        # opens before the buffers are refilled from the store; training waits for the refill.
         self.transport.start({a: self.ingest.committed_seq(a) for a in self.ingest.streams})
 
     def _restore(self) -> str:
@@ -139,11 +152,7 @@ class Learner:
 
     def _published_version(self) -> int:
         """The newest version this run published (the weights file may be newer than the checkpoint)."""
-        path = self.run_dir / "weights" / "policy.pt"
-        try:
-            return load_weights(path)[0] if path.exists() else 0
-        except Exception:  # an unreadable weights file: the checkpoint's version stands
-            return 0
+        return published_version(self.run_dir / "weights" / "policy.pt")
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -203,15 +212,30 @@ class Learner:
     def run(self) -> None:
         if self.resumed:
             print(self.resumed, flush=True)
+        self.intake.start()
         self.publish()  # actors (also reconnecting ones) start from the learner's current weights
+        try:
+            metrics = self._loop()
+        finally:
+            self.intake.stop()
+        self.publish()
+        self.checkpoint(wait=True)
+        self.writer.close()
+        self.transport.flush()  # the final weights are on disk before the run is called done
+        self._status(metrics, 0.0, kind="done")
+
+    def _loop(self) -> dict[str, float]:
+        """Train while the intake feeds the buffers, until done or stopped; the last metrics."""
         last_status, metrics, t0, calls0 = 0.0, {}, time.monotonic(), self.calls
         while not self.shared.stopping():
-            owed = self._owed()
-            for chunk in self.transport.receive(max_chunks=256, timeout_s=0.0 if owed > 0 else 0.02):
-                self.ingest.add(chunk)
-            if self.start_point is None and self._ready():
+            self.intake.raise_if_failed()
+            loaded = self.intake.loaded.is_set()
+            if not loaded or self._owed() <= 0:
+                self.intake.wait_for_steps(0.02)
+            if loaded and self.start_point is None and self._ready():
                 self.start_point = self.ingest.env_steps
-            metrics = self._train_for(0.05) or metrics
+            if loaded:
+                metrics = self._train_for(0.05) or metrics
             held = self.ingest.env_steps if self.start_point is None else self.start_point + self.calls
             self.shared.trained_through.value = held
             now = time.monotonic()
@@ -221,10 +245,7 @@ class Learner:
                 last_status = now
             if self._finished():
                 break
-        self.publish()
-        self.checkpoint(wait=True)
-        self.writer.close()
-        self._status(metrics, 0.0, kind="done")
+        return metrics
 
     def _status(self, metrics: dict[str, float], updates_per_s: float, kind: str = "progress") -> None:
         env_steps = self.ingest.env_steps

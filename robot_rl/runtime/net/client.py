@@ -1,8 +1,12 @@
 """The actor's end of the gRPC transport. The control loop never waits on the network.
 
-Three background threads:
-- link: connects (with backoff), then uploads the chunks the actor hands over, one call each,
-  every call with a deadline;
+Background threads:
+- link: connects (waiting for the channel, whose own backoff paces the attempts), then encodes
+  the chunks the actor hands over (frame_chunk, compression chosen per camera by the ratio it
+  achieves) and sends them on one PushChunks stream, up to `chunks_in_flight` unacknowledged
+  (chunk_stream.py; one call per chunk to a learner without the stream); every chunk and call
+  has a deadline;
+- chunk acks: matches the learner's in-order acknowledgements to the chunks in flight;
 - heartbeat: beats every `heartbeat_s`; no answer for `lost_after_s` means the learner is lost;
 - weights: holds a stream of weights open and keeps the newest.
 When the link is lost, send() returns False, so steps stay in the actor's episode store (the
@@ -24,16 +28,26 @@ import torch
 
 from robot_rl.config import TransportConfig
 from robot_rl.runtime.net import protocol_pb2 as pb
+from robot_rl.runtime.net.chunk_stream import ChunkStream
 from robot_rl.runtime.net.codec import (
     PROTOCOL_VERSION,
     SERVICE,
+    KeyCompression,
     WireError,
-    encode_chunk,
+    split_weights_message,
     weights_from_bytes,
 )
+from robot_rl.runtime.net.fit import TransportFailed, frame_to_fit, split_to_fit
 from robot_rl.runtime.net.security import call_metadata, channel_credentials
 from robot_rl.runtime.net.server import grpc_options
 from robot_rl.runtime.transport import TransitionChunk, WeightsId, newer
+
+__all__ = ["GrpcActorTransport", "TransportFailed", "reconnect_options", "split_to_fit"]
+
+# A refused Connect answered at once is retried after this pause, not in a spin.
+RETRY_PAUSE_S = 0.1
+# After the learner refuses a chunk (its queue is full), sending waits this long for it to drain.
+REFUSED_PAUSE_S = 0.05
 
 # Codes that retrying cannot fix: the actor stops with the learner's message.
 FATAL = {
@@ -47,34 +61,18 @@ FATAL = {
 }
 
 
-class TransportFailed(RuntimeError):
-    """The learner refused this actor for a reason retrying cannot fix."""
+def reconnect_options(cfg: TransportConfig) -> list[tuple[str, int]]:
+    """gRPC's reconnect backoff, the only one between the actor's connection attempts.
 
-
-def split_to_fit(chunk: TransitionChunk, session: str, compression: str, limit: int) -> list[pb.Chunk]:
-    """Encode a chunk, halving it until each message fits under the learner's size limit."""
-    msg = encode_chunk(chunk, session, compression)
-    if msg.ByteSize() <= limit:
-        return [msg]
-    n = len(chunk)
-    if n == 1:
-        raise TransportFailed(
-            f"one step is {msg.ByteSize() / 2**20:.1f} MB, over transport.max_message_mb="
-            f"{limit // 2**20}: raise it on both machines"
-        )
-    half = n // 2
-    head = TransitionChunk(
-        chunk.actor_id, chunk.seq, chunk.episode_start, {k: v[:half] for k, v in chunk.rows.items()}
-    )
-    tail = TransitionChunk(
-        chunk.actor_id,
-        chunk.seq + half,
-        chunk.episode_start,
-        {k: v[half:] for k, v in chunk.rows.items()},
-        chunk.final_obs,
-        chunk.rerecorded,
-    )
-    return split_to_fit(head, session, compression, limit) + split_to_fit(tail, session, compression, limit)
+    From 0.1 s up to transport.reconnect_max_s; each attempt may take at least 1 s (a TLS
+    handshake across a WAN fits, and a connection attempt lost with a pulled cable is retried
+    within a second of it coming back).
+    """
+    return [
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_s * 1000)),
+        ("grpc.min_reconnect_backoff_ms", 1000),
+    ]
 
 
 class GrpcActorTransport:
@@ -92,12 +90,7 @@ class GrpcActorTransport:
         self.limit = cfg.max_message_mb * 2**20
         self._meta = call_metadata(token)
         creds = channel_credentials(cfg)
-        options = [
-            *grpc_options(cfg),
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", int(cfg.reconnect_max_s * 1000)),
-        ]
+        options = [*grpc_options(cfg), *reconnect_options(cfg)]
         if creds is None:
             self._channel = grpc.insecure_channel(cfg.learner, options=options)
         else:
@@ -106,14 +99,17 @@ class GrpcActorTransport:
         self._connect = self._channel.unary_unary(
             method + "Connect", pb.Hello.SerializeToString, pb.Welcome.FromString
         )
-        self._push = self._channel.unary_unary(
-            method + "PushChunk", pb.Chunk.SerializeToString, pb.Ack.FromString
-        )
+        # chunks go out already serialised (frame_chunk): bytes as they are
+        self._push = self._channel.unary_unary(method + "PushChunk", None, pb.Ack.FromString)
+        self._push_stream = self._channel.stream_stream(method + "PushChunks", None, pb.Ack.FromString)
+        self._compression = KeyCompression(cfg.compression)
+        self._chunks: ChunkStream | None = None  # the session's PushChunks stream, if the learner has one
+        self._refused_at = 0.0  # when the learner last refused a chunk (back-pressure or a gap)
         self._beat = self._channel.unary_unary(
             method + "Beat", pb.Heartbeat.SerializeToString, pb.HeartbeatReply.FromString
         )
         self._watch = self._channel.unary_stream(
-            method + "WatchWeights", pb.WeightsRequest.SerializeToString, pb.Weights.FromString
+            method + "WatchWeights", pb.WeightsRequest.SerializeToString, split_weights_message
         )
         self._out: queue.Queue[tuple[int, TransitionChunk]] = queue.Queue(maxsize=cfg.queue_chunks)
         self._lock = threading.Lock()
@@ -212,6 +208,7 @@ class GrpcActorTransport:
                 self.failure = str(err)
         self._stop.set()
         self._cancel_stream()
+        self._close_chunks()
         for t in self._threads:
             t.join(timeout=2.0)
         self._channel.close()
@@ -243,6 +240,7 @@ class GrpcActorTransport:
             self._generation += 1
             self.counters["losses"] += 1
         self._cancel_stream()
+        self._close_chunks()
         while True:
             try:
                 self._out.get_nowait()
@@ -254,19 +252,23 @@ class GrpcActorTransport:
         if stream is not None:
             stream.cancel()
 
+    def _close_chunks(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        if chunks is not None:
+            chunks.close()
+
     def _link_loop(self) -> None:
-        backoff = 0.1
         while not self._stop.is_set():
-            if self._session is None:
-                if self._try_connect():
-                    backoff = 0.1
-                else:
-                    self._stop.wait(backoff)
-                    backoff = min(2 * backoff, self.cfg.reconnect_max_s)
+            session = self._session
+            if session is None:
+                self._try_connect()
                 continue
             try:
                 generation, chunk = self._out.get(timeout=0.05)
             except queue.Empty:
+                chunks = self._chunks  # every chunk in flight has a deadline
+                if chunks is not None and chunks.overdue(self.cfg.call_timeout_s):
+                    self._lose(session)
                 continue
             if generation == self._generation:
                 self._upload(chunk, generation)
@@ -280,11 +282,30 @@ class GrpcActorTransport:
             incarnation=self.incarnation,
             recorded=self.recorded_steps,
         )
+        started = time.monotonic()
+        # waits for the channel to be ready: when to try connecting again is gRPC's backoff alone
+        future = self._connect.future(
+            hello, timeout=self.cfg.call_timeout_s, metadata=self._meta, wait_for_ready=True
+        )
         try:
-            welcome = self._connect(hello, timeout=self.cfg.call_timeout_s, metadata=self._meta)
+            welcome = self._wait(future)
         except grpc.RpcError as err:
             self._fail_on(err)
+            # an answer that came at once (e.g. the learner's queue is full: retry) is not
+            # retried in a spin; a call that waited out its deadline is retried at once
+            self._stop.wait(RETRY_PAUSE_S - (time.monotonic() - started))
             return False
+        if welcome is None:  # close() came
+            return False
+        if welcome.chunk_stream:  # several chunks in flight; an older learner takes one per call
+            session = welcome.session
+            self._chunks = ChunkStream(
+                self._push_stream,
+                self._meta,
+                self.cfg.chunks_in_flight,
+                on_ack=self._take_ack,
+                on_error=lambda err: self._chunks_failed(session, err),
+            )
         with self._lock:
             self._session = welcome.session
             self._generation += 1
@@ -294,40 +315,92 @@ class GrpcActorTransport:
             self.counters["connects"] += 1
         return True
 
+    def _wait(self, future: Any) -> Any:
+        """A call's result, or None once close() is called (the call is cancelled)."""
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except grpc.FutureTimeoutError:
+                if self._stop.is_set():
+                    future.cancel()
+                    return None
+
     def _upload(self, chunk: TransitionChunk, generation: int) -> None:
+        """Encode a chunk (here, off the control thread) and send it; gives up when it is void."""
         session = self._session
         if session is None:
             return
-        for msg in split_to_fit(chunk, session, self.cfg.compression, self.limit):
-            future = self._push.future(msg, timeout=self.cfg.call_timeout_s, metadata=self._meta)
-            while True:  # wait, but give up at once if the heartbeat declares the link lost
-                try:
-                    ack = future.result(timeout=0.05)
-                    break
-                except grpc.FutureTimeoutError:
-                    if generation != self._generation:
-                        future.cancel()
-                        return
-                except grpc.RpcError as err:
-                    if err.code() == grpc.StatusCode.CANCELLED:
-                        return
-                    if self._session == session:
-                        self._fail_on(err)
-                    self._lose(session)
-                    return
-            with self._lock:
-                self._last_ok = time.monotonic()
-                self._acked = ack.next_seq
-                self.counters["chunks_sent"] += 1
-                self.counters["bytes_sent"] += msg.ByteSize()
-                if not ack.accepted and generation == self._generation:
-                    # queue full (back-pressure) or a gap: send again from where the learner is
-                    self.counters["backpressure"] += 1
-                    self._generation += 1
-                    self._rewind = ack.next_seq
-            if not ack.accepted:
-                self._stop.wait(0.05)
+        self._stop.wait(self._refused_at + REFUSED_PAUSE_S - time.monotonic())  # let the learner drain
+        for msg in frame_to_fit(chunk, session, self._compression, self.limit):
+            if generation != self._generation:
                 return
+            chunks = self._chunks
+            sent = self._push_one(msg, generation, session) if chunks is None else self._stream_one(
+                chunks, msg, generation, session
+            )
+            if not sent:
+                return
+
+    def _stream_one(self, chunks: ChunkStream, msg: bytes, generation: int, session: str) -> bool:
+        """Put a chunk on the stream once the window has room; False when the link is void."""
+        while not chunks.send(msg, (generation, len(msg)), timeout_s=0.05):
+            if generation != self._generation or chunks.closed:
+                return False
+            if chunks.overdue(self.cfg.call_timeout_s):  # the oldest chunk's deadline passed
+                self._lose(session)
+                return False
+        return True
+
+    def _push_one(self, msg: bytes, generation: int, session: str) -> bool:
+        """One call per chunk, waiting for its Ack (a learner without PushChunks)."""
+        future = self._push.future(msg, timeout=self.cfg.call_timeout_s, metadata=self._meta)
+        while True:  # wait, but give up at once if the heartbeat declares the link lost
+            try:
+                ack = future.result(timeout=0.05)
+                break
+            except grpc.FutureTimeoutError:
+                if generation != self._generation:
+                    future.cancel()
+                    return False
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.CANCELLED:
+                    return False
+                if self._session == session:
+                    self._fail_on(err)
+                self._lose(session)
+                return False
+        self._take_ack(ack, (generation, len(msg)))
+        return ack.accepted
+
+    def _take_ack(self, ack: pb.Ack, tag: tuple[int, int]) -> None:
+        """The learner's answer to one chunk (on the stream's reader thread, or the link's)."""
+        generation, size = tag
+        with self._lock:
+            self._last_ok = time.monotonic()
+            self._acked = ack.next_seq
+            self.counters["chunks_sent"] += 1
+            self.counters["bytes_sent"] += size
+            if not ack.accepted and generation == self._generation:
+                # queue full (back-pressure) or a gap: send again from where the learner is
+                self.counters["backpressure"] += 1
+                self._generation += 1
+                self._rewind = ack.next_seq
+                self._refused_at = time.monotonic()
+
+    def _chunks_failed(self, session: str, err: BaseException) -> None:
+        """The chunk stream ended (not by close(): a learner shutting down cancels it): a refusal
+        retrying cannot fix stops the actor, anything else means reconnecting."""
+        try:
+            if isinstance(err, grpc.RpcError):
+                if self._session == session:
+                    self._fail_on(err)
+            elif not isinstance(err, ConnectionError):
+                raise err
+        except TransportFailed as fatal:
+            self.failure = str(fatal)
+        except Exception as bug:  # a bug here must stop the actor with a message, not hang it
+            self.failure = f"transport chunk stream failed: {bug!r}"
+        self._lose(session)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.cfg.heartbeat_s):
@@ -387,8 +460,8 @@ class GrpcActorTransport:
             if self._stop.is_set() or self._session != session:  # close() or a loss came meanwhile
                 self._stream.cancel()
             try:
-                for msg in self._stream:
-                    self._take_weights(msg)
+                for head, payload in self._stream:
+                    self._take_weights(head, payload)
             except grpc.RpcError as err:
                 if err.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
                     if self._session == session and err.code() in FATAL:
@@ -397,9 +470,9 @@ class GrpcActorTransport:
             finally:
                 self._stream = None
 
-    def _take_weights(self, msg: pb.Weights) -> None:
+    def _take_weights(self, msg: pb.Weights, payload: memoryview) -> None:
         try:
-            version, state = weights_from_bytes(msg.payload)
+            version, state = weights_from_bytes(payload)
         except WireError as err:
             raise TransportFailed(f"the learner sent weights that do not load: {err}") from err
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -18,7 +19,7 @@ import torch
 from numcodecs import Blosc
 
 from robot_rl.runtime.net import protocol_pb2 as pb
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import TransitionChunk, WeightsId, weights_bytes
 from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS
 
 PROTOCOL_VERSION = 1
@@ -26,6 +27,7 @@ SERVICE = "robot_rl.v1.Learner"
 # dtypes a chunk may carry (the episode store's own); anything else is refused
 ALLOWED_DTYPES = {"|u1", "|b1", "<f4", "<f8", "<i8", "<i4"}
 MAX_ARRAY_DIMS = 5
+PAYLOAD_TAG = 2 << 3 | 2  # pb.Weights.payload: field 2, length-delimited
 BLOSC_HEADER = 16  # version, flags, typesize (1 byte each), then uint32 nbytes, blocksize, cbytes
 
 
@@ -42,12 +44,21 @@ def _codec(name: str) -> Blosc | None:
     return Blosc(cname=name, clevel=5 if name == "lz4" else 1, shuffle=Blosc.NOSHUFFLE)
 
 
-def encode_array(key: str, value: np.ndarray, compression: str) -> pb.Array:
+def _wire_value(value: np.ndarray) -> np.ndarray:
+    """The array as the wire carries it: C-contiguous, little-endian."""
     value = np.ascontiguousarray(value)
     if value.dtype.byteorder == ">":
         value = value.astype(value.dtype.newbyteorder("<"))
-    is_image = value.dtype == np.uint8 and value.ndim >= 3
-    codec = _codec(compression) if is_image else None
+    return value
+
+
+def _is_image(value: np.ndarray) -> bool:
+    return value.dtype == np.uint8 and value.ndim >= 3
+
+
+def encode_array(key: str, value: np.ndarray, compression: str) -> pb.Array:
+    value = _wire_value(value)
+    codec = _codec(compression) if _is_image(value) else None
     data = codec.encode(value) if codec is not None else value.tobytes()
     return pb.Array(
         key=key,
@@ -58,7 +69,7 @@ def encode_array(key: str, value: np.ndarray, compression: str) -> pb.Array:
     )
 
 
-def decode_array(arr: pb.Array, max_bytes: int) -> np.ndarray:
+def decode_array(arr: pb.Array | WireArray, max_bytes: int) -> np.ndarray:
     if arr.dtype not in ALLOWED_DTYPES:
         raise WireError(f"array '{arr.key}': dtype '{arr.dtype}' is not allowed")
     shape = tuple(int(s) for s in arr.shape)
@@ -72,7 +83,7 @@ def decode_array(arr: pb.Array, max_bytes: int) -> np.ndarray:
     if codec is None:
         if len(arr.data) != nbytes:
             raise WireError(f"array '{arr.key}': {len(arr.data)} bytes for shape {shape} {arr.dtype}")
-        return np.frombuffer(arr.data, dtype=dtype).reshape(shape).copy()
+        return np.frombuffer(arr.data, dtype=dtype).reshape(shape)  # read-only, on the message's bytes
     _check_blosc_header(arr, nbytes, f"shape {shape} {arr.dtype}")
     if nbytes == 0:
         return np.empty(shape, dtype)
@@ -84,7 +95,7 @@ def decode_array(arr: pb.Array, max_bytes: int) -> np.ndarray:
     return out.view(dtype).reshape(shape)
 
 
-def _check_blosc_header(arr: pb.Array, nbytes: int, what: str) -> None:
+def _check_blosc_header(arr: pb.Array | WireArray, nbytes: int, what: str) -> None:
     """Blosc trusts its header: a payload announcing fewer bytes than the shape would leave part of
     the array uninitialised, and one shorter than it announces would be read past its end."""
     data = arr.data
@@ -112,7 +123,78 @@ def encode_chunk(chunk: TransitionChunk, session: str, compression: str) -> pb.C
     )
 
 
-def decode_chunk(msg: pb.Chunk, max_bytes: int) -> TransitionChunk:
+class KeyCompression:
+    """Compression chosen per image key by the ratio it achieves.
+
+    A key is compressed while that saves at least `min_saving` of its bytes. A camera whose
+    frames do not compress (sensor noise: lz4 saves a few percent of a real camera's frame, at
+    more than the cost of sending it raw) is sent raw for the next `retry_every` chunks, then
+    tried again in case the scene changed. The decision is the sender's: each array names its codec.
+    """
+
+    def __init__(self, compression: str, min_saving: float = 0.1, retry_every: int = 64) -> None:
+        if not 0.0 <= min_saving < 1.0 or retry_every < 1:
+            raise ValueError(f"need 0 <= min_saving < 1, retry_every >= 1; got {min_saving}, {retry_every}")
+        self.compression = compression
+        self.min_saving = min_saving
+        self.retry_every = retry_every
+        self._codec = _codec(compression)
+        self._chunks = 0
+        self._raw_until: dict[str, int] = {}  # key -> the chunk from which to try compressing again
+
+    def next_chunk(self) -> None:
+        """A new chunk is being encoded (the unit of retry_every)."""
+        self._chunks += 1
+
+    def compresses(self, key: str) -> bool:
+        """Whether the next chunk will try compressing an image under `key`."""
+        return self._tries(key, self._chunks + 1)
+
+    def encode(self, key: str, value: np.ndarray) -> tuple[bytes | memoryview, str]:
+        """(the bytes to send, their codec: "" for raw) of a C-contiguous little-endian array."""
+        raw = memoryview(value).cast("B") if value.ndim else memoryview(value.tobytes())
+        if not _is_image(value) or not self._tries(key, self._chunks):
+            return raw, ""
+        assert self._codec is not None
+        data = self._codec.encode(value)
+        if len(data) > (1.0 - self.min_saving) * value.nbytes:  # not worth it: raw for a while
+            self._raw_until[key] = self._chunks + self.retry_every + 1
+            return (raw, "") if len(data) >= value.nbytes else (data, self.compression)
+        return data, self.compression
+
+    def _tries(self, key: str, chunk: int) -> bool:
+        return self._codec is not None and self._raw_until.get(key, 0) <= chunk
+
+
+ROWS_FIELD, FINAL_OBS_FIELD, DATA_FIELD = 5, 7, 4  # pb.Chunk.rows, pb.Chunk.final_obs, pb.Array.data
+
+
+def frame_chunk(chunk: TransitionChunk, session: str, compression: KeyCompression) -> bytes:
+    """A serialised pb.Chunk, built around the arrays' bytes with one copy of them (encode_chunk
+    and SerializeToString would make three)."""
+    compression.next_chunk()
+    head = pb.Chunk(
+        actor_id=chunk.actor_id,
+        session=session,
+        seq=chunk.seq,
+        episode_start=chunk.episode_start,
+        ends_episode=chunk.ends_episode,
+        rerecorded=chunk.rerecorded,
+    ).SerializeToString()
+    parts: list[bytes | memoryview] = [head]
+    for field, arrays in ((ROWS_FIELD, chunk.rows), (FINAL_OBS_FIELD, chunk.final_obs or {})):
+        for key, value in arrays.items():
+            value = _wire_value(value)
+            data, codec = compression.encode(key, value)
+            array_head = pb.Array(key=key, dtype=value.dtype.str, shape=list(value.shape), codec=codec)
+            head_bytes = array_head.SerializeToString()
+            data_prefix = _varint_bytes(DATA_FIELD << 3 | 2) + _varint_bytes(len(data))
+            size = len(head_bytes) + len(data_prefix) + len(data)
+            parts += [_varint_bytes(field << 3 | 2), _varint_bytes(size), head_bytes, data_prefix, data]
+    return b"".join(parts)
+
+
+def decode_chunk(msg: pb.Chunk | WireChunk, max_bytes: int) -> TransitionChunk:
     """A protobuf chunk -> TransitionChunk, refusing anything the learner could choke on."""
     rows = {a.key: decode_array(a, max_bytes) for a in msg.rows}
     if len(rows) != len(msg.rows):
@@ -143,13 +225,138 @@ def decode_chunk(msg: pb.Chunk, max_bytes: int) -> TransitionChunk:
 
 
 def weights_to_bytes(version: int, policy_state: dict[str, torch.Tensor]) -> bytes:
-    buf = io.BytesIO()
-    state = {k: v.detach().cpu().contiguous() for k, v in policy_state.items()}
-    torch.save({"version": torch.tensor(version), "policy": state}, buf)
-    return buf.getvalue()
+    return bytes(weights_bytes(version, policy_state))
 
 
-def weights_from_bytes(payload: bytes) -> tuple[int, dict[str, torch.Tensor]]:
+def weights_message(version: int, source: WeightsId, payload: bytes | memoryview) -> bytes:
+    """A serialised pb.Weights, built around the payload with one copy of it (protobuf's
+    constructor and SerializeToString would make two); fields may come in any order on the wire."""
+    head = pb.Weights(version=version, run=source.run, incarnation=source.incarnation).SerializeToString()
+    return b"".join((head, _varint_bytes(PAYLOAD_TAG), _varint_bytes(len(payload)), payload))
+
+
+def split_weights_message(data: bytes) -> tuple[pb.Weights, memoryview]:
+    """A serialised pb.Weights -> (its fields but the payload, the payload as a view into data).
+
+    protobuf's parser copies the payload twice (into the message, then out as bytes), 20 MB for
+    a 5M-parameter policy: this reads the few top-level fields itself and copies only the rest.
+    """
+    view = memoryview(data)
+    rest, found = _split_fields(view, {PAYLOAD_TAG >> 3}, "weights message")
+    payloads = found[PAYLOAD_TAG >> 3]
+    return _parse(pb.Weights, rest, "weights message"), payloads[-1] if payloads else view[:0]
+
+
+@dataclass
+class WireArray:
+    """pb.Array's fields, its data a view into the message it arrived in."""
+
+    key: str
+    dtype: str
+    shape: list[int]
+    data: memoryview
+    codec: str
+
+
+@dataclass
+class WireChunk:
+    """pb.Chunk's fields, its arrays' data left in the bytes that arrived (decode_chunk reads it
+    as it reads a pb.Chunk), and the message's size on the wire."""
+
+    actor_id: int
+    session: str
+    seq: int
+    episode_start: int
+    ends_episode: bool
+    rerecorded: bool
+    rows: list[WireArray]
+    final_obs: list[WireArray]
+    size: int
+
+
+def parse_chunk(data: bytes) -> WireChunk:
+    """A serialised pb.Chunk, its arrays' bytes not copied (protobuf's parser copies each twice)."""
+    view = memoryview(data)
+    rest, arrays = _split_fields(view, {ROWS_FIELD, FINAL_OBS_FIELD}, "chunk")
+    head = _parse(pb.Chunk, rest, "chunk")
+    return WireChunk(
+        actor_id=head.actor_id,
+        session=head.session,
+        seq=head.seq,
+        episode_start=head.episode_start,
+        ends_episode=head.ends_episode,
+        rerecorded=head.rerecorded,
+        rows=[_parse_array(a) for a in arrays[ROWS_FIELD]],
+        final_obs=[_parse_array(a) for a in arrays[FINAL_OBS_FIELD]],
+        size=len(view),
+    )
+
+
+def _parse_array(view: memoryview) -> WireArray:
+    rest, found = _split_fields(view, {DATA_FIELD}, "chunk array")
+    head = _parse(pb.Array, rest, "chunk array")
+    data = found[DATA_FIELD]
+    return WireArray(head.key, head.dtype, list(head.shape), data[-1] if data else view[:0], head.codec)
+
+
+def _parse(message: Any, data: bytes, what: str) -> Any:
+    try:
+        return message.FromString(data)
+    except Exception as err:  # protobuf's DecodeError
+        raise WireError(f"{what} does not parse ({err})") from err
+
+
+def _split_fields(view: memoryview, fields: set[int], what: str) -> tuple[bytes, dict[int, list[memoryview]]]:
+    """A serialised message's length-delimited `fields` as views into it (in order, repeats kept),
+    and the bytes of all its other fields (small: for protobuf to parse)."""
+    rest: list[memoryview] = []
+    found: dict[int, list[memoryview]] = {f: [] for f in fields}
+    pos = 0
+    while pos < len(view):
+        start = pos
+        tag, pos = _read_varint(view, pos, what)
+        wire_type = tag & 7
+        length = 0
+        if wire_type == 0:
+            _, pos = _read_varint(view, pos, what)
+        elif wire_type in (1, 5):
+            pos += 8 if wire_type == 1 else 4
+        elif wire_type == 2:
+            length, pos = _read_varint(view, pos, what)
+            pos += length
+        else:
+            raise WireError(f"{what}: wire type {wire_type} at byte {start} is not supported")
+        if pos > len(view):
+            raise WireError(f"{what}: a field at byte {start} runs past the end ({len(view)} bytes)")
+        if wire_type == 2 and tag >> 3 in found:
+            found[tag >> 3].append(view[pos - length : pos])
+        else:
+            rest.append(view[start:pos])
+    return b"".join(rest), found
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(view: memoryview, pos: int, what: str) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(view) and shift < 64:
+        byte = view[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise WireError(f"{what}: a varint at byte {pos} is cut off or too long")
+
+
+def weights_from_bytes(payload: bytes | memoryview) -> tuple[int, dict[str, torch.Tensor]]:
     """weights_only=True: tensors and plain containers load, anything executable is refused."""
     try:
         blob = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)

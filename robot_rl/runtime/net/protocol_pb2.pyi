@@ -57,18 +57,20 @@ class Hello(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., actor_id: _Optional[int] = ..., spaces: _Optional[str] = ..., host: _Optional[str] = ..., incarnation: _Optional[str] = ..., recorded: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol_version", "session", "next_seq", "weights_version", "learner_run")
+    __slots__ = ("protocol_version", "session", "next_seq", "weights_version", "learner_run", "chunk_stream")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     LEARNER_RUN_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_STREAM_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     session: str
     next_seq: int
     weights_version: int
     learner_run: str
-    def __init__(self, protocol_version: _Optional[int] = ..., session: _Optional[str] = ..., next_seq: _Optional[int] = ..., weights_version: _Optional[int] = ..., learner_run: _Optional[str] = ...) -> None: ...
+    chunk_stream: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., session: _Optional[str] = ..., next_seq: _Optional[int] = ..., weights_version: _Optional[int] = ..., learner_run: _Optional[str] = ..., chunk_stream: _Optional[bool] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("accepted", "next_seq")

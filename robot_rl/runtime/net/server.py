@@ -1,11 +1,13 @@
 """The learner's end of the gRPC transport: one server, any number of actors (up to max_actors).
 
-Each actor connects (protocol version and env spaces checked), then pushes chunks, beats every
-`heartbeat_s` and watches a stream of weights. Per actor the server keeps `next_seq`, the first
-step it does not hold: a chunk that would leave a gap is refused and the actor sends again from
-`next_seq`, one it already holds is acknowledged and dropped, so every step is ingested once
-whatever the network did. A full queue refuses chunks (back-pressure); they wait in the actor's
-store. A newer connection of the same actor id supersedes the older one.
+Each actor connects (protocol version and env spaces checked), then pushes chunks (on one
+PushChunks stream, several in flight, taken and acknowledged in order; or one PushChunk call
+each, as older actors do), beats every `heartbeat_s` and watches a stream of weights. Per
+actor the server keeps `next_seq`, the first step it does not hold: a chunk that would leave a
+gap is refused and the actor sends again from `next_seq`, one it already holds is acknowledged
+and dropped, so every step is ingested once whatever the network did. A full queue refuses
+chunks (back-pressure); they wait in the actor's store. A newer connection of the same actor id
+supersedes the older one.
 
 Every refused connection (wrong token, protocol, env, too many actors, a store from another run)
 is counted and kept as one line with the reason, the peer address and the actor id, for the
@@ -19,6 +21,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +35,18 @@ from robot_rl.runtime.net import protocol_pb2 as pb
 from robot_rl.runtime.net.codec import (
     PROTOCOL_VERSION,
     SERVICE,
+    WireChunk,
     WireError,
     decode_chunk,
-    weights_to_bytes,
+    parse_chunk,
+    weights_message,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
 from robot_rl.runtime.transport import (
     ActorRestarted,
     TransitionChunk,
     WeightsId,
-    save_weights,
+    WeightsPublisher,
     take_from_queue,
 )
 
@@ -97,7 +102,7 @@ class ActorLink:
 
 
 class GrpcLearnerTransport:
-    """LearnerTransport over gRPC; start() opens the port once the replay store is restored."""
+    """LearnerTransport over gRPC; start() opens the port once the replay store's cursors are read."""
 
     def __init__(self, cfg: TransportConfig, run_dir: Path, spaces: str, token: str) -> None:
         if not is_loopback(cfg.listen) and not cfg.tls_cert:
@@ -109,9 +114,11 @@ class GrpcLearnerTransport:
         self._queue: queue.Queue[TransitionChunk | ActorRestarted] = queue.Queue(maxsize=cfg.queue_chunks)
         self._lock = threading.Lock()
         self._links: dict[int, ActorLink] = {}
+        self._chunk_streams: set[grpc.ServicerContext] = set()  # open PushChunks calls
         self._cursors: dict[int, int] = {}
         self._weights: tuple[int, str, bytes] | None = None  # version, incarnation, serialised pb.Weights
         self._weights_changed = threading.Condition()
+        self._publisher = WeightsPublisher(self.run_dir / "weights" / "policy.pt", self._deliver)
         self._closing = False
         self.trained_through = 0  # set by the learner; actors pace on it in sim
         self.learner_done = False
@@ -136,10 +143,14 @@ class GrpcLearnerTransport:
             SERVICE,
             {
                 "Connect": unary(self._connect, pb.Hello.FromString, pb.Welcome.SerializeToString),
-                "PushChunk": unary(self._push_chunk, pb.Chunk.FromString, pb.Ack.SerializeToString),
+                # chunks are parsed without copying their arrays' bytes (codec.parse_chunk)
+                "PushChunk": unary(self._push_chunk, parse_chunk, pb.Ack.SerializeToString),
+                "PushChunks": grpc.stream_stream_rpc_method_handler(
+                    self._push_chunks, parse_chunk, pb.Ack.SerializeToString
+                ),
                 "Beat": unary(self._beat, pb.Heartbeat.FromString, pb.HeartbeatReply.SerializeToString),
                 "WatchWeights": grpc.unary_stream_rpc_method_handler(
-                    # serialised once per version in publish_weights, not once per actor stream
+                    # serialised once per version in _deliver, not once per actor stream
                     self._watch_weights,
                     pb.WeightsRequest.FromString,
                     bytes,
@@ -169,19 +180,31 @@ class GrpcLearnerTransport:
     def publish_weights(
         self, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
     ) -> None:
-        source = source or WeightsId()
-        save_weights(self.run_dir / "weights" / "policy.pt", version, policy_state, source)  # eval, resume
-        payload = weights_to_bytes(version, policy_state)
-        message = pb.Weights(version=version, payload=payload, run=source.run, incarnation=source.incarnation)
-        serialised = message.SerializeToString()
+        """Returns at once: the streams get the version, then the weights file (eval, resume)."""
+        self._publisher.publish(version, policy_state, source)
+
+    def flush(self) -> None:
+        self._publisher.flush()
+
+    def _deliver(self, version: int, source: WeightsId, payload: memoryview) -> None:
+        """On the publisher's thread: serialised once for every actor stream."""
+        message = weights_message(version, source, payload)
         with self._weights_changed:
-            self._weights = (version, source.incarnation, serialised)
+            self._weights = (version, source.incarnation, message)
             self._weights_changed.notify_all()
 
     def close(self, grace_s: float = 1.0) -> None:
+        try:
+            self._publisher.close()
+        except RuntimeError as err:  # closing must still stop the server
+            print(f"warning: {err}", flush=True)
         with self._weights_changed:
             self._closing = True
             self._weights_changed.notify_all()
+        with self._lock:  # a chunk stream never ends by itself: its actor is told now, not after grace_s
+            streams = list(self._chunk_streams)
+        for context in streams:
+            context.cancel()
         self._server.stop(grace_s).wait(grace_s + 1.0)
 
     # ---- what the display and the learner app read ----
@@ -294,6 +317,7 @@ class GrpcLearnerTransport:
             next_seq=next_seq,
             weights_version=version,
             learner_run=self.run_dir.name,
+            chunk_stream=True,
         )
 
     def _link(self, actor_id: int, session: str, context: grpc.ServicerContext) -> ActorLink:
@@ -312,7 +336,18 @@ class GrpcLearnerTransport:
         link.last_seen = time.monotonic()
         return link
 
-    def _push_chunk(self, msg: pb.Chunk, context: grpc.ServicerContext) -> pb.Ack:
+    def _push_chunks(self, requests: Iterator[WireChunk], context: grpc.ServicerContext) -> Iterator[pb.Ack]:
+        """Chunks on one stream, taken in the order sent: one Ack each, in that order."""
+        with self._lock:
+            self._chunk_streams.add(context)
+        try:
+            for msg in requests:
+                yield self._push_chunk(msg, context)
+        finally:
+            with self._lock:
+                self._chunk_streams.discard(context)
+
+    def _push_chunk(self, msg: WireChunk, context: grpc.ServicerContext) -> pb.Ack:
         link = self._link(msg.actor_id, msg.session, context)
         try:
             chunk = decode_chunk(msg, self.max_bytes)
@@ -338,7 +373,7 @@ class GrpcLearnerTransport:
                 link.complete = link.next_seq
             link.chunks += 1
             link.steps += link.next_seq - cursor
-            link.bytes += msg.ByteSize()
+            link.bytes += msg.size
             return pb.Ack(accepted=True, next_seq=link.next_seq)
 
     def _beat(self, msg: pb.Heartbeat, context: grpc.ServicerContext) -> pb.HeartbeatReply:

@@ -345,3 +345,12 @@ def test_store_without_the_flag_reads_all_false_and_gains_it(tmp_path: Path) -> 
     again = EpisodeStore(path, "r")
     assert [again.rerecorded(i) for i in range(3)] == [False, False, True]
     assert not scan(path).damages
+
+
+def test_steps_of_some_keys_only(tmp_path: Path) -> None:
+    store = EpisodeStore(tmp_path / "s.zarr", "w")
+    steps, final = make_episode(4)
+    store.append_episode(steps, final)
+    got = store.steps(1, 4, keys=("reward", "t_obs", "not_stored"))  # e.g. no images
+    assert set(got) == {"reward", "t_obs"}
+    np.testing.assert_array_equal(got["reward"], steps["reward"][1:4])

@@ -69,3 +69,35 @@ def test_iterate_is_endless_and_lazy() -> None:
     online.add_episode(*episode(0.0, 2))
     for _ in range(5):
         assert n_demo_rows(next(batches)) == 2
+
+
+class CountingLock:
+    """A lock that notes how often it was held, and whether while a batch was drawn."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.times = 0
+
+    def __enter__(self) -> None:
+        assert not self.held
+        self.held, self.times = True, self.times + 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.held = False
+
+
+def test_iterating_draws_each_batch_under_the_lock() -> None:
+    lock = CountingLock()
+    online, demo = buffer(0.0, 5), buffer(1.0, 5)
+    for buf in (online, demo):  # what the learner's ingest thread would race with
+        sample = buf.sample
+
+        def checked(n: int, sample=sample) -> Batch:
+            assert lock.held, "a batch drawn without the buffers' lock"
+            return sample(n)
+
+        buf.sample = checked
+    batches = DemoMixer(online, demo, lock=lock).iterate(4)
+    for _ in range(3):
+        next(batches)
+    assert lock.times == 3 and not lock.held

@@ -816,3 +816,45 @@ def test_backpressure_from_a_slow_learner_loses_nothing(tmp_path, closing):
     assert actor.sender.full_events > 0
     assert_exactly_once(learner, actor)
     assert_serves_fresh_actor(learner, tmp_path)
+
+
+# ---------------------------------------------------------------- chunks in flight
+def test_chunks_go_on_one_stream_several_in_flight_exactly_once(tmp_path, closing):
+    learner = _learner(closing, tmp_path, delay_s=0.002)
+    actor = _actor(closing, tmp_path, learner.address, cfg={"chunks_in_flight": 3, "chunk_steps": 2})
+    _wait_until(actor.transport.connected, "the actor to connect")
+    assert actor.transport._chunks is not None  # the learner offered its PushChunks stream
+    actor.act(120, pace_s=0.0)
+    actor.finish(learner)
+    assert_exactly_once(learner, actor)
+    (link,) = learner.server.actors()
+    assert link["steps"] == actor.recorded and actor.transport.pending() == 0
+
+
+def test_an_older_learner_without_the_stream_gets_one_call_per_chunk(tmp_path, closing, monkeypatch):
+    connect = GrpcLearnerTransport._connect
+
+    def older(self, hello, context):  # a learner from before PushChunks: Welcome lacks the field
+        welcome = connect(self, hello, context)
+        welcome.ClearField("chunk_stream")
+        return welcome
+
+    monkeypatch.setattr(GrpcLearnerTransport, "_connect", older)
+    learner = _learner(closing, tmp_path)
+    actor = _actor(closing, tmp_path, learner.address)
+    _wait_until(actor.transport.connected, "the actor to connect")
+    assert actor.transport._chunks is None
+    actor.act(60)
+    actor.finish(learner)
+    assert_exactly_once(learner, actor)
+
+
+def test_a_learner_that_closes_tells_its_streaming_actor_without_waiting_for_heartbeats(tmp_path, closing):
+    learner = Learner(_cfg(), tmp_path / "learner")
+    slow_beats = {"heartbeat_s": 10.0, "lost_after_s": 60.0}  # no heartbeat could notice in time
+    actor = _actor(closing, tmp_path, learner.address, cfg=slow_beats)
+    _wait_until(actor.transport.connected, "the actor to connect")
+    actor.act(10)
+    learner.close()  # cancels the chunk stream: the actor learns the learner is gone from it
+    _wait_until(lambda: not actor.transport.connected(), "the actor to count the learner lost")
+    assert actor.transport.counters["losses"] == 1 and actor.transport.failure is None

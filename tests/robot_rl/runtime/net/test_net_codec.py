@@ -11,16 +11,21 @@ from numcodecs import Blosc
 
 from robot_rl.runtime.net import protocol_pb2 as pb
 from robot_rl.runtime.net.codec import (
+    KeyCompression,
     WireError,
     decode_array,
     decode_chunk,
     encode_array,
     encode_chunk,
+    frame_chunk,
+    parse_chunk,
     spaces_json,
+    split_weights_message,
     weights_from_bytes,
+    weights_message,
     weights_to_bytes,
 )
-from robot_rl.runtime.transport import TransitionChunk
+from robot_rl.runtime.transport import TransitionChunk, WeightsId
 from robot_rl.transition import STEP_KEYS
 
 LIMIT = 2**20
@@ -359,6 +364,35 @@ def test_weights_of_the_wrong_shape_refused(payload, match):
         weights_from_bytes(payload)
 
 
+def test_weights_message_is_protobufs_own_and_splits_without_copying_the_payload():
+    payload = weights_to_bytes(7, {"w": torch.arange(300.0)})  # > 127 bytes: a multi-byte length
+    data = weights_message(7, WeightsId("run-a", "one"), memoryview(payload))
+    expected = pb.Weights(version=7, payload=payload, run="run-a", incarnation="one")
+    assert pb.Weights.FromString(data) == expected
+    head, view = split_weights_message(data)
+    assert (head.version, head.run, head.incarnation, head.payload) == (7, "run-a", "one", b"")
+    assert isinstance(view, memoryview) and view.obj is data and view == payload  # a view, no copy
+    # protobuf's own serialisation (any field order) splits the same way
+    head, view = split_weights_message(pb.Weights(version=7, payload=payload, run="r").SerializeToString())
+    assert (head.version, head.run, bytes(view)) == (7, "r", payload)
+    assert weights_from_bytes(view)[0] == 7
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x08", "cut off"),  # a varint field without its value
+        (b"\x12\x05ab", "runs past the end"),  # a payload announcing more bytes than arrived
+        (b"\x0b", "wire type 3"),  # a group: not in this protocol
+        (b"\x1a\x02\xff\xfe", "does not parse"),  # run: not UTF-8
+    ],
+    ids=["cut-varint", "short-payload", "group", "bad-string"],
+)
+def test_malformed_weights_message_refused(data, match):
+    with pytest.raises(WireError, match=match):
+        split_weights_message(data)
+
+
 # ---------------------------------------------------------------- spaces
 def test_spaces_json_names_the_env():
     box = gym.spaces.Box(-1, 1, (2,), np.float32)
@@ -372,3 +406,75 @@ def test_spaces_json_names_the_env():
     assert spaces_json(obs, box) == spaces_json(same, box)
     assert spaces_json(obs, box) != spaces_json(obs, gym.spaces.Box(-1, 1, (3,), np.float32))
     assert '"shape": [12, 16, 3]' in spaces_json(obs, box)
+
+
+# ---------------------------------------------------------------- framed chunks, as the transport sends them
+@pytest.mark.parametrize("final", [None, {}, "obs"], ids=["mid-episode", "ends-without-obs", "ends"])
+def test_a_framed_chunk_is_protobufs_own_and_parses_back_without_copies(final):
+    rows = _rows(6)
+    rows["state"] = rows["state"].astype(">f4")  # arrives little-endian all the same
+    final_obs = _final() if final == "obs" else final
+    chunk = TransitionChunk(3, 10, 8, rows, final_obs, rerecorded=final is not None)
+    data = frame_chunk(chunk, "s", KeyCompression("lz4"))
+    for parsed in (pb.Chunk.FromString(data), parse_chunk(data)):  # an older learner, and ours
+        out = decode_chunk(parsed, LIMIT)
+        assert (out.actor_id, out.seq, out.episode_start, out.rerecorded) == (3, 10, 8, final is not None)
+        assert out.ends_episode == (final is not None) and set(out.rows) == set(rows)
+        for key, value in rows.items():
+            np.testing.assert_array_equal(out.rows[key], value, err_msg=key)
+        if final == "obs":
+            for key, value in final_obs.items():
+                np.testing.assert_array_equal(out.final_obs[key], value, err_msg=key)
+        else:
+            assert out.final_obs == final_obs
+    wire = parse_chunk(data)
+    assert wire.size == len(data) and all(a.data.obj is data for a in wire.rows)  # views, not copies
+    assert not decode_chunk(wire, LIMIT).rows["reward"].flags.writeable  # read in place
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x28", "cut off"),  # ends_episode without its value
+        (b"\x2a\x10abc", "runs past the end"),  # a row announcing more bytes than arrived
+        (b"\x2a\x02\x22\x05", "runs past the end"),  # an array's data cut short
+        (b"\x12\x02\xff\xfe", "does not parse"),  # session: not UTF-8
+    ],
+    ids=["cut-varint", "short-row", "short-data", "bad-string"],
+)
+def test_malformed_framed_chunk_refused(data, match):
+    with pytest.raises(WireError, match=match):
+        parse_chunk(data)
+
+
+def _camera(n: int, noisy: bool) -> np.ndarray:
+    """A smooth gradient (compresses well), or sensor noise (does not)."""
+    if noisy:
+        return np.random.default_rng(n).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return np.broadcast_to(np.arange(32, dtype=np.uint8)[None, :, None, None] * 4, (n, 32, 32, 3)).copy()
+
+
+def _codecs(compression: KeyCompression, rows: dict[str, np.ndarray]) -> dict[str, str]:
+    data = frame_chunk(TransitionChunk(0, 0, 0, rows), "s", compression)
+    return {a.key: a.codec for a in parse_chunk(data).rows}
+
+
+def test_compression_is_chosen_per_camera_by_the_ratio_it_achieves():
+    compression = KeyCompression("lz4", min_saving=0.1, retry_every=3)
+    rows = {"image_smooth": _camera(4, noisy=False), "image_noisy": _camera(4, noisy=True), **_rows(4)}
+    first = _codecs(compression, rows)  # the noisy camera is tried once, found not worth it
+    assert first["image_smooth"] == "lz4" and first["image_noisy"] == ""
+    assert all(first[k] == "" for k in rows if not k.startswith("image_"))  # never compressed
+    assert not compression.compresses("image_noisy") and compression.compresses("image_smooth")
+    for _ in range(3):  # sent raw without trying, for retry_every chunks ...
+        assert _codecs(compression, rows)["image_noisy"] == ""
+    assert compression.compresses("image_noisy")  # ... until it is tried again
+    rows["image_noisy"] = _camera(4, noisy=False)  # the scene changed: it compresses now
+    assert _codecs(compression, rows) == first | {"image_noisy": "lz4"}
+
+
+def test_no_compression_configured_sends_every_camera_raw():
+    rows = {"image_smooth": _camera(4, noisy=False), **_rows(4)}
+    assert set(_codecs(KeyCompression("none"), rows).values()) == {""}
+    with pytest.raises(ValueError, match="min_saving"):
+        KeyCompression("lz4", min_saving=1.0)
