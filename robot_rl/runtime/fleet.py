@@ -80,7 +80,7 @@ def worker_config(cfg: TrainConfig, actor_id: int, learner: str) -> TrainConfig:
 
 class FleetLearner:
     """The learner's Ray actor: serve() until the workers are done, then the final evaluation.
-    Runs with Ray's max_concurrency > 1, so address() and stop() answer while run() runs."""
+    Runs with Ray's max_concurrency > 1, so address(), pid() and stop() answer while run() runs."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -110,7 +110,6 @@ class FleetLearner:
         run_dir = Path(self.cfg.run_dir)
         if self.cfg.final_eval_episodes > 0:
             result |= final_eval(self.cfg, run_dir, self.cfg.final_eval_episodes)
-            print(final_eval_line(result), flush=True)
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
         return result
 
@@ -130,6 +129,9 @@ class FleetLearner:
 
             host = ray.util.get_node_ip_address()
         return f"{host}:{self._port}", learner_token(self.cfg.transport, Path(self.cfg.run_dir))
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def stop(self) -> None:
         self._stop.set()
@@ -240,7 +242,7 @@ class Fleet:
         except (KeyboardInterrupt, RunFailed) as err:
             self.stop()
             how = f"resume with: robot-rl fleet resume=true run_dir={self.cfg.run_dir}"
-            raise RunFailed(f"{err or 'stopped'}; {how}") from err
+            raise RunFailed(f"{str(err) or 'stopped'}; {how}") from err
         return results["the learner"]
 
     def stop(self) -> None:
@@ -275,6 +277,8 @@ def run_fleet(cfg: TrainConfig) -> dict[str, Any]:
         result = supervisor.wait()
     finally:
         ray.shutdown()
+    if "episodes" in result:  # printed here: Ray's log forwarding may drop a worker's last lines
+        print(final_eval_line(result), flush=True)
     print(
         f"fleet done in {result['train_time_s']:.0f}s: {result['env_steps']:,} env steps from"
         f" {fleet.workers} workers, {result['updates']:,} updates; {folder.path}/ holds checkpoints/,"
