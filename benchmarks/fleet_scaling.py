@@ -27,6 +27,7 @@ benchmarks/results/learning.json's default row.
     python -m benchmarks.fleet_scaling                      # 1, 2, 4, 8 workers
     python -m benchmarks.fleet_scaling --quick              # 1, 2 workers, short windows; JSON only
     python -m benchmarks.fleet_scaling --success --seeds 0  # the learning comparison (~10 min a seed)
+    python -m benchmarks.fleet_scaling --acceptance 16      # 16 Ray workers at one learner
 """
 
 from __future__ import annotations
@@ -354,6 +355,45 @@ def success(args: argparse.Namespace) -> None:
     print(write_results("fleet_success", {"rows": rows}, "\n".join(md), command))
 
 
+def acceptance(args: argparse.Namespace) -> None:
+    """N Ray workers at one learner on small budgets: each actor id's steps in replay.zarr, once."""
+    n = args.acceptance
+    run = OUT / f"acceptance_{n}"
+    small = [
+        "total_env_steps=100", "demos.num_episodes=2", "agent.hidden_dims=[64,64]", "agent.batch_size=32",
+        "agent.utd=2", "learning_starts=64", "eval_episodes=0", "final_eval_episodes=0",
+    ]  # fmt: skip
+    overrides = [f"fleet.workers={n}", f"transport.max_actors={n}", "transport.listen=127.0.0.1:0", *small]
+    out = run_train(run, overrides, command="fleet")
+    replay = EpisodeStore(run / "replay.zarr", mode="r")
+    steps = replay.steps(0, replay.n_steps)
+    actors = []
+    for i in range(n):
+        seq = steps["seq"][steps["actor_id"] == i]
+        spool = EpisodeStore(run / "workers" / str(i) / f"actor_{i}" / "episodes.zarr", mode="r").n_steps
+        actors.append(
+            {
+                "actor_id": i,
+                "replay": len(seq),
+                "spool": spool,
+                "once": bool(np.array_equal(seq, np.arange(spool))),
+            }
+        )
+    once = sum(a["once"] and a["replay"] == a["spool"] > 0 for a in actors)
+    md = [
+        f"## Fleet acceptance: {n} Ray workers at one learner",
+        "",
+        f"`robot-rl fleet fleet.workers={n} transport.max_actors={n} total_env_steps=100` (small nets):"
+        f" {once} of {n} actor ids have every step of their spool in the learner's replay.zarr, once and"
+        f" in order ({min(a['replay'] for a in actors)}-{max(a['replay'] for a in actors)} steps each);"
+        f" {out['env_steps']:,} env steps in all, {out['train_time_s'] / 60:.1f} minutes with Ray's and"
+        f" the {n} workers' start.",
+    ]
+    command = f"python -m benchmarks.fleet_scaling --acceptance {n}"
+    payload = {"actors": actors, "env_steps": out["env_steps"], "train_time_s": out["train_time_s"]}
+    print(write_results("fleet_acceptance", payload, "\n".join(md), command))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -362,9 +402,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 2 workers, short windows, JSON only")
     parser.add_argument("--success", action="store_true", help="the fleet vs robot-rl train learning run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--acceptance", type=int, metavar="N", help="N Ray workers at one learner, small budgets"
+    )
     args = parser.parse_args()
     if args.success:
         success(args)
+        return
+    if args.acceptance:
+        acceptance(args)
         return
     if args.quick:
         args.workers, args.warmup_s, args.window_s = [1, 2], 5.0, 15.0

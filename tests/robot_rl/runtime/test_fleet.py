@@ -93,15 +93,15 @@ def test_fleet_checks_against_the_rest_of_the_config(tmp_path):
         check_fleet(replace(cfg, env=RobotEnvConfig()))
 
 
+def robot_rl(*args: str, timeout_s: float) -> subprocess.CompletedProcess:
+    """The robot-rl command, its output captured."""
+    cmd = [sys.executable, "-m", "robot_rl.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=ENV)
+
+
 def test_cli_refuses_more_workers_than_max_actors_before_making_anything(tmp_path):
     run = tmp_path / "run"
-    res = subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", "fleet", "fleet.workers=6", f"run_dir={run}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-    )
+    res = robot_rl("fleet", "fleet.workers=6", f"run_dir={run}", timeout_s=120)
     assert res.returncode != 0
     assert "fleet.workers=6 is more than the learner serves" in res.stdout + res.stderr
     assert not run.exists()
@@ -234,9 +234,7 @@ def test_fleet_of_two_workers_from_the_command_line(tmp_path):
         "eval_episodes=0", "final_eval_episodes=2", "weights_every_updates=10",
         "transport.listen=127.0.0.1:0", "transport.heartbeat_s=0.25", "transport.lost_after_s=1.0",
     ]  # fmt: skip
-    res = subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=600, env=ENV
-    )
+    res = robot_rl(*args, timeout_s=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     for actor_id in range(2):
         assert assert_exactly_once(run, run / "workers" / str(actor_id), actor_id) >= 250
