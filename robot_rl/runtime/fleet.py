@@ -181,6 +181,13 @@ def start_ray(ray: Any, fleet: FleetConfig) -> None:
         object_store_memory=OBJECT_STORE_BYTES,
         logging_level="WARNING",
     )
+    gpus, here = fleet.learner_gpus + fleet.workers * fleet.worker_gpus, ray.cluster_resources().get("GPU", 0)
+    if gpus > here:  # Ray would wait for them forever
+        ray.shutdown()
+        raise RunFailed(
+            f"the fleet asks for {gpus:g} GPUs (fleet.learner_gpus + fleet.workers x fleet.worker_gpus)"
+            f" but this machine has {here:g}"
+        )
 
 
 def _one_line(err: BaseException) -> str:
@@ -268,7 +275,8 @@ def run_fleet(cfg: TrainConfig) -> dict[str, Any]:
         f" {fleet.worker_gpus:g} GPU each), {cfg.total_env_steps:,} env steps each",
         flush=True,
     )
-    start_ray(ray, fleet)
+    with folder.discard_on_failure():
+        start_ray(ray, fleet)
     try:
         supervisor = Fleet(cfg, ray)
         with folder.discard_on_failure():

@@ -107,6 +107,15 @@ def test_cli_refuses_more_workers_than_max_actors_before_making_anything(tmp_pat
     assert not run.exists()
 
 
+def test_cli_refuses_gpus_the_machine_lacks_and_leaves_no_folder(tmp_path):
+    pytest.importorskip("ray")
+    run = tmp_path / "run"
+    res = robot_rl("fleet", "fleet.workers=1", "fleet.worker_gpus=1000", f"run_dir={run}", timeout_s=180)
+    assert res.returncode != 0
+    assert "the fleet asks for 1000 GPUs" in res.stdout + res.stderr
+    assert not run.exists()
+
+
 # ---------------------------------------------------------------- the learner's display
 def _link(actor_id: int, **stats) -> dict:
     base = {"actor_id": actor_id, "host": "node-a", "seen_s_ago": 0.1, "connects": 1, "backpressure": 0}
