@@ -143,6 +143,7 @@ def measure_row(workers: int, warmup_s: float, window_s: float) -> dict[str, Any
                 raise TimeoutError(f"{workers} workers: no steady state within 15 minutes")
             time.sleep(0.5)
         time.sleep(warmup_s)
+        load = os.getloadavg()[0]  # other work on the machine, and the fleet's own
         a = sample(run, spools, learner_pid)
         time.sleep(window_s)
         b = sample(run, spools, learner_pid)
@@ -159,6 +160,7 @@ def measure_row(workers: int, warmup_s: float, window_s: float) -> dict[str, Any
         "received_per_s": rate["received"],
         "updates_per_s": rate["updates"],
         "learner_cpu_cores": rate["learner_cpu_s"],
+        "load_1min": load,
     }
 
 
@@ -260,18 +262,19 @@ def scaling(args: argparse.Namespace) -> None:
         "",
         "`robot-rl fleet` on a local Ray (learner and workers each in a process of their own, gRPC on"
         f" loopback), workers unpaced; rates over {args.window_s:.0f} s once the fleet is warm. Ingest"
-        " share: the learner's time its ingest takes at the received rate (received/s x wall cost below).",
+        " share: the learner's time its ingest takes at the received rate (received/s x wall cost below)."
+        " Load: the machine's 1-minute load average as the window opened (the fleet and other work).",
         "",
         "| workers | env steps/s (all) | per worker | received by the learner/s | learner updates/s"
-        " | updates vs 1 worker | ingest share | learner CPU (cores) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        " | updates vs 1 worker | ingest share | learner CPU (cores) | load (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         share = r["received_per_s"] * cost["total_wall_us"] * 1e-6
         md.append(
             f"| {r['workers']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s_per_worker']:.0f}"
             f" | {r['received_per_s']:.0f} | {r['updates_per_s']:.1f} | {r['updates_per_s'] / base:.2f}"
-            f" | {share:.0%} | {r['learner_cpu_cores']:.2f} |"
+            f" | {share:.0%} | {r['learner_cpu_cores']:.2f} | {r['load_1min']:.1f} |"
         )
     md += [
         "",
