@@ -8,17 +8,17 @@ stored an episode and the learner is training, then --warmup-s), a window of --w
 env steps/s = steps the workers stored in their spools, received/s = steps the learner took in,
 updates/s = the learner's update() calls, learner CPU = its process's CPU seconds per wall second.
 
-Ingest cost per step: the learner's work for one step it receives, measured alone on the real
-steps of the 1-worker row's spool, cut into chunks as a sender cuts them, in wall and CPU time
-(the whole process: zarr writes on a thread of its own) per part: the wire message parsed and
-decoded (pb.Chunk.FromString, decode_chunk), Ingest.add's replay buffers, and its replay.zarr
-append when an episode ends. The learner does all of it on its training thread.
+The learner's cost per received step (benchmarks/learner_ingest.py): the 1-worker row's spool
+sent again at that row's pace to a GrpcLearnerTransport in this process (the CPU its receiving
+takes, on gRPC's threads), then Ingest.add on the steps as they arrived (the replay buffers and the
+replay.zarr append at episode ends, on the training thread; wall and CPU time).
 
 Workers one learner absorbs: with n workers of r env steps/s each, ingest takes n * r * c of the
-learner's time (c: the ingest cost per step), so its update rate drops by 10% at n = 0.1 / (r * c),
+learner's time (c: its cost per received step), so its update rate drops by 10% at n = 0.1 / (r * c),
 with r from the 1-worker row. That is the learner's own limit, where each worker has a core of its
 own (a cluster); on this 2-core machine the measured rows also share the cores between the workers
-and the learner: the table's ingest share says how much of each row's drop ingest explains.
+and the learner: the table splits the learner's CPU into what its received steps took and what
+was left for its updates.
 
 `--success` runs `robot-rl fleet fleet.workers=2 total_env_steps=5000` (10,000 env steps in all,
 the default `robot-rl train` budget) per seed and sets its final evaluation beside
@@ -28,6 +28,7 @@ benchmarks/results/learning.json's default row.
     python -m benchmarks.fleet_scaling --quick              # 1, 2 workers, short windows; JSON only
     python -m benchmarks.fleet_scaling --success --seeds 0  # the learning comparison (~10 min a seed)
     python -m benchmarks.fleet_scaling --acceptance 16      # 16 Ray workers at one learner
+    python -m benchmarks.fleet_scaling --ingest-only        # the last rows, the learner's cost again
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import BENCH_DIR, run_train, write_results
+from benchmarks.learner_ingest import learner_cost
 from robot_rl.config import TrainConfig
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.data.replay import ReplayBuffer
 from robot_rl.runtime.fleet import Fleet, import_ray, start_ray
-from robot_rl.runtime.ingest import Ingest
-from robot_rl.runtime.net import protocol_pb2 as pb
-from robot_rl.runtime.net.codec import decode_chunk, encode_chunk
-from robot_rl.runtime.transport import TransitionChunk
 
 OUT = BENCH_DIR / "out" / "fleet_scaling"
 ROW_OVERRIDES = [
@@ -164,152 +160,93 @@ def measure_row(workers: int, warmup_s: float, window_s: float) -> dict[str, Any
     }
 
 
-def chunks_of(store: EpisodeStore, chunk_steps: int) -> list[TransitionChunk]:
-    """A store's episodes cut into chunks as the sender cuts them when catching up."""
-    chunks, start = [], 0
-    for episode, end in enumerate(store.episode_ends):
-        end = int(end)
-        for seq in range(start, end, chunk_steps):
-            stop = min(seq + chunk_steps, end)
-            final = store.final_obs(episode) if stop == end else None
-            chunks.append(TransitionChunk(0, seq, start, store.steps(seq, stop), final))
-        start = end
-    return chunks
-
-
-class Clock:
-    """Wall and CPU seconds (the whole process: zarr writes on its own thread) spent per part."""
-
-    PARTS = ("decode", "buffers", "store")
-
-    def __init__(self) -> None:
-        self.wall = dict.fromkeys(self.PARTS, 0.0)
-        self.cpu = dict.fromkeys(self.PARTS, 0.0)
-
-    def charge(self, part: str, wall0: float, cpu0: float) -> tuple[float, float]:
-        """Add the time since (wall0, cpu0) to a part; returns it."""
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        self.wall[part] += wall
-        self.cpu[part] += cpu
-        return wall, cpu
-
-
-def ingest_once(blobs: list[bytes], steps: int, cfg: TrainConfig, spec: dict, act_dim: int) -> Clock:
-    """One pass of the learner's work on every chunk, into a fresh replay store and buffers."""
-    clock = Clock()
-    with tempfile.TemporaryDirectory() as tmp:
-        online, demo = (
-            ReplayBuffer(2 * steps + 2, spec, act_dim, cfg.replay.gamma, cfg.replay.n_step) for _ in range(2)
-        )
-        store = EpisodeStore(Path(tmp) / "replay.zarr", mode="a")
-        ingest = Ingest(online, demo, store)
-        append = store.append_episode
-
-        def timed_append(*args: Any, **kwargs: Any) -> None:  # the store's share of Ingest.add
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            append(*args, **kwargs)
-            wall, cpu = clock.charge("store", wall0, cpu0)
-            clock.wall["buffers"] -= wall  # it ran inside Ingest.add, which is charged to buffers
-            clock.cpu["buffers"] -= cpu
-
-        store.append_episode = timed_append  # type: ignore[method-assign]
-        for blob in blobs:
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            chunk = decode_chunk(pb.Chunk.FromString(blob), cfg.transport.max_message_mb * 2**20)
-            clock.charge("decode", wall0, cpu0)
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            ingest.add(chunk)
-            clock.charge("buffers", wall0, cpu0)  # less the store's time, taken off in timed_append
-    return clock
-
-
-def ingest_cost(spool: Path, cfg: TrainConfig, repeats: int = 3) -> dict[str, float]:
-    """Microseconds per step the learner spends on a received step, wall and CPU: the wire chunk
-    parsed and decoded, Ingest.add's replay buffers, and the replay.zarr append at episode ends."""
-    source = EpisodeStore(spool, mode="r")
-    blobs = [
-        encode_chunk(c, "s", cfg.transport.compression).SerializeToString()
-        for c in chunks_of(source, cfg.transport.chunk_steps)
-    ]
-    steps = source.n_steps
-    first = source.steps(0, 1)
-    spec, act_dim = {"state": (first["state"].shape[1:], np.dtype(np.float32))}, first["action"].shape[1]
-    clocks = [ingest_once(blobs, steps, cfg, spec, act_dim) for _ in range(repeats)]
-    out: dict[str, float] = {"steps": steps}
-    for kind in ("wall", "cpu"):
-        for part in Clock.PARTS:
-            out[f"{part}_{kind}_us"] = (
-                1e6 * float(np.median([getattr(c, kind)[part] for c in clocks])) / steps
-            )
-        out[f"total_{kind}_us"] = sum(out[f"{part}_{kind}_us"] for part in Clock.PARTS)
-    return out
-
-
-def scaling(args: argparse.Namespace) -> None:
-    rows = []
-    for workers in args.workers:
-        rows.append(measure_row(workers, args.warmup_s, args.window_s))
-        print(json.dumps(rows[-1]), flush=True)
-    cfg = compose([*ROW_OVERRIDES, "run_dir=/tmp/unused"])
-    one = OUT / f"workers_{args.workers[0]}" / "workers" / "0" / "actor_0" / "episodes.zarr"
-    cost = ingest_cost(one, cfg)
-    r1 = rows[0]["env_steps_per_s_per_worker"]
+def scaling_markdown(rows: list[dict[str, Any]], cost: dict[str, float]) -> tuple[list[str], dict[str, Any]]:
+    """The section's text, and the figures derived from the rows and the learner's cost."""
+    window_s = rows[0]["window_s"]
+    r1, base = rows[0]["env_steps_per_s_per_worker"], rows[0]["updates_per_s"]
     absorb = {kind: 0.1 / (r1 * cost[f"total_{kind}_us"] * 1e-6) for kind in ("wall", "cpu")}
-    base = rows[0]["updates_per_s"]
     dropped = [r["workers"] for r in rows if r["updates_per_s"] < 0.9 * base]
     md = [
-        f"## Fleet scaling: pick_cube (state), default agent, {'/'.join(map(str, args.workers))} sim workers",
+        f"## Fleet scaling: pick_cube (state), default agent, {'/'.join(str(r['workers']) for r in rows)}"
+        " sim workers",
         "",
         "`robot-rl fleet` on a local Ray (learner and workers each in a process of their own, gRPC on"
-        f" loopback), workers unpaced; rates over {args.window_s:.0f} s once the fleet is warm. Ingest"
-        " share: the learner's time its ingest takes at the received rate (received/s x wall cost below)."
-        " Load: the machine's 1-minute load average as the window opened (the fleet and other work).",
+        f" loopback), workers unpaced; rates over {window_s:.0f} s once the fleet is warm. Learner CPU:"
+        " its process's CPU seconds per second; on received steps: received/s x the CPU cost per step"
+        " below; left: the difference, what its updates had. Load: the machine's 1-minute load average"
+        " as the window opened (the fleet and other work).",
         "",
         "| workers | env steps/s (all) | per worker | received by the learner/s | learner updates/s"
-        " | updates vs 1 worker | ingest share | learner CPU (cores) | load (1 min) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        " | vs 1 worker | learner CPU (cores) | on received steps | left for updates | load (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        share = r["received_per_s"] * cost["total_wall_us"] * 1e-6
+        on_steps = r["received_per_s"] * cost["total_cpu_us"] * 1e-6
         md.append(
             f"| {r['workers']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s_per_worker']:.0f}"
             f" | {r['received_per_s']:.0f} | {r['updates_per_s']:.1f} | {r['updates_per_s'] / base:.2f}"
-            f" | {share:.0%} | {r['learner_cpu_cores']:.2f} | {r['load_1min']:.1f} |"
+            f" | {r['learner_cpu_cores']:.2f} | {on_steps:.2f} | {r['learner_cpu_cores'] - on_steps:.2f}"
+            f" | {r['load_1min']:.1f} |"
         )
+    left1 = rows[0]["learner_cpu_cores"] - rows[0]["received_per_s"] * cost["total_cpu_us"] * 1e-6
     md += [
         "",
-        f"Learner ingest cost per received step, measured alone on {cost['steps']:,} real steps"
-        " (the 1-worker row's spool):",
+        f"The learner's cost per received step, measured alone on the {cost['steps']:,} steps of the"
+        f" 1-worker row's spool sent at its pace ({r1:.0f} steps/s: {cost['receive_chunk_steps']:.1f}"
+        " steps per chunk), benchmarks/learner_ingest.py:",
         "",
-        "| part | wall us/step | CPU us/step |",
-        "| --- | --- | --- |",
-        *(
-            f"| {label} | {cost[f'{part}_wall_us']:.0f} | {cost[f'{part}_cpu_us']:.0f} |"
-            for part, label in (
-                ("decode", "wire chunk parsed and decoded"),
-                ("buffers", "Ingest.add: replay buffers"),
-                ("store", "Ingest.add: replay.zarr append at episode ends"),
-                ("total", "total"),
-            )
-        ),
+        "| part | where | wall us/step | CPU us/step |",
+        "| --- | --- | --- | --- |",
+        f"| receiving: gRPC handler, decode, queue | gRPC threads | - | {cost['receive_cpu_us']:.0f} |",
+        f"| Ingest.add: replay buffers | training thread | {cost['buffers_wall_us']:.0f}"
+        f" | {cost['buffers_cpu_us']:.0f} |",
+        f"| Ingest.add: replay.zarr append at episode ends | training thread | {cost['store_wall_us']:.0f}"
+        f" | {cost['store_cpu_us']:.0f} |",
+        f"| total (wall: ingest + receiving's CPU) | | {cost['total_wall_us']:.0f}"
+        f" | {cost['total_cpu_us']:.0f} |",
         "",
-        f"One worker steps {r1:.0f} env steps/s. Ingest takes 10% of a learner's time, and its update"
-        " rate drops by 10%, at 0.1 / (steps/s per worker x cost per step) workers, each on a core of"
-        f" its own: **{absorb['wall']:.1f} workers** by the wall cost (the training thread waits for"
-        f" ingest), {absorb['cpu']:.1f} by the CPU cost.",
+        f"One worker steps {r1:.0f} env steps/s. Its received steps take 10% of a learner's time, and"
+        " its update rate drops by 10%, at 0.1 / (steps/s per worker x cost per step) workers, each on"
+        f" a core of its own: **{absorb['wall']:.1f} workers** by the wall cost (the training thread"
+        f" waits for ingest, and receiving holds the interpreter), {absorb['cpu']:.1f} by the CPU cost.",
         f"On this machine ({os.cpu_count()} cores, shared by the learner, every worker and other work)"
         " the measured update rate "
         + (
-            f"fell below 90% of the 1-worker rate from {dropped[0]} workers on; the ingest share is the"
-            " part ingest explains, the rest is the processes sharing the cores."
+            f"fell below 90% of the 1-worker rate from {dropped[0]} workers on."
             if dropped
             else "stayed within 10% of the 1-worker rate in every row."
-        ),
+        )
+        + " The learner's CPU is capped by the cores it shares, its received steps take their cost out"
+        " of it, and what is left trains: about"
+        f" {rows[0]['updates_per_s'] / max(left1, 1e-9):.0f} updates per CPU-second left in the"
+        " 1-worker row.",
     ]
+    return md, {"workers_absorbed_at_10pct": absorb, "dropped_10pct_at": dropped}
+
+
+def scaling(args: argparse.Namespace) -> None:
     name = "fleet_scaling_quick" if args.quick else "fleet_scaling"
+    if args.ingest_only:  # the rows of the last run, the learner's cost per step measured again
+        rows = json.loads((BENCH_DIR / "results" / f"{name}.json").read_text())["rows"]
+    else:
+        rows = []
+        for workers in args.workers:
+            rows.append(measure_row(workers, args.warmup_s, args.window_s))
+            print(json.dumps(rows[-1]), flush=True)
+    cfg = compose([*ROW_OVERRIDES, "run_dir=/tmp/unused"])
+    one = OUT / f"workers_{rows[0]['workers']}" / "workers" / "0" / "actor_0" / "episodes.zarr"
+    cost = learner_cost(one, cfg, steps_per_s=rows[0]["env_steps_per_s_per_worker"])
+    md, derived = scaling_markdown(rows, cost)
     command = "python -m benchmarks.fleet_scaling" + (" --quick" if args.quick else "")
-    payload = {"rows": rows, "ingest": cost, "workers_absorbed_at_10pct": absorb, "dropped_10pct_at": dropped}
-    print(write_results(name, payload, "\n".join(md), command, section=not args.quick))
+    print(
+        write_results(
+            name,
+            {"rows": rows, "learner_cost": cost, **derived},
+            "\n".join(md),
+            command,
+            section=not args.quick,
+        )
+    )
 
 
 def success(args: argparse.Namespace) -> None:
@@ -407,6 +344,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
         "--acceptance", type=int, metavar="N", help="N Ray workers at one learner, small budgets"
+    )
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="keep the last run's rows, measure the learner's cost again",
     )
     args = parser.parse_args()
     if args.success:
