@@ -185,8 +185,9 @@ class TrainConfig:
     # at most this much training
     checkpoint_every_s: float = 60.0
     # Sim only: the actor waits when it runs this many env steps ahead of what the learner has
-    # trained on, so sim learning curves do not depend on the machine's speed. A real robot is
-    # paced by its clock: set null there and the actor never waits.
+    # trained on, so sim learning curves do not depend on the machine's speed (several actors, a
+    # fleet: while the learner owes more than this many updates in all). A real robot is paced by
+    # its clock: set null there and the actor never waits.
     max_actor_lead_steps: int | None = 200
     # Pace the sim actor at env.control_hz like a real robot (for timing and twin runs).
     realtime: bool = False

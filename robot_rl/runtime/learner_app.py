@@ -28,7 +28,12 @@ from robot_rl.runtime.run_folder import RunFailed, open_run_folder
 
 
 class _TrainedThrough:
-    """The learner writes `.value`; actors read it from their heartbeats (sim pacing)."""
+    """The learner writes `.value`, the env steps (all actors) its updates have caught up with;
+    actors read it from their heartbeats and wait while their own steps run more than
+    max_actor_lead_steps ahead of it (sim pacing). With several actors it is sent in one actor's
+    terms: the running actors' mean step count less what the learner owes in all, so an actor at
+    the mean pace waits exactly while the learner owes more than max_actor_lead_steps updates, as
+    the one actor of `robot-rl train` does (not while each actor alone is that far ahead)."""
 
     def __init__(self, transport: GrpcLearnerTransport) -> None:
         self._transport = transport
@@ -39,6 +44,11 @@ class _TrainedThrough:
 
     @value.setter
     def value(self, steps: int) -> None:
+        actors = self._transport.actors()
+        running = [a for a in actors if not a.get("done")]
+        if len(actors) > 1 and running:
+            owed = sum(int(a["next_seq"]) for a in actors) - steps
+            steps = sum(int(a["next_seq"]) for a in running) // len(running) - owed
         self._transport.trained_through = steps
 
 

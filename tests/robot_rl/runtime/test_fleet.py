@@ -144,6 +144,32 @@ def test_many_actors_are_shown_grouped_by_host(tmp_path, capsys):
     assert "actor 0 @" not in out  # no line per actor
 
 
+# ---------------------------------------------------------------- pacing several actors
+class _Links:
+    def __init__(self, next_seqs: list[int], done: tuple[int, ...] = ()) -> None:
+        self.trained_through = 0
+        self._links = [{"next_seq": n, "done": i in done} for i, n in enumerate(next_seqs)]
+
+    def actors(self) -> list[dict]:
+        return self._links
+
+
+def test_several_actors_wait_while_the_learner_owes_more_than_the_lead():
+    from robot_rl.runtime.learner_app import _TrainedThrough
+
+    one = _Links([700])
+    _TrainedThrough(one).value = 500
+    assert one.trained_through == 500  # one actor: the learner's own figure, as before
+    two = _Links([600, 400])  # 1000 steps received, trained through 500: the learner owes 500
+    _TrainedThrough(two).value = 500
+    assert two.trained_through == 0  # an actor at the mean (500 steps) is 500 ahead: it waits
+    _TrainedThrough(two).value = 950  # owes 50: both may go on (lead 200)
+    assert 600 - two.trained_through < 200 and 400 - two.trained_through < 200
+    finished = _Links([600, 400], done=(0,))  # the running one alone is measured against what is owed
+    _TrainedThrough(finished).value = 900
+    assert finished.trained_through == 400 - 100
+
+
 # ---------------------------------------------------------------- 16 actors at one learner
 def _episode(actor_id: int, seq: int, n: int, state_dim: int) -> list[dict[str, np.ndarray]]:
     return [
