@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   installs into .venv and trains pick_cube in sim with the default config
-#   make test  installs the dev extras and runs the test suite
+#   make test  installs the dev extras (and Ray, for the fleet tests) and runs the test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,7 +31,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,fleet]"
 	touch $@
 
 install: $(VENV)/.installed

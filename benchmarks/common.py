@@ -84,14 +84,16 @@ def write_results(
     return path
 
 
-def run_train(run_dir: Path, overrides: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run the real `robot-rl train` into a fresh run_dir; returns its eval.json and stdout."""
+def run_train(
+    run_dir: Path, overrides: list[str], env: dict[str, str] | None = None, command: str = "train"
+) -> dict[str, Any]:
+    """Run the real `robot-rl train` (or `fleet`) into a fresh run_dir; returns its eval.json and stdout."""
     import shutil
     import subprocess
     import sys
 
     shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run_dir}", "progress=false", *overrides]
+    cmd = [sys.executable, "-m", "robot_rl.cli", command, f"run_dir={run_dir}", "progress=false", *overrides]
     res = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     )

@@ -6,6 +6,8 @@ robot-rl learner [--listen HOST:PORT] [overrides]
                                             the learner alone, serving actors over gRPC
 robot-rl actor --learner HOST:PORT [overrides]
                                             an actor on a robot PC (or a sim worker); actor_id=N
+robot-rl fleet [fleet.workers=N] [fleet.address=local|auto|ray://HOST:PORT] [overrides]
+                                            a learner and N sim actors as Ray actors (pip install ray)
 robot-rl eval <run | weights.pt> [--episodes N]
 robot-rl bringup CONFIG [key=value ...]      the robot PC's arm, camera (and twin task) nodes,
                                             e.g. configs/bringup/twin.yaml: the MuJoCo twin, no ROS
@@ -60,7 +62,7 @@ def to_train_config(cfg: DictConfig) -> object:
 
 
 def _run_app(command: str, argv: list[str]) -> None:
-    """Compose the config with hydra, then run train, learner or actor on it."""
+    """Compose the config with hydra, then run train, learner, actor or fleet on it."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -87,6 +89,10 @@ def _run_app(command: str, argv: list[str]) -> None:
                 from robot_rl.runtime.learner_app import serve
 
                 serve(typed)
+            elif command == "fleet":
+                from robot_rl.runtime.fleet import run_fleet
+
+                run_fleet(typed)
             else:
                 from robot_rl.runtime.actor_app import run_actor
 
@@ -413,6 +419,8 @@ def main(argv: list[str] | None = None) -> None:
         _run_app("train", resume_overrides(rest))
     elif command in ("learner", "actor"):
         _run_app(command, resume_overrides(_network_overrides(command, rest)))
+    elif command == "fleet":  # its actors and learner talk gRPC, as on separate machines
+        _run_app("fleet", resume_overrides(["transport.kind=grpc", *rest]))
     elif command == "eval":
         _eval(rest)
     elif command == "bringup":

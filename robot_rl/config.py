@@ -55,6 +55,44 @@ class DemoConfig:
             raise ValueError("demos.style=noisy shapes scripted demos; with demos=zarr set demos.style=clean")
 
 
+# a Ray cluster: this machine's own ("local"), the one this machine belongs to ("auto"), or Ray Client
+_RAY_ADDRESS = re.compile(r"^(local|auto|ray://[^\s:/]+:\d{1,5})$")
+
+
+@dataclass
+class FleetConfig:
+    """`robot-rl fleet`: a learner and `workers` sim actors as Ray actors (robot_rl/runtime/fleet.py).
+
+    Each worker is an ordinary actor (`robot-rl actor`'s entry point) with actor id 0..workers-1,
+    its own run folder (<run_dir>/workers/<id>) and the learner's token, over gRPC. Ray places
+    them by the resources below and restarts a worker that dies; it resumes its own spool.
+    """
+
+    # local: a private Ray on this machine | auto: the running cluster this machine is part of |
+    # ray://HOST:PORT: a remote cluster through Ray Client (the learner must listen beyond
+    # loopback then: transport.listen=0.0.0.0:PORT)
+    address: str = "local"
+    workers: int = 2  # sim actors; at most transport.max_actors
+    worker_cpus: float = 1.0  # Ray resources a worker asks for (placement, not a limit)
+    worker_gpus: float = 0.0
+    learner_cpus: float = 1.0
+    learner_gpus: float = 0.0  # > 0 gives the learner a GPU (device=auto then uses it)
+    max_restarts: int = 3  # times Ray restarts a worker that died; -1: without limit
+    start_timeout_s: float = 300.0  # the learner must listen within this (demos are made first)
+
+    def __post_init__(self) -> None:
+        if not _RAY_ADDRESS.match(self.address):
+            raise ValueError(f"fleet.address must be local, auto or ray://HOST:PORT, got '{self.address}'")
+        if self.workers < 1:
+            raise ValueError(f"fleet.workers must be >= 1, got {self.workers}")
+        if min(self.worker_cpus, self.worker_gpus, self.learner_cpus, self.learner_gpus) < 0:
+            raise ValueError("fleet.worker_cpus, worker_gpus, learner_cpus and learner_gpus must be >= 0")
+        if self.max_restarts < -1:
+            raise ValueError(f"fleet.max_restarts must be >= -1 (-1: without limit), got {self.max_restarts}")
+        if not self.start_timeout_s > 0:
+            raise ValueError(f"fleet.start_timeout_s must be > 0, got {self.start_timeout_s}")
+
+
 @dataclass
 class ReplayConfig:
     capacity: int = 1_000_000
@@ -139,6 +177,7 @@ class TrainConfig:
     demos: DemoConfig = MISSING
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # robot-rl fleet only
     # A teleop device that can intervene while the actor collects (teleop=keyboard | spacemouse |
     # gamepad | sim_human | ros); None (teleop=none): the policy acts alone. robot_rl/hil/intervention.py
     teleop: Any = None
@@ -156,8 +195,9 @@ class TrainConfig:
     # at most this much training
     checkpoint_every_s: float = 60.0
     # Sim only: the actor waits when it runs this many env steps ahead of what the learner has
-    # trained on, so sim learning curves do not depend on the machine's speed. A real robot is
-    # paced by its clock: set null there and the actor never waits.
+    # trained on, so sim learning curves do not depend on the machine's speed (several actors, a
+    # fleet: while the learner owes more than this many updates in all). A real robot is paced by
+    # its clock: set null there and the actor never waits.
     max_actor_lead_steps: int | None = 200
     # Pace the sim actor at env.control_hz like a real robot (for timing and twin runs).
     realtime: bool = False

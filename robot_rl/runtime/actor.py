@@ -74,10 +74,11 @@ class Actor:
         # success is the env's own success without help.
         collect_env = with_reward(self.env, cfg.reward)
         self.train_env = collect_env if cfg.teleop is None else with_teleop(collect_env, cfg.teleop, env_seed)
-        self.agent: Agent = make_agent(
-            cfg.agent, self.env.observation_space, self.env.action_space, seed=cfg.seed
-        )
-        self.rng = np.random.default_rng(cfg.seed + 17 + self.store.n_episodes)
+        # each actor explores with noise of its own: the same seed would give every actor of a
+        # fleet the same noise sequence (actor 0, the one of `robot-rl train`, keeps cfg.seed)
+        own = cfg.seed + 1_000_000 * actor_id
+        self.agent: Agent = make_agent(cfg.agent, self.env.observation_space, self.env.action_space, seed=own)
+        self.rng = np.random.default_rng(own + 17 + self.store.n_episodes)
         self.policy_version = -1
         self.env_steps = self.store.n_steps  # a resumed actor continues its count
         self.next_eval = (self.env_steps // cfg.eval_every_steps + 1) * cfg.eval_every_steps

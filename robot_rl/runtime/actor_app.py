@@ -4,7 +4,8 @@ It fetches the learner's current weights before acting, then acts at the env's p
 goes to its own episode store first (actor_<id>/episodes.zarr, the spool), then over gRPC. When
 the learner is lost it keeps acting on its latest weights (transport.when_lost=act) or holds still
 (pause), reconnects with backoff, and uploads the spool when the learner is back. Ctrl-C stores
-the episode in progress; `resume=true` continues from the store.
+the episode in progress; `resume=true` continues from the store. A supervisor (`robot-rl fleet`)
+runs the same run_actor() with its own stop event instead of the signal handlers.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ class _LearnerTrainedThrough:
         return self._transport.trained_through
 
 
-def run_actor(cfg: TrainConfig) -> dict[str, Any]:
-    """Act until total_env_steps (or Ctrl-C), every step delivered; returns the final evaluation."""
+def run_actor(cfg: TrainConfig, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Act until total_env_steps (or Ctrl-C), every step delivered; returns the final evaluation.
+
+    stop: a supervisor's event, set to stop like a first Ctrl-C does; given, no signal handler is
+    installed (the supervisor owns the signals, and may call this off the main thread)."""
     if cfg.transport.kind != "grpc":
         raise ValueError("robot-rl actor talks to a learner over gRPC: transport.kind must be grpc")
     set_torch_threads(cfg.torch_threads)
@@ -54,7 +58,7 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
     recorded = EpisodeStore(store_path, mode="r").n_steps if store_path.exists() else 0
     transport = GrpcActorTransport(cfg.transport, cfg.actor_id, spaces, token, recorded_steps=recorded)
     status: queue.Queue = queue.Queue(maxsize=10_000)
-    shared = ActorShared(threading.Event(), _LearnerTrainedThrough(transport), status)
+    shared = ActorShared(stop or threading.Event(), _LearnerTrainedThrough(transport), status)
     print(
         f"actor {cfg.actor_id}: run folder {run_dir}; waiting for weights from the learner at "
         f"{cfg.transport.learner} (up to {cfg.transport.connect_timeout_s:.0f} s)",
@@ -70,8 +74,9 @@ def run_actor(cfg: TrainConfig) -> dict[str, Any]:
         shared.stop.set()
         print("stopping after this step (Ctrl-C again to abort)", flush=True)
 
-    signal.signal(signal.SIGINT, stop_cleanly)
-    signal.signal(signal.SIGTERM, stop_cleanly)
+    if stop is None:
+        signal.signal(signal.SIGINT, stop_cleanly)
+        signal.signal(signal.SIGTERM, stop_cleanly)
 
     def show() -> None:
         while not done.wait(0.2):

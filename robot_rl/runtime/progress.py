@@ -279,10 +279,54 @@ def rerecorded_text(episodes: int) -> str:
     return f" | re-recorded (stored, not trained on): {episodes} episodes" if episodes else ""
 
 
+def id_ranges(ids: Sequence[int]) -> str:
+    """Actor ids in short form: [0, 1, 2, 3, 7] -> "0-3,7"."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def link_state(actor: Mapping[str, Any], lost_after_s: float) -> str:
+    """done, ok, or LOST (no heartbeat for lost_after_s) for a remote actor."""
+    return "done" if actor.get("done") else "ok" if actor["seen_s_ago"] < lost_after_s else "LOST"
+
+
+def actor_group_line(host: str, actors: Sequence[Mapping[str, Any]], lost_after_s: float) -> str:
+    """One line for the actors on one host (a fleet's workers): their ids, summed steps and
+    backlog, mean recent success (or return), and which link is in which state."""
+    states: dict[str, list[int]] = {}
+    for a in actors:
+        states.setdefault(link_state(a, lost_after_s), []).append(int(a["actor_id"]))
+    successes = [float(a.get("success_last20", math.nan)) for a in actors]
+    successes = [s for s in successes if not math.isnan(s)]
+    outcome = (
+        f"success(last {WINDOW}) mean {np.mean(successes):.2f}"
+        if successes
+        else f"return(last) mean {np.mean([float(a.get('last_return', 0.0)) for a in actors]):.1f}"
+    )
+    links = ", ".join(f"{state} {len(ids)} ({id_ranges(ids)})" for state, ids in sorted(states.items()))
+    return (
+        f"    {len(actors)} actors @ {host} ({id_ranges([int(a['actor_id']) for a in actors])}):"
+        f" env {sum(int(a.get('env_steps', 0)) for a in actors):,}"
+        f" | episodes {sum(int(a.get('episodes', 0)) for a in actors)} | {outcome}"
+        f" | backlog {sum(int(a.get('backlog', 0)) for a in actors)} | links {links}"
+        f" | connects {sum(int(a['connects']) for a in actors)}"
+        f" | back-pressure {sum(int(a['backpressure']) for a in actors)}"
+        f" | duplicates dropped {sum(int(a['duplicates']) for a in actors)}"
+    )
+
+
 class LearnerDisplay:
-    """`robot-rl learner`: a learner line and one line per actor every few seconds; the same
-    figures to metrics.csv; refused connections at once. transport: anything with
-    GrpcLearnerTransport's actors(), depth() and take_refusals()."""
+    """`robot-rl learner`: a learner line and one line per actor every few seconds (with more
+    than GROUP_OVER actors, a fleet's, one line per host instead); the same figures to
+    metrics.csv; refused connections at once. transport: anything with GrpcLearnerTransport's
+    actors(), depth() and take_refusals()."""
+
+    GROUP_OVER = 4
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, transport: Any) -> None:
         self.cfg = cfg
@@ -325,8 +369,15 @@ class LearnerDisplay:
             flush=True,
         )
         lost_after = self.cfg.transport.lost_after_s
+        if len(actors) > self.GROUP_OVER:
+            hosts: dict[str, list[dict[str, Any]]] = {}
+            for a in actors:
+                hosts.setdefault(str(a["host"]), []).append(a)
+            for host, group in sorted(hosts.items()):
+                print(actor_group_line(host, group, lost_after), flush=True)
+            return
         for a in actors:
-            link = "done" if a.get("done") else "ok" if a["seen_s_ago"] < lost_after else "LOST"
+            link = link_state(a, lost_after)
             print(
                 f"    actor {a['actor_id']} @ {a['host']}: env {a.get('env_steps', 0):,}"
                 f" | episodes {a.get('episodes', 0)} | {actor_outcome_text(a)}"

@@ -87,3 +87,21 @@ def test_an_estop_stores_the_episode_and_stops_the_run_with_its_message(tmp_path
     estops = [m for m in messages if m["kind"] == "estop"]
     assert [m["message"] for m in estops] == ["e-stop pressed on the teleop device: the arm was held"]
     assert not any(m["kind"] == "eval" for m in messages)
+
+
+def test_each_actor_explores_with_noise_of_its_own(tmp_path):
+    cfg = TrainConfig(
+        env=SimEnvConfig(task="pick_cube"), agent=SACConfig(hidden_dims=[16]), max_actor_lead_steps=None
+    )
+    shared = ActorShared(threading.Event(), None, queue.Queue())
+    actors = [
+        Actor(cfg, tmp_path / str(i), LocalTransport(tmp_path / "weights.pt", 64), shared, 0, actor_id=i)
+        for i in (0, 1)
+    ]
+    actors[1].agent.load_policy_state(actors[0].agent.policy_state())  # the same weights, as a fleet's
+    obs, _ = actors[0].env.reset(seed=0)
+    noisy = [a.agent.act(obs, deterministic=False) for a in actors]
+    assert not np.allclose(noisy[0], noisy[1])  # the same policy and observation, other noise
+    np.testing.assert_allclose(actors[0].agent.act(obs, True), actors[1].agent.act(obs, True))
+    for actor in actors:
+        actor.env.close()
