@@ -33,9 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import BENCH_DIR
-from benchmarks.hard_tasks import LABELS, TRAINED, check_budgets, collect_trained, publish, run_all
+from benchmarks.hard_tasks import (
+    LABELS,
+    TRAINED,
+    check_budgets,
+    collect_trained,
+    plot_curves,
+    publish,
+    run_all,
+)
 from robot_rl.eval.metrics import read_metrics
-from robot_rl.eval.plots import plot_runs
 from robot_rl.eval.stats import bootstrap_ci, iqm
 
 TASKS = ("peg_insert", "stack_cube")  # the hardest: BC and SAC from the demos stay near 0 (hard_tasks)
@@ -148,12 +155,8 @@ def task_section(task: str, found: dict, env_steps: int, png: Path) -> tuple[dic
     for row, f in rows.items():  # the rate as stored: [[env steps, rate], ...] per seed
         points = [np.array(pts, float).reshape(-1, 2).T for pts in f["intervention_rate"]]
         curves[f"{row}: intervention rate"] = [(x, y) for x, y in points]
-    # a run shorter than eval_every_steps has no eval to draw; a run without a person, no rate
-    curves = {name: [c for c in runs if c[0].size] for name, runs in curves.items()}
-    curves = {name: runs for name, runs in curves.items() if runs}
-    if curves:
-        plot_runs(curves, png, xlabel=f"{task}: env steps", ylabel="eval success / intervened share of steps")
-        lines += ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
+    # a run without a person has no rate: plot_curves leaves empty curves out
+    lines += plot_curves(curves, png, f"{task}: env steps", "eval success / intervened share of steps")
     return rows, lines
 
 
