@@ -35,7 +35,7 @@ from robot_rl.runtime.net.codec import (
     KeyCompression,
     WireError,
     split_weights_message,
-    weights_from_bytes,
+    weights_from_message,
 )
 from robot_rl.runtime.net.fit import TransportFailed, frame_to_fit, split_to_fit
 from robot_rl.runtime.net.security import call_metadata, channel_credentials
@@ -201,9 +201,13 @@ class GrpcActorTransport:
             raise TransportFailed(self.failure)
 
     def close(self, final_beat: bool = True) -> None:
-        if final_beat and self._session is not None and not self.failure:
+        """Stop the link. final_beat: send the last report first. A report that says the actor is
+        done is retried, across a reconnect, for up to call_timeout_s: the learner finishes only
+        once every actor has said so, and a link lost just before the end must not leave it waiting.
+        """
+        if final_beat and not self.failure:
             try:
-                self._send_beat(timeout_s=self.cfg.call_timeout_s)
+                self._final_beat()
             except TransportFailed as err:  # closing must still stop the threads and the channel
                 self.failure = str(err)
         self._stop.set()
@@ -335,8 +339,10 @@ class GrpcActorTransport:
             if generation != self._generation:
                 return
             chunks = self._chunks
-            sent = self._push_one(msg, generation, session) if chunks is None else self._stream_one(
-                chunks, msg, generation, session
+            sent = (
+                self._push_one(msg, generation, session)
+                if chunks is None
+                else self._stream_one(chunks, msg, generation, session)
             )
             if not sent:
                 return
@@ -411,10 +417,28 @@ class GrpcActorTransport:
             if time.monotonic() - self._last_ok > self.cfg.lost_after_s:
                 self._lose(session)
 
-    def _send_beat(self, timeout_s: float) -> None:
+    def _final_beat(self) -> None:
+        must_arrive = bool(self._report.get("done")) and not self.learner_done  # done: it heard
+        deadline = time.monotonic() + self.cfg.call_timeout_s
+        while not self.failure:
+            left = deadline - time.monotonic()
+            if self._session is not None and self._send_beat(timeout_s=max(left, 0.1)):
+                return
+            if not must_arrive or left <= 0:
+                if must_arrive:
+                    print(
+                        f"warning: the learner at {self.cfg.learner} did not hear that actor "
+                        f"{self.actor_id} is done (the link is down); it goes on waiting for it",
+                        flush=True,
+                    )
+                return
+            time.sleep(0.05)  # the link loop reconnects meanwhile
+
+    def _send_beat(self, timeout_s: float) -> bool:
+        """One heartbeat with the latest report; True if the learner answered."""
         session = self._session
         if session is None:
-            return
+            return False
         r = self._report
         stats = pb.ActorStats(
             env_steps=int(r.get("env_steps", 0)),
@@ -439,10 +463,11 @@ class GrpcActorTransport:
                 self._fail_on(err)
                 if err.code() == grpc.StatusCode.NOT_FOUND:  # the learner restarted
                     self._lose(session)
-            return
+            return False
         self._last_ok = time.monotonic()
         self.trained_through = reply.trained_through
         self.learner_done = reply.learner_done
+        return True
 
     def _weights_loop(self) -> None:
         while not self._stop.is_set():
@@ -472,7 +497,7 @@ class GrpcActorTransport:
 
     def _take_weights(self, msg: pb.Weights, payload: memoryview) -> None:
         try:
-            version, state = weights_from_bytes(payload)
+            version, state = int(msg.version), weights_from_message(payload)
         except WireError as err:
             raise TransportFailed(f"the learner sent weights that do not load: {err}") from err
         with self._lock:

@@ -570,6 +570,24 @@ def test_cut_link_spools_reconnects_and_loses_nothing(tmp_path, closing, make_pr
     assert_serves_fresh_actor(learner, tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["refuse", "stall"])
+def test_done_reaches_the_learner_when_the_link_drops_at_the_end(tmp_path, closing, make_proxy, mode):
+    """A learner finishes once every actor said it is done: an actor whose link is down as it
+    closes reconnects to say so, instead of leaving the learner waiting for ever."""
+    learner = _learner(closing, tmp_path)
+    proxy: TcpProxy = make_proxy(learner.server.port)
+    actor = _actor(closing, tmp_path, proxy.address, seed=2)
+    actor.act(30)
+    actor.finish(learner)
+    proxy.cut(mode)
+    _wait_until(lambda: not actor.transport.connected(), "the actor to notice the cut")
+    actor.transport.report({"env_steps": actor.recorded, "done": True})
+    threading.Timer(0.5, proxy.restore).start()
+    actor.close()  # the final beat waits for the link
+    assert learner.server.finished_total() == actor.recorded
+    assert_exactly_once(learner, actor)
+
+
 # ---------------------------------------------------------------- human-in-the-loop flags
 def test_intervention_flags_and_rerecords_cross_the_wire(tmp_path, closing):
     """intervened, the executed and the proposed action reach the replay store over gRPC, the
