@@ -32,12 +32,13 @@ import torch
 from benchmarks.common import write_results
 from robot_rl.config import TransportConfig
 from robot_rl.runtime.net.client import GrpcActorTransport
-from robot_rl.runtime.net.codec import split_weights_message, weights_from_bytes, weights_message
+from robot_rl.runtime.net.codec import split_weights_message, weights_from_message, weights_message
 from robot_rl.runtime.net.server import GrpcLearnerTransport
 from robot_rl.runtime.transport import (
     LocalTransport,
     WeightsId,
     load_weights,
+    policy_snapshot,
     save_weights,
     weights_bytes,
     write_atomically,
@@ -93,16 +94,19 @@ def stage_costs(state: dict[str, torch.Tensor], tmp: Path, reps: int = 7) -> dic
     """Median ms of each step a version goes through, measured alone in this process, interleaved."""
     path = tmp / "stage" / "policy.pt"
     payload = weights_bytes(1, state)
-    wire = weights_message(1, WeightsId(), payload)
+    wire = weights_message(1, WeightsId(), state)
     save_weights(path, 1, state)
     stages = {
-        "weights_bytes: serialise once (learner's training thread, both)": lambda: weights_bytes(1, state),
+        "policy_snapshot: copy once (learner's training thread, both)": lambda: policy_snapshot(state),
+        "weights_bytes: serialise for the file (learner, background, both)": lambda: weights_bytes(1, state),
         "write_atomically: file + fsync (learner, background, both)": lambda: write_atomically(path, payload),
         "weights_message: frame once for every stream (learner, background, gRPC)": lambda: weights_message(
-            1, WeightsId(), payload
+            1, WeightsId(), state
         ),
-        "split_weights_message (actor, gRPC)": lambda: split_weights_message(wire),
-        "weights_from_bytes (actor, gRPC)": lambda: weights_from_bytes(payload),
+        # as the actor gets it: a fresh bytes object per version, read in place
+        "split_weights_message + weights_from_message (actor, gRPC)": lambda: weights_from_message(
+            split_weights_message(bytes(wire))[1]
+        ),
         "load_weights from file (actor, file)": lambda: load_weights(path),
     }
     times: dict[str, list[float]] = {name: [] for name in stages}
@@ -294,10 +298,12 @@ def markdown(r: dict) -> str:
             f"Versions whose content did not match their number: {r['bad_content']}.",
             "",
             "Where the time goes: median ms of each step for one version, measured alone in one process "
-            "after the run. publish_weights() serialises the version once on the calling thread and "
-            "returns; a background thread frames it once for every actor stream, then another writes "
-            "the weights file (the newest version wins on both). The actors' decoding shares the "
-            "learner's cores on this machine.",
+            "after the run. publish_weights() copies the tensors once on the calling thread and "
+            "returns; a background thread frames them once for every actor stream (raw tensor bytes, "
+            "each aligned, which the actor reads where they arrived), then another serialises and "
+            "writes the weights file (the newest version wins on both). The actor's gRPC row includes "
+            "copying the message into a fresh bytes object, as gRPC hands it over. The actors' "
+            "decoding shares the learner's cores on this machine.",
             "",
             "| step | ms |",
             "|---|---|",

@@ -169,8 +169,8 @@ def take_from_queue(q: Any, max_items: int, timeout_s: float) -> list[Any]:
 def weights_bytes(
     version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None = None
 ) -> memoryview:
-    """The weights file's content, which is also the wire's payload: torch.save of the version,
-    the policy and who published it (loaded with weights_only=True).
+    """The weights file's content: torch.save of the version, the policy and who published it
+    (loaded with weights_only=True).
 
     torch.save's non-zip format: the zip writer checksums every byte (three quarters of its time
     for a 5M-parameter policy) for a checksum torch.load never checks; torch.load reads both.
@@ -233,17 +233,23 @@ def published_version(path: Path) -> int:
     return max(versions)
 
 
-Deliver = Callable[[int, WeightsId, memoryview], None]
+Deliver = Callable[[int, WeightsId, dict[str, torch.Tensor]], None]
+
+
+def policy_snapshot(policy_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A private CPU copy of a policy's tensors, contiguous, that no caller can change later."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in policy_state.items()}
 
 
 class WeightsPublisher:
     """Publishes weights without ever making the training thread wait for the disk.
 
-    publish() serialises the version once (weights_bytes; the caller may go on changing its
-    tensors) and returns. A background thread hands the bytes to `deliver` (the gRPC streams),
-    then to a second one that writes the weights file (write_atomically), so a slow disk never
-    holds up the actors. On either thread the newest version wins: one published while another
-    waits replaces it, and none is delivered or written after a newer one.
+    publish() copies the tensors once (policy_snapshot; the caller may go on changing its own)
+    and returns. A background thread hands the copy to `deliver` (the gRPC streams, which frame
+    it once for all actors), then to a second one that serialises and writes the weights file
+    (weights_bytes, write_atomically), so a slow disk never holds up the actors. On either
+    thread the newest version wins: one published while another waits replaces it, and none is
+    delivered or written after a newer one.
 
     A version is delivered before its file is written, except while there is no file yet (an
     actor never holds weights a run folder lacks). Before delivering, the version is noted in
@@ -260,7 +266,7 @@ class WeightsPublisher:
 
     def publish(self, version: int, policy_state: dict[str, torch.Tensor], source: WeightsId | None) -> None:
         source = source or WeightsId()
-        self._sender.submit((version, source, weights_bytes(version, policy_state, source)))
+        self._sender.submit((version, source, policy_snapshot(policy_state)))
 
     def flush(self) -> None:
         """Block until every published version is delivered and on disk."""
@@ -271,24 +277,25 @@ class WeightsPublisher:
         self._sender.close()
         self._file.close()
 
-    def _send(self, item: tuple[int, WeightsId, memoryview]) -> None:
-        version, source, payload = item
+    def _send(self, item: tuple[int, WeightsId, dict[str, torch.Tensor]]) -> None:
+        version, source, policy = item
         if self._deliver is None:
-            self._file.submit(payload)
+            self._file.submit(item)
         elif self.path.exists():
             marker = version_marker(self.path)
             tmp = marker.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(str(version))
             os.replace(tmp, marker)
-            self._deliver(version, source, payload)
-            self._file.submit(payload)
+            self._deliver(version, source, policy)
+            self._file.submit(item)
         else:
-            self._file.submit(payload)
+            self._file.submit(item)
             self._file.flush()
-            self._deliver(version, source, payload)
+            self._deliver(version, source, policy)
 
-    def _write(self, payload: memoryview) -> None:
-        write_atomically(self.path, payload)
+    def _write(self, item: tuple[int, WeightsId, dict[str, torch.Tensor]]) -> None:
+        version, source, policy = item
+        write_atomically(self.path, weights_bytes(version, policy, source))
 
 
 class LocalTransport:

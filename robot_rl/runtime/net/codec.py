@@ -1,15 +1,18 @@
 """What crosses the wire, and the checks on what arrives.
 
 Chunks travel as typed protobuf arrays (dtype, shape, bytes); images are compressed losslessly
-with blosc. Weights travel as torch.save bytes that the actor loads with weights_only=True, so
-no pickle and no code ever crosses the wire. Everything decoded here is validated: a malformed
-message raises WireError naming what is wrong, and the learner answers INVALID_ARGUMENT.
+with blosc. Weights travel as raw tensor bytes behind a JSON table of names, dtypes and shapes
+(weights_message), each tensor aligned so that the actor reads it where it arrived, without a
+copy (weights_from_message); no pickle and no code ever crosses the wire. Everything decoded here
+is validated: a malformed message raises WireError naming what is wrong, and the learner answers
+INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import struct
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +22,22 @@ import torch
 from numcodecs import Blosc
 
 from robot_rl.runtime.net import protocol_pb2 as pb
-from robot_rl.runtime.transport import TransitionChunk, WeightsId, weights_bytes
+from robot_rl.runtime.transport import TransitionChunk, WeightsId
 from robot_rl.transition import IMAGE_PREFIX, STEP_KEYS
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: weights as raw aligned tensors (1: torch.save bytes)
 SERVICE = "robot_rl.v1.Learner"
 # dtypes a chunk may carry (the episode store's own); anything else is refused
 ALLOWED_DTYPES = {"|u1", "|b1", "<f4", "<f8", "<i8", "<i4"}
 MAX_ARRAY_DIMS = 5
 PAYLOAD_TAG = 2 << 3 | 2  # pb.Weights.payload: field 2, length-delimited
 BLOSC_HEADER = 16  # version, flags, typesize (1 byte each), then uint32 nbytes, blocksize, cbytes
+WEIGHTS_MAGIC = b"RRLW"
+WEIGHTS_ALIGN = 64  # bytes: every tensor starts at a multiple of this from the message's start
+_WEIGHTS_HEAD = struct.Struct("<4sII")  # magic, table length, padding after the table
+# dtypes a policy may carry on the wire; anything else is refused
+_CARRIED = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+WEIGHT_DTYPES = {name: getattr(torch, name) for name in _CARRIED}
 
 
 class WireError(ValueError):
@@ -224,15 +233,110 @@ def decode_chunk(msg: pb.Chunk | WireChunk, max_bytes: int) -> TransitionChunk:
     )
 
 
-def weights_to_bytes(version: int, policy_state: dict[str, torch.Tensor]) -> bytes:
-    return bytes(weights_bytes(version, policy_state))
+def weights_message(version: int, source: WeightsId, policy_state: dict[str, torch.Tensor]) -> bytes:
+    """A serialised pb.Weights whose payload is the policy's tensors as raw bytes, with one copy
+    of them (protobuf's constructor and SerializeToString would make two besides a serialiser's).
 
-
-def weights_message(version: int, source: WeightsId, payload: bytes | memoryview) -> bytes:
-    """A serialised pb.Weights, built around the payload with one copy of it (protobuf's
-    constructor and SerializeToString would make two); fields may come in any order on the wire."""
+    Payload: WEIGHTS_MAGIC, the table's length and the padding after it (uint32 each), a JSON
+    table [[name, dtype, shape, offset, nbytes], ...] (offsets from the end of the padding), the
+    padding, then each tensor's bytes, each at a multiple of WEIGHTS_ALIGN from the message's
+    start. Received in one buffer, every tensor is aligned for its dtype where it lies.
+    """
+    tensors, table, size = [], [], 0
+    for name, value in policy_state.items():
+        t = value.detach().cpu().contiguous()
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weights entry {name!r} has dtype {dtype}, which the wire does not carry")
+        size += -size % WEIGHTS_ALIGN
+        nbytes = t.numel() * t.element_size()
+        table.append([name, dtype, list(t.shape), size, nbytes])
+        tensors.append((size, t))
+        size += nbytes
+    table_bytes = json.dumps(table, separators=(",", ":")).encode()
     head = pb.Weights(version=version, run=source.run, incarnation=source.incarnation).SerializeToString()
-    return b"".join((head, _varint_bytes(PAYLOAD_TAG), _varint_bytes(len(payload)), payload))
+    pad = 0
+    for _ in range(3):  # the payload's length prefix may grow by a byte with the padding
+        payload_len = _WEIGHTS_HEAD.size + len(table_bytes) + pad + size
+        before_data = len(head) + 1 + len(_varint_bytes(payload_len)) + _WEIGHTS_HEAD.size + len(table_bytes)
+        want = -before_data % WEIGHTS_ALIGN
+        if want == pad:
+            break
+        pad = want
+    parts: list[bytes | memoryview] = [
+        head,
+        _varint_bytes(PAYLOAD_TAG),
+        _varint_bytes(payload_len),
+        _WEIGHTS_HEAD.pack(WEIGHTS_MAGIC, len(table_bytes), pad),
+        table_bytes,
+        bytes(pad),
+    ]
+    at = 0
+    for offset, t in tensors:
+        parts.append(bytes(offset - at))
+        if t.numel():
+            parts.append(memoryview(t.reshape(-1).view(torch.uint8).numpy()))  # bytes as they lie
+        at = offset + t.numel() * t.element_size()
+    return b"".join(parts)
+
+
+def weights_from_message(payload: memoryview) -> dict[str, torch.Tensor]:
+    """A weights payload (split_weights_message) -> the policy, each tensor a read-only view of
+    the bytes it arrived in (loading it into a module copies it; nothing writes into it). A tensor
+    the message left unaligned is copied. WireError names what is malformed."""
+    view = memoryview(payload).cast("B")
+    if len(view) < _WEIGHTS_HEAD.size:
+        raise WireError("weights payload is shorter than its header")
+    magic, table_len, pad = _WEIGHTS_HEAD.unpack_from(view)
+    if magic != WEIGHTS_MAGIC:
+        raise WireError("weights payload is not robot-rl weights (an older learner? run the same version)")
+    data_at = _WEIGHTS_HEAD.size + table_len + pad
+    if data_at > len(view):
+        raise WireError("weights payload's table runs past its end")
+    try:
+        table = json.loads(bytes(view[_WEIGHTS_HEAD.size : _WEIGHTS_HEAD.size + table_len]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WireError(f"weights payload's table does not parse ({err})") from err
+    if not isinstance(table, list):
+        raise WireError("weights payload's table is not a list")
+    policy: dict[str, torch.Tensor] = {}
+    for entry in table:
+        name, dtype, shape, offset, nbytes = _weights_entry(entry)
+        if name in policy:
+            raise WireError(f"weights entry {name!r} appears twice")
+        start = data_at + offset
+        if start + nbytes > len(view):
+            raise WireError(f"weights entry {name!r} runs past the payload's end")
+        if not nbytes:
+            policy[name] = torch.zeros(shape, dtype=dtype)
+            continue
+        with warnings.catch_warnings():  # that the bytes are read-only: the tensor is only read
+            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+            t = torch.frombuffer(view, dtype=dtype, count=nbytes // _itemsize(dtype), offset=start)
+        t = t.reshape(shape)
+        policy[name] = t if t.data_ptr() % t.element_size() == 0 else t.clone()
+    return policy
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _weights_entry(entry: Any) -> tuple[str, torch.dtype, list[int], int, int]:
+    """One row of the weights table, checked: its shape and dtype account for its bytes."""
+    ok = isinstance(entry, list) and len(entry) == 5
+    name, dtype, shape, offset, nbytes = entry if ok else ("?", None, None, None, None)
+    if not (ok and isinstance(name, str) and dtype in WEIGHT_DTYPES and isinstance(shape, list)):
+        raise WireError(f"weights table entry {str(entry)[:80]} is not [name, dtype, shape, offset, nbytes]")
+    ints = [*shape, offset, nbytes]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or len(shape) > 8:
+        raise WireError(f"weights entry {name!r} has a malformed shape, offset or size")
+    torch_dtype = WEIGHT_DTYPES[dtype]
+    if int(np.prod(shape, dtype=np.int64)) * _itemsize(torch_dtype) != nbytes:
+        raise WireError(
+            f"weights entry {name!r}: {nbytes} bytes do not hold a {dtype} tensor of shape {shape}"
+        )
+    return name, torch_dtype, shape, offset, nbytes
 
 
 def split_weights_message(data: bytes) -> tuple[pb.Weights, memoryview]:
@@ -354,18 +458,6 @@ def _read_varint(view: memoryview, pos: int, what: str) -> tuple[int, int]:
             return value, pos
         shift += 7
     raise WireError(f"{what}: a varint at byte {pos} is cut off or too long")
-
-
-def weights_from_bytes(payload: bytes | memoryview) -> tuple[int, dict[str, torch.Tensor]]:
-    """weights_only=True: tensors and plain containers load, anything executable is refused."""
-    try:
-        blob = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-        version, policy = int(blob["version"]), blob["policy"]
-    except Exception as err:  # torch raises many kinds for a bad payload
-        raise WireError(f"weights payload does not load as weights ({type(err).__name__}: {err})") from err
-    if not isinstance(policy, dict) or not all(isinstance(v, torch.Tensor) for v in policy.values()):
-        raise WireError("weights payload is not a dict of tensors")
-    return version, policy
 
 
 def _space_spec(space: gym.Space) -> Any:

@@ -186,9 +186,9 @@ class GrpcLearnerTransport:
     def flush(self) -> None:
         self._publisher.flush()
 
-    def _deliver(self, version: int, source: WeightsId, payload: memoryview) -> None:
+    def _deliver(self, version: int, source: WeightsId, policy: dict[str, torch.Tensor]) -> None:
         """On the publisher's thread: serialised once for every actor stream."""
-        message = weights_message(version, source, payload)
+        message = weights_message(version, source, policy)
         with self._weights_changed:
             self._weights = (version, source.incarnation, message)
             self._weights_changed.notify_all()
