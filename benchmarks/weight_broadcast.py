@@ -6,11 +6,14 @@ reading weights, and records when each version first comes back. Latency is publ
 from the learner calling publish_weights() to the actor holding the loaded state dict
 (time.monotonic() is CLOCK_MONOTONIC, one clock for every process on the machine).
 
-The peer, interleaved version by version in the same run: the one-machine LocalTransport (the
-learner writes the weights file atomically, each actor stat()s it every poll and loads it when
-it changes). gRPC carries the odd versions, the file the even ones, so both see the same load.
+Three ways, taking turns version by version in the same run so all see the same load: gRPC as
+configured by default (actors on the learner's host read its shared copy, the stream carries
+heads), gRPC streaming every version to every actor (what actors on other hosts get;
+transport.shared_weights=false), and the peer, the one-machine LocalTransport (the learner
+writes the weights file atomically, each actor stat()s it every poll and loads it when it
+changes).
 
-    python -m benchmarks.weight_broadcast [--actors 4] [--versions 40] [--interval 0.5] [--quick]
+    python -m benchmarks.weight_broadcast [--actors 4] [--versions 40] [--interval 1.0] [--quick]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from robot_rl.config import TransportConfig
 from robot_rl.runtime.net.client import GrpcActorTransport
 from robot_rl.runtime.net.codec import split_weights_message, weights_from_message, weights_message
 from robot_rl.runtime.net.server import GrpcLearnerTransport
+from robot_rl.runtime.net.shared_weights import SharedCopy, read_copy, shared_memory_dir
 from robot_rl.runtime.transport import (
     LocalTransport,
     WeightsId,
@@ -48,7 +52,8 @@ TOKEN = "bench-token"
 SPACES = '{"bench": "weight_broadcast"}'
 WIDTHS = (512, 1024, 1024, 1024, 1024, 1024, 256)  # an MLP of 1024-wide layers: 4,986,112 params
 MARK = "net.0.weight"  # element [0, 0] carries the version, so an actor can check what it got
-KINDS = ("grpc", "local")
+KINDS = ("grpc", "grpc_stream", "local")  # published in turn, version by version
+GRPC_KINDS = ("grpc", "grpc_stream")
 
 
 def policy_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -61,15 +66,17 @@ def policy_state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def actor_proc(
-    actor_id: int, port: int, local_path: str, poll_s: float, stop: Any, out: Any, first: int
+    actor_id: int, ports: dict[str, int], local_path: str, poll_s: float, stop: Any, out: Any, first: int
 ) -> None:
     """Poll both transports every poll_s; report (kind, version, t_use, content ok) per new version."""
     torch.set_num_threads(1)
-    cfg = TransportConfig(kind="grpc", learner=f"127.0.0.1:{port}", token=TOKEN)
     transports = {
-        "grpc": GrpcActorTransport(cfg, actor_id, SPACES, TOKEN),
-        "local": LocalTransport(Path(local_path), queue_chunks=1),
+        kind: GrpcActorTransport(
+            TransportConfig(kind="grpc", learner=f"127.0.0.1:{port}", token=TOKEN), actor_id, SPACES, TOKEN
+        )
+        for kind, port in ports.items()
     }
+    transports["local"] = LocalTransport(Path(local_path), queue_chunks=1)
     records: list[tuple[str, int, float, bool]] = []
     ready = False
     try:
@@ -84,10 +91,11 @@ def actor_proc(
                 out.put(("ready", actor_id))
                 ready = True
             time.sleep(poll_s)
-        grpc_t = transports["grpc"]
-        out.put(("records", actor_id, records, dict(grpc_t.counters)))
+        counters = {kind: dict(transports[kind].counters) for kind in GRPC_KINDS}
+        out.put(("records", actor_id, records, counters))
     finally:
-        transports["grpc"].close(final_beat=False)
+        for kind in GRPC_KINDS:
+            transports[kind].close(final_beat=False)
 
 
 def stage_costs(state: dict[str, torch.Tensor], tmp: Path, reps: int = 7) -> dict[str, float]:
@@ -96,6 +104,7 @@ def stage_costs(state: dict[str, torch.Tensor], tmp: Path, reps: int = 7) -> dic
     payload = weights_bytes(1, state)
     wire = weights_message(1, WeightsId(), state)
     save_weights(path, 1, state)
+    shared, versions = SharedCopy(shared_memory_dir() or tmp), itertools.count(1)
     stages = {
         "policy_snapshot: copy once (learner's training thread, both)": lambda: policy_snapshot(state),
         "weights_bytes: serialise for the file (learner, background, both)": lambda: weights_bytes(1, state),
@@ -107,6 +116,12 @@ def stage_costs(state: dict[str, torch.Tensor], tmp: Path, reps: int = 7) -> dic
         "split_weights_message + weights_from_message (actor, gRPC)": lambda: weights_from_message(
             split_weights_message(bytes(wire))[1]
         ),
+        "SharedCopy.write: to shared memory (learner, background, shared copy)": lambda: shared.write(
+            next(versions), wire
+        ),
+        "read_copy + split + weights_from_message (actor, shared copy)": lambda: weights_from_message(
+            split_weights_message(read_copy(shared.path))[1]
+        ),
         "load_weights from file (actor, file)": lambda: load_weights(path),
     }
     times: dict[str, list[float]] = {name: [] for name in stages}
@@ -115,6 +130,7 @@ def stage_costs(state: dict[str, torch.Tensor], tmp: Path, reps: int = 7) -> dic
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+    shared.close()
     return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
@@ -124,13 +140,17 @@ def run(n_actors: int, n_versions: int, interval: float, poll_ms: float) -> dict
     n_params = sum(v.numel() for v in state.values())
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TransportConfig(kind="grpc", listen="127.0.0.1:0", token=TOKEN)
-        learner = GrpcLearnerTransport(cfg, Path(tmp) / "learner", SPACES, TOKEN)
-        learner.start({})
+        learners = {}
+        for kind in GRPC_KINDS:  # the second one offers no shared copy: it streams to every actor
+            shares = kind == "grpc"
+            cfg = TransportConfig(kind="grpc", listen="127.0.0.1:0", token=TOKEN, shared_weights=shares)
+            learners[kind] = GrpcLearnerTransport(cfg, Path(tmp) / kind, SPACES, TOKEN)
+            learners[kind].start({})
         local_path = Path(tmp) / "local" / "policy.pt"
         local = LocalTransport(local_path, queue_chunks=1, ctx=ctx)
-        publishers = {"grpc": learner, "local": local}
-        kind_of = {v: "grpc" if v % 2 else "local" for v in range(1, 2 * n_versions + 3)}
+        publishers = {**learners, "local": local}
+        n_kinds = len(KINDS)
+        kind_of = {v: KINDS[(v - 1) % n_kinds] for v in range(1, n_kinds * (n_versions + 1) + 1)}
 
         def publish(version: int) -> tuple[float, float]:
             state[MARK][0, 0] = version
@@ -138,13 +158,14 @@ def run(n_actors: int, n_versions: int, interval: float, poll_ms: float) -> dict
             publishers[kind_of[version]].publish_weights(version, state)
             return t_call, time.monotonic()
 
-        publish(1)  # untimed first versions, one per transport: every actor starts holding weights
-        publish(2)
+        for version in range(1, n_kinds + 1):  # untimed first versions: every actor starts with weights
+            publish(version)
         stop, out = ctx.Event(), ctx.Queue()
+        ports = {kind: learner.port for kind, learner in learners.items()}
         procs = [
             ctx.Process(
                 target=actor_proc,
-                args=(i, learner.port, str(local_path), poll_ms / 1e3, stop, out, 1),
+                args=(i, ports, str(local_path), poll_ms / 1e3, stop, out, 1),
                 daemon=True,
             )
             for i in range(n_actors)
@@ -155,7 +176,7 @@ def run(n_actors: int, n_versions: int, interval: float, poll_ms: float) -> dict
             _wait_ready(out, n_actors, timeout_s=120)
             published: dict[int, tuple[float, float]] = {}
             t_next = time.monotonic() + interval
-            for version in range(3, 2 * n_versions + 3):
+            for version in range(n_kinds + 1, n_kinds * (n_versions + 1) + 1):
                 time.sleep(max(0.0, t_next - time.monotonic()))
                 published[version] = publish(version)
                 t_next += interval
@@ -168,7 +189,8 @@ def run(n_actors: int, n_versions: int, interval: float, poll_ms: float) -> dict
                 p.join(timeout=10)
                 if p.is_alive():
                     p.terminate()
-            learner.close(grace_s=0.1)
+            for learner in learners.values():
+                learner.close(grace_s=0.1)
         stage_ms = stage_costs(state, Path(tmp))
     return summarize(published, reports, kind_of, n_actors) | {
         "actors": n_actors,
@@ -230,7 +252,6 @@ def summarize(
             use[(actor_id, version)] = t_use
             bad_content += not ok
     out: dict[str, Any] = {"bad_content": bad_content, "per_transport": {}}
-    ratios: list[float] = []
     for kind in KINDS:
         versions = [v for v in published if kind_of[v] == kind]
         pairs, all_actors, missed = [], [], 0
@@ -248,24 +269,31 @@ def summarize(
             "missed": missed,
             "pairs": len(pairs),
         }
-    # paired: each gRPC version against the file version published next, by all-actors time
-    for v in published:
-        if kind_of[v] == "grpc" and v + 1 in published:
-            a = [use.get((i, v), np.nan) - published[v][0] for i in range(n_actors)]
-            b = [use.get((i, v + 1), np.nan) - published[v + 1][0] for i in range(n_actors)]
-            ratios.append(float(np.max(a) / np.max(b)))
-    ratios_arr = np.asarray([r for r in ratios if np.isfinite(r)])
-    out["grpc_over_local_all_actors"] = {
-        "median": float(np.median(ratios_arr)) if len(ratios_arr) else float("nan"),
-        "p10": float(np.percentile(ratios_arr, 10)) if len(ratios_arr) else float("nan"),
-        "p90": float(np.percentile(ratios_arr, 90)) if len(ratios_arr) else float("nan"),
-    }
+    # paired: each gRPC version against the file version of the same turn, by all-actors time
+    for kind in GRPC_KINDS:
+        ratios = []
+        for v in published:
+            w = v + (len(KINDS) - 1 - KINDS.index(kind))  # the turn's file version
+            if kind_of[v] == kind and w in published:
+                a = [use.get((i, v), np.nan) - published[v][0] for i in range(n_actors)]
+                b = [use.get((i, w), np.nan) - published[w][0] for i in range(n_actors)]
+                ratios.append(float(np.max(a) / np.max(b)))
+        ratios_arr = np.asarray([r for r in ratios if np.isfinite(r)])
+        out[f"{kind}_over_local_all_actors"] = {
+            "median": float(np.median(ratios_arr)) if len(ratios_arr) else float("nan"),
+            "p10": float(np.percentile(ratios_arr, 10)) if len(ratios_arr) else float("nan"),
+            "p90": float(np.percentile(ratios_arr, 90)) if len(ratios_arr) else float("nan"),
+        }
     out["grpc_counters"] = {a: c for a, (_, c) in reports.items()}
     return out
 
 
 def markdown(r: dict) -> str:
-    names = {"grpc": "gRPC (GrpcLearnerTransport -> GrpcActorTransport)", "local": "file (LocalTransport)"}
+    names = {
+        "grpc": "gRPC, actors on the learner's host (shared copy, the default)",
+        "grpc_stream": "gRPC streamed to every actor (as to other hosts; transport.shared_weights=false)",
+        "local": "file (LocalTransport)",
+    }
     rows = []
     for kind, s in r["per_transport"].items():
         p, a, c = s["publish_to_use_ms"], s["all_actors_ms"], s["publish_call_ms"]
@@ -274,7 +302,11 @@ def markdown(r: dict) -> str:
             f"{a['p99']:.0f} | {c['p50']:.0f} / {c['p99']:.0f} | "
             f"{s['missed']} of {s['pairs'] + s['missed']} |"
         )
-    ratio = r["grpc_over_local_all_actors"]
+    ratios = [
+        f"{names[k].split(' (')[0]} / file: median {q['median']:.2f} (p10 {q['p10']:.2f}, p90 {q['p90']:.2f})"
+        for k in GRPC_KINDS
+        for q in [r[f"{k}_over_local_all_actors"]]
+    ]
     stages = [f"| {name} | {ms:.1f} |" for name, ms in r["stage_ms"].items()]
     return "\n".join(
         [
@@ -283,8 +315,8 @@ def markdown(r: dict) -> str:
             f"{r['params']:,} float32 parameters ({r['payload_mb']:.1f} MB, an MLP of 1024-wide layers); "
             f"{r['actors']} actor processes (spawned), each polling poll_weights() every "
             f"{r['poll_ms']:g} ms; "
-            f"a new version every {r['interval_s']:g} s, {r['versions_per_transport']} per transport, gRPC "
-            "and the weights file interleaved version by version. Latency: from the learner calling "
+            f"a new version every {r['interval_s']:g} s, {r['versions_per_transport']} per transport, the "
+            "three transports taking turns version by version. Latency: from the learner calling "
             "publish_weights() to an actor's poll returning the loaded state dict; all actors: the "
             "slowest of the actors, per version. Learner, actors and loopback share the machine's cores.",
             "",
@@ -293,15 +325,17 @@ def markdown(r: dict) -> str:
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            f"gRPC / file, all-actors time, paired version by version: median {ratio['median']:.2f} "
-            f"(p10 {ratio['p10']:.2f}, p90 {ratio['p90']:.2f}). "
-            f"Versions whose content did not match their number: {r['bad_content']}.",
+            "All-actors time, paired turn by turn (a version of each transport in turn): "
+            + "; ".join(ratios)
+            + f". Versions whose content did not match their number: {r['bad_content']}.",
             "",
             "Where the time goes: median ms of each step for one version, measured alone in one process "
             "after the run. publish_weights() copies the tensors once on the calling thread and "
             "returns; a background thread frames them once for every actor stream (raw tensor bytes, "
-            "each aligned, which the actor reads where they arrived), then another serialises and "
-            "writes the weights file (the newest version wins on both). The actor's gRPC row includes "
+            "each aligned, which the actor reads where they arrived) and, while an actor on the "
+            "learner's host reads it, writes that message to the shared copy in /dev/shm before the "
+            "streams carry its head; then another thread serialises and writes the weights file (the "
+            "newest version wins on both). The actor's gRPC row includes "
             "copying the message into a fresh bytes object, as gRPC hands it over. The actors' "
             "decoding shares the learner's cores on this machine.",
             "",
@@ -319,7 +353,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actors", type=int, default=4)
     parser.add_argument("--versions", type=int, default=40, help="versions per transport")
-    parser.add_argument("--interval", type=float, default=0.5, help="seconds between versions")
+    # a streamed version to 4 actors can take 0.5 s on a loaded 2-core box: turns must not overlap
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between versions")
     parser.add_argument("--poll-ms", type=float, default=1.0)
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 versions per transport")
     args = parser.parse_args()

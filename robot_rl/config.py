@@ -146,6 +146,10 @@ class TransportConfig:
     # actor: chunks sent on the stream before the first is acknowledged (a slow or distant link
     # wants more in flight); each has the call_timeout_s deadline for its acknowledgement
     chunks_in_flight: int = 4
+    # actors on the learner's own host read one copy of the newest weights from shared memory
+    # instead of each receiving a stream of them (net/shared_weights.py); false on either side:
+    # stream to every actor
+    shared_weights: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "grpc"):

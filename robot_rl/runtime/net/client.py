@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -40,6 +41,7 @@ from robot_rl.runtime.net.codec import (
 from robot_rl.runtime.net.fit import TransportFailed, frame_to_fit, split_to_fit
 from robot_rl.runtime.net.security import call_metadata, channel_credentials
 from robot_rl.runtime.net.server import grpc_options
+from robot_rl.runtime.net.shared_weights import read_copy, same_host_copy
 from robot_rl.runtime.transport import TransitionChunk, WeightsId, newer
 
 __all__ = ["GrpcActorTransport", "TransportFailed", "reconnect_options", "split_to_fit"]
@@ -125,11 +127,13 @@ class GrpcActorTransport:
         self._returned = 0
         self._weights_arrived = threading.Event()
         self._stream: Any = None
+        self._shared: Path | None = None  # the learner's shared weights folder, on its host
         self._report: dict[str, Any] = {}
         self.trained_through = 0
         self.learner_done = False
         self.failure: str | None = None
         self.counters = {"connects": 0, "losses": 0, "backpressure": 0, "chunks_sent": 0, "bytes_sent": 0}
+        self.counters |= {"weights_streamed": 0, "weights_shared": 0}  # versions taken, by how
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._guard(fn), name=f"grpc-{fn.__name__}", daemon=True)
@@ -310,7 +314,11 @@ class GrpcActorTransport:
                 on_ack=self._take_ack,
                 on_error=lambda err: self._chunks_failed(session, err),
             )
+        shared = (
+            same_host_copy(welcome.shared_weights, welcome.shared_key) if self.cfg.shared_weights else None
+        )
         with self._lock:
+            self._shared = shared  # on the learner's host: read its copy of the weights
             self._session = welcome.session
             self._generation += 1
             self._rewind = welcome.next_seq
@@ -469,6 +477,23 @@ class GrpcActorTransport:
         self.learner_done = reply.learner_done
         return True
 
+    def _read_shared(self, head: pb.Weights) -> tuple[pb.Weights, memoryview] | None:
+        """The message a head names, from the learner's shared copy (which may already hold a
+        newer one). A copy that is missing, unreadable or older stops the sharing: the stream is
+        reopened to carry whole messages (None)."""
+        folder = self._shared
+        try:
+            if folder is None:
+                raise OSError("no shared copy")
+            msg, payload = split_weights_message(read_copy(folder))
+            if msg.incarnation != head.incarnation or msg.version < head.version:
+                raise OSError(f"the copy holds v{msg.version}, not v{head.version}")
+        except (OSError, WireError):
+            self._shared = None
+            self._cancel_stream()
+            return None
+        return msg, payload
+
     def _weights_loop(self) -> None:
         while not self._stop.is_set():
             session = self._session
@@ -478,7 +503,11 @@ class GrpcActorTransport:
             have = self._weights[0] if self._weights else 0
             incarnation = self._weights_source.incarnation if self._weights_source else ""
             request = pb.WeightsRequest(
-                actor_id=self.actor_id, session=session, have_version=have, have_incarnation=incarnation
+                actor_id=self.actor_id,
+                session=session,
+                have_version=have,
+                have_incarnation=incarnation,
+                shared=self._shared is not None,
             )
             # the stream's deadline bounds it; it is simply reopened
             self._stream = self._watch(request, timeout=60.0, metadata=self._meta)
@@ -496,6 +525,12 @@ class GrpcActorTransport:
                 self._stream = None
 
     def _take_weights(self, msg: pb.Weights, payload: memoryview) -> None:
+        kind = "weights_streamed"
+        if msg.shared:
+            found = self._read_shared(msg)
+            if found is None:
+                return
+            msg, payload, kind = *found, "weights_shared"
         try:
             version, state = int(msg.version), weights_from_message(payload)
         except WireError as err:
@@ -506,4 +541,5 @@ class GrpcActorTransport:
             if newer(version, source, have, self._weights_source):  # a restarted learner: at once
                 self._weights, self._weights_source = (version, state), source
                 self._weights_count += 1
+                self.counters[kind] += 1
         self._weights_arrived.set()

@@ -11,6 +11,7 @@ INVALID_ARGUMENT.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import warnings
 from dataclasses import dataclass
@@ -339,8 +340,9 @@ def _weights_entry(entry: Any) -> tuple[str, torch.dtype, list[int], int, int]:
     return name, torch_dtype, shape, offset, nbytes
 
 
-def split_weights_message(data: bytes) -> tuple[pb.Weights, memoryview]:
-    """A serialised pb.Weights -> (its fields but the payload, the payload as a view into data).
+def split_weights_message(data: bytes | mmap.mmap) -> tuple[pb.Weights, memoryview]:
+    """A serialised pb.Weights (bytes, or the shared copy's mapping) -> (its fields but the
+    payload, the payload as a view into data).
 
     protobuf's parser copies the payload twice (into the message, then out as bytes), 20 MB for
     a 5M-parameter policy: this reads the few top-level fields itself and copies only the rest.

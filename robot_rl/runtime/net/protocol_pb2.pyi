@@ -57,20 +57,24 @@ class Hello(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., actor_id: _Optional[int] = ..., spaces: _Optional[str] = ..., host: _Optional[str] = ..., incarnation: _Optional[str] = ..., recorded: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol_version", "session", "next_seq", "weights_version", "learner_run", "chunk_stream")
+    __slots__ = ("protocol_version", "session", "next_seq", "weights_version", "learner_run", "chunk_stream", "shared_weights", "shared_key")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     LEARNER_RUN_FIELD_NUMBER: _ClassVar[int]
     CHUNK_STREAM_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_KEY_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     session: str
     next_seq: int
     weights_version: int
     learner_run: str
     chunk_stream: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., session: _Optional[str] = ..., next_seq: _Optional[int] = ..., weights_version: _Optional[int] = ..., learner_run: _Optional[str] = ..., chunk_stream: _Optional[bool] = ...) -> None: ...
+    shared_weights: str
+    shared_key: str
+    def __init__(self, protocol_version: _Optional[int] = ..., session: _Optional[str] = ..., next_seq: _Optional[int] = ..., weights_version: _Optional[int] = ..., learner_run: _Optional[str] = ..., chunk_stream: _Optional[bool] = ..., shared_weights: _Optional[str] = ..., shared_key: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("accepted", "next_seq")
@@ -81,28 +85,32 @@ class Ack(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., next_seq: _Optional[int] = ...) -> None: ...
 
 class WeightsRequest(_message.Message):
-    __slots__ = ("actor_id", "session", "have_version", "have_incarnation")
+    __slots__ = ("actor_id", "session", "have_version", "have_incarnation", "shared")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HAVE_VERSION_FIELD_NUMBER: _ClassVar[int]
     HAVE_INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     actor_id: int
     session: str
     have_version: int
     have_incarnation: str
-    def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., have_version: _Optional[int] = ..., have_incarnation: _Optional[str] = ...) -> None: ...
+    shared: bool
+    def __init__(self, actor_id: _Optional[int] = ..., session: _Optional[str] = ..., have_version: _Optional[int] = ..., have_incarnation: _Optional[str] = ..., shared: _Optional[bool] = ...) -> None: ...
 
 class Weights(_message.Message):
-    __slots__ = ("version", "payload", "run", "incarnation")
+    __slots__ = ("version", "payload", "run", "incarnation", "shared")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     version: int
     payload: bytes
     run: str
     incarnation: str
-    def __init__(self, version: _Optional[int] = ..., payload: _Optional[bytes] = ..., run: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
+    shared: bool
+    def __init__(self, version: _Optional[int] = ..., payload: _Optional[bytes] = ..., run: _Optional[str] = ..., incarnation: _Optional[str] = ..., shared: _Optional[bool] = ...) -> None: ...
 
 class ActorStats(_message.Message):
     __slots__ = ("env_steps", "episodes", "success_last20", "last_return", "policy_version", "backlog", "queue_depth", "reconnects", "backpressure_events", "done")

@@ -42,6 +42,7 @@ from robot_rl.runtime.net.codec import (
     weights_message,
 )
 from robot_rl.runtime.net.security import TokenCheck, is_loopback, server_credentials
+from robot_rl.runtime.net.shared_weights import SharedCopy, shared_memory_dir
 from robot_rl.runtime.transport import (
     ActorRestarted,
     TransitionChunk,
@@ -116,9 +117,13 @@ class GrpcLearnerTransport:
         self._links: dict[int, ActorLink] = {}
         self._chunk_streams: set[grpc.ServicerContext] = set()  # open PushChunks calls
         self._cursors: dict[int, int] = {}
-        self._weights: tuple[int, str, bytes] | None = None  # version, incarnation, serialised pb.Weights
+        # version, incarnation, serialised pb.Weights, and its head alone (for shared-copy readers)
+        self._weights: tuple[int, str, bytes, bytes] | None = None
         self._weights_changed = threading.Condition()
         self._publisher = WeightsPublisher(self.run_dir / "weights" / "policy.pt", self._deliver)
+        shm = shared_memory_dir() if cfg.shared_weights else None
+        self._shared = SharedCopy(shm) if shm is not None else None  # for actors on this host
+        self._shared_readers = 0  # open weight streams that read the shared copy
         self._closing = False
         self.trained_through = 0  # set by the learner; actors pace on it in sim
         self.learner_done = False
@@ -189,9 +194,24 @@ class GrpcLearnerTransport:
     def _deliver(self, version: int, source: WeightsId, policy: dict[str, torch.Tensor]) -> None:
         """On the publisher's thread: serialised once for every actor stream."""
         message = weights_message(version, source, policy)
+        head = pb.Weights(version=version, run=source.run, incarnation=source.incarnation, shared=True)
         with self._weights_changed:
-            self._weights = (version, source.incarnation, message)
+            if self._shared_readers:
+                self._share(version, message)  # before any reader hears of the version
+            self._weights = (version, source.incarnation, message, head.SerializeToString())
             self._weights_changed.notify_all()
+
+    def _share(self, version: int, message: bytes) -> None:
+        """Update the shared copy; if it cannot be written (shared memory full, the folder
+        removed), stop offering it: its readers find it stale and go back to the stream."""
+        if self._shared is None:
+            return
+        try:
+            self._shared.write(version, message)
+        except OSError as err:
+            print(f"warning: weights' shared copy {self._shared.path} failed ({err}); streaming", flush=True)
+            self._shared.close()
+            self._shared = None
 
     def close(self, grace_s: float = 1.0) -> None:
         try:
@@ -206,6 +226,8 @@ class GrpcLearnerTransport:
         for context in streams:
             context.cancel()
         self._server.stop(grace_s).wait(grace_s + 1.0)
+        if self._shared is not None:
+            self._shared.close()
 
     # ---- what the display and the learner app read ----
     def depth(self) -> int:
@@ -318,6 +340,8 @@ class GrpcLearnerTransport:
             weights_version=version,
             learner_run=self.run_dir.name,
             chunk_stream=True,
+            shared_weights=str(self._shared.path) if self._shared else "",
+            shared_key=self._shared.key if self._shared else "",
         )
 
     def _link(self, actor_id: int, session: str, context: grpc.ServicerContext) -> ActorLink:
@@ -406,15 +430,26 @@ class GrpcLearnerTransport:
         """Streams every newer version as it is published (the newest only, if several piled up)."""
         link = self._link(req.actor_id, req.session, context)
         have, have_incarnation = req.have_version, req.have_incarnation
-        while context.is_active() and link.session == req.session:
+        shared = req.shared and self._shared is not None  # heads only: the actor reads the copy
+        if shared:
             with self._weights_changed:
-                is_new = lambda v=have, i=have_incarnation: self._newer_than(v, i)  # noqa: E731
-                self._weights_changed.wait_for(is_new, 1.0)
-                if self._closing:
-                    return
-                current = self._weights
-            if current is not None and (current[0] > have or current[1] != have_incarnation):
-                have, have_incarnation = current[0], current[1]
-                yield current[2]
-            with self._lock:
-                link = self._links.get(req.actor_id, link)
+                self._shared_readers += 1
+                if self._weights is not None:  # the copy holds what the first head will name
+                    self._share(self._weights[0], self._weights[2])
+        try:
+            while context.is_active() and link.session == req.session:
+                with self._weights_changed:
+                    is_new = lambda v=have, i=have_incarnation: self._newer_than(v, i)  # noqa: E731
+                    self._weights_changed.wait_for(is_new, 1.0)
+                    if self._closing:
+                        return
+                    current = self._weights
+                if current is not None and (current[0] > have or current[1] != have_incarnation):
+                    have, have_incarnation = current[0], current[1]
+                    yield current[3] if shared else current[2]
+                with self._lock:
+                    link = self._links.get(req.actor_id, link)
+        finally:
+            if shared:
+                with self._weights_changed:
+                    self._shared_readers -= 1

@@ -7,6 +7,7 @@ an Ingest as the learner does, and the test's thread acts through a TransitionSe
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import threading
 import time
@@ -336,6 +337,56 @@ def test_round_trip_with_images_and_newest_weights(tmp_path, closing):
     _wait_until(lambda: learner.server.finished_total() == actor.recorded, "the actor's final report")
     (link,) = learner.server.actors()
     assert link["steps"] == actor.recorded
+    assert_serves_fresh_actor(learner, tmp_path)
+
+
+# ---------------------------------------------------------------- the shared copy on the learner's host
+def _newest(transport: GrpcActorTransport, version: int) -> dict[str, torch.Tensor]:
+    """Poll until the transport holds `version`; its state dict."""
+    got: dict[str, torch.Tensor] = {}
+
+    def holds() -> bool:
+        update = transport.poll_weights()
+        if update is not None and update[0] == version:
+            got.update(update[1])
+        return bool(got)
+
+    _wait_until(holds, f"weights v{version}")
+    return got
+
+
+def test_actors_on_the_learners_host_read_its_shared_copy_others_get_the_stream(tmp_path, closing):
+    learner = _learner(closing, tmp_path)
+    shared = _actor(closing, tmp_path, learner.address)
+    streamed = _actor(closing, tmp_path, learner.address, actor_id=1, cfg={"shared_weights": False})
+    for actor in (shared, streamed):
+        _wait_until(actor.transport.connected, "the actors to connect")
+    for version in (1, 2, 3):
+        learner.server.publish_weights(version, {"w": torch.full((300,), float(version))})
+        for actor in (shared, streamed):
+            assert torch.equal(_newest(actor.transport, version)["w"], torch.full((300,), float(version)))
+    assert shared.transport.counters["weights_shared"] >= 1
+    assert shared.transport.counters["weights_streamed"] == 0
+    assert streamed.transport.counters["weights_shared"] == 0
+    assert streamed.transport.counters["weights_streamed"] >= 1
+    folder = learner.server._shared.path
+    learner.close()
+    assert not folder.exists()  # the learner cleans up its copy
+
+
+def test_a_shared_copy_that_goes_missing_falls_back_to_the_stream(tmp_path, closing):
+    learner = _learner(closing, tmp_path)
+    actor = _actor(closing, tmp_path, learner.address)
+    _wait_until(actor.transport.connected, "the actor to connect")
+    learner.server.publish_weights(1, {"w": torch.ones(4)})
+    _newest(actor.transport, 1)
+    assert actor.transport.counters["weights_shared"] == 1
+    shutil.rmtree(learner.server._shared.path)  # e.g. someone cleaned /dev/shm
+    for version in (2, 3):  # the learner goes on publishing; the actor gets every newer one
+        learner.server.publish_weights(version, {"w": torch.full((4,), float(version))})
+        assert torch.equal(_newest(actor.transport, version)["w"], torch.full((4,), float(version)))
+    assert actor.transport.counters["weights_streamed"] >= 1
+    assert actor.transport.failure is None
     assert_serves_fresh_actor(learner, tmp_path)
 
 
