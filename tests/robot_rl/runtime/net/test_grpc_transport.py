@@ -704,6 +704,32 @@ def test_learner_restart_on_the_same_port(tmp_path, closing):
     assert_serves_fresh_actor(learner, tmp_path)
 
 
+def test_learner_restarted_while_four_actors_stream(tmp_path, closing):
+    """Every actor reconnects by itself and each one's steps are held exactly once."""
+    port = find_free_port()
+    learner = Learner(_cfg(listen=f"127.0.0.1:{port}"), tmp_path / "learner")
+    actors = [_actor(closing, tmp_path, f"127.0.0.1:{port}", actor_id=i, seed=10 + i) for i in range(4)]
+    try:
+        for _ in range(10):  # all four stream at once, interleaved
+            for actor in actors:
+                actor.act(4, pace_s=0.0)
+        _wait_until(lambda: all(learner.holds(a.actor_id) > 0 for a in actors), "steps from every actor")
+    finally:
+        learner.close()
+    for actor in actors:  # acting on through the outage, into their stores
+        actor.act(10, pace_s=0.0)
+    learner = _learner(closing, tmp_path, listen=f"127.0.0.1:{port}")
+    _wait_until(lambda: all(a.transport.connected() for a in actors), "every actor to reconnect")
+    for _ in range(5):
+        for actor in actors:
+            actor.act(4, pace_s=0.0)
+    for actor in actors:
+        actor.finish(learner)
+        assert actor.transport.counters["connects"] >= 2
+        assert_exactly_once(learner, actor)
+    assert len(learner.server.actors()) == 4
+
+
 def test_restarted_learner_weights_are_adopted_at_once(tmp_path, closing):
     """A new learner incarnation's weights replace the held ones even at a lower version number."""
     port = find_free_port()
