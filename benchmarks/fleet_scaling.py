@@ -11,7 +11,8 @@ updates/s = the learner's update() calls, learner CPU = its process's CPU second
 The learner's cost per received step (benchmarks/learner_ingest.py): the 1-worker row's spool
 sent again at that row's pace to a GrpcLearnerTransport in this process (the CPU its receiving
 takes, on gRPC's threads), then Ingest.add on the steps as they arrived (the replay buffers and the
-replay.zarr append at episode ends, on the training thread; wall and CPU time).
+replay.zarr append at episode ends, on the learner's intake thread, which shares the interpreter
+with the training thread; wall and CPU time).
 
 Workers one learner absorbs: with n workers of r env steps/s each, ingest takes n * r * c of the
 learner's time (c: its cost per received step), so its update rate drops by 10% at n = 0.1 / (r * c),
@@ -198,17 +199,18 @@ def scaling_markdown(rows: list[dict[str, Any]], cost: dict[str, float]) -> tupl
         "| part | where | wall us/step | CPU us/step |",
         "| --- | --- | --- | --- |",
         f"| receiving: gRPC handler, decode, queue | gRPC threads | - | {cost['receive_cpu_us']:.0f} |",
-        f"| Ingest.add: replay buffers | training thread | {cost['buffers_wall_us']:.0f}"
+        f"| Ingest.add: replay buffers | intake thread | {cost['buffers_wall_us']:.0f}"
         f" | {cost['buffers_cpu_us']:.0f} |",
-        f"| Ingest.add: replay.zarr append at episode ends | training thread | {cost['store_wall_us']:.0f}"
+        f"| Ingest.add: replay.zarr append at episode ends | intake thread | {cost['store_wall_us']:.0f}"
         f" | {cost['store_cpu_us']:.0f} |",
         f"| total (wall: ingest + receiving's CPU) | | {cost['total_wall_us']:.0f}"
         f" | {cost['total_cpu_us']:.0f} |",
         "",
         f"One worker steps {r1:.0f} env steps/s. Its received steps take 10% of a learner's time, and"
         " its update rate drops by 10%, at 0.1 / (steps/s per worker x cost per step) workers, each on"
-        f" a core of its own: **{absorb['wall']:.1f} workers** by the wall cost (the training thread"
-        f" waits for ingest, and receiving holds the interpreter), {absorb['cpu']:.1f} by the CPU cost.",
+        f" a core of its own: **{absorb['wall']:.1f} workers** by the wall cost (ingest runs on the"
+        " intake thread and receiving on gRPC's, but both hold the interpreter the training thread"
+        f" needs), {absorb['cpu']:.1f} by the CPU cost.",
         f"On this machine ({os.cpu_count()} cores, shared by the learner, every worker and other work)"
         " the measured update rate "
         + (

@@ -5,7 +5,7 @@ Two parts, as a learner pays them:
   (GrpcActorTransport + TransitionSender) in a process of its own, paced like a sim worker so
   chunks are as small as they are live; the CPU this process spends per step received (the
   PushChunk handler's decode and bookkeeping, heartbeats, the queue), on gRPC's threads;
-- ingest (Ingest.add, on the learner's training thread): the replay buffers, and the episode
+- ingest (Ingest.add, on the learner's intake thread): the replay buffers, and the episode
   appended to replay.zarr when it ends; wall and CPU time (the whole process: zarr writes on a
   thread of its own), the store's share split out.
 benchmarks/fleet_scaling.py turns them into the workers one learner absorbs.
@@ -149,7 +149,7 @@ def ingest_once(
 
 def learner_cost(spool: Path, cfg: TrainConfig, steps_per_s: float, repeats: int = 3) -> dict[str, float]:
     """Microseconds per received step: receive_cpu_us, {buffers,store}_{wall,cpu}_us, and totals:
-    total_cpu_us (all of it) and total_wall_us (the ingest's wall time on the training thread plus
+    total_cpu_us (all of it) and total_wall_us (the ingest's wall time on the intake thread plus
     the receiving side's CPU, which holds the same interpreter)."""
     source = EpisodeStore(spool, mode="r")
     steps = source.n_steps
