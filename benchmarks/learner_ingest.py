@@ -53,7 +53,9 @@ def send_spool(address: str, spool: str, folder: str, steps_per_s: float) -> Non
     TransitionSender at steps_per_s, until the learner has acknowledged every one."""
     cfg = TransportConfig(kind="grpc", learner=address, token=TOKEN)
     transport = GrpcActorTransport(cfg, 0, SPACES, TOKEN)
-    sender = TransitionSender(transport, EpisodeStore(Path(folder) / "episodes.zarr"), 0, 0, cfg.chunk_steps)
+    sender = TransitionSender(
+        transport, EpisodeStore(Path(folder) / "episodes.zarr"), 0, 0, cfg.chunk_steps, cfg.live_steps
+    )
     while not transport.connected():
         time.sleep(0.01)
     t0, sent = time.perf_counter(), 0

@@ -135,7 +135,7 @@ def actor_proc(
     frames = make_frames(64)
     transport = GrpcActorTransport(cfg, ACTOR_ID, SPACES, TOKEN)
     store = EpisodeStore(store_path, mode="w")
-    sender = TransitionSender(transport, store, ACTOR_ID, next_seq=0, chunk_steps=cfg.chunk_steps)
+    sender = TransitionSender(transport, store, ACTOR_ID, 0, cfg.chunk_steps, cfg.live_steps)
     rng = np.random.default_rng(1)
 
     def obs(seq: int) -> dict[str, np.ndarray]:

@@ -119,6 +119,9 @@ class TransportConfig:
     kind: str = "local"  # local | grpc
     queue_chunks: int = 256  # bounded: when full, transitions wait in the actor's episode store
     chunk_steps: int = 32  # most steps per message when catching up from the store
+    # steps of the episode in progress sent together: the learner trains on whole episodes, so
+    # this delays no learning, and a message per step cost the learner more than the step
+    live_steps: int = 8
     # --- grpc ---
     listen: str = "127.0.0.1:50051"  # learner: where to listen; localhost unless set otherwise
     learner: str = "127.0.0.1:50051"  # actor: the learner's HOST:PORT
@@ -154,8 +157,8 @@ class TransportConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("local", "grpc"):
             raise ValueError(f"transport.kind must be local or grpc, got '{self.kind}'")
-        if self.queue_chunks < 1 or self.chunk_steps < 1:
-            raise ValueError("transport.queue_chunks and transport.chunk_steps must be >= 1")
+        if self.queue_chunks < 1 or self.chunk_steps < 1 or self.live_steps < 1:
+            raise ValueError("transport.queue_chunks, chunk_steps and live_steps must be >= 1")
         for name in ("listen", "learner"):
             host, _, port = getattr(self, name).rpartition(":")
             if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port

@@ -66,7 +66,9 @@ class Actor:
         self.shared = shared
         self.transport = transport
         self.store = EpisodeStore(run_dir / f"actor_{actor_id}" / "episodes.zarr", mode="a")
-        self.sender = TransitionSender(transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps)
+        self.sender = TransitionSender(
+            transport, self.store, actor_id, next_seq, cfg.transport.chunk_steps, cfg.transport.live_steps
+        )
         env_seed = cfg.seed + 1000 * (actor_id + 1) + self.store.n_episodes
         self.env = with_base(cfg.agent, make_env(cfg.env, seed=env_seed))
         # Collection goes through the teleop device when there is one, and takes its reward from

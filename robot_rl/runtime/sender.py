@@ -1,9 +1,12 @@
 """The actor's outbox: every step goes to the learner exactly once, in order, without blocking.
 
 Finished episodes are appended to the actor's own episode store first; that store is the source
-of truth. Steps are sent live while the channel has room; when it is full, the actor keeps
-acting and the sender catches up later from the store, so waiting steps never pile up in memory
-(only the episode in progress is held, as it must be until it ends).
+of truth. Steps are sent live while the channel has room, `live_steps` at a time (the learner
+trains on whole episodes only, so holding a few back delays nothing, and one message per step
+cost the learner more than the step itself; an episode's last steps go at once). When the
+channel is full, the actor keeps acting and the sender catches up later from the store, so
+waiting steps never pile up in memory (only the episode in progress is held, as it must be until
+it ends).
 
 A re-recorded episode (a person pressed re-record) is sent like any other, its steps numbered by
 seq, and the chunk that ends it carries the flag: the learner stores it flagged and trains on
@@ -21,8 +24,16 @@ from robot_rl.runtime.transport import ActorTransport, TransitionChunk
 
 class TransitionSender:
     def __init__(
-        self, transport: ActorTransport, store: EpisodeStore, actor_id: int, next_seq: int, chunk_steps: int
+        self,
+        transport: ActorTransport,
+        store: EpisodeStore,
+        actor_id: int,
+        next_seq: int,
+        chunk_steps: int,
+        live_steps: int = 1,
     ) -> None:
+        if chunk_steps < 1 or live_steps < 1:
+            raise ValueError(f"chunk_steps and live_steps must be >= 1, got {chunk_steps} and {live_steps}")
         if next_seq > store.n_steps:
             raise ValueError(
                 f"the learner expects step {next_seq} but the actor store holds only {store.n_steps} steps"
@@ -32,6 +43,7 @@ class TransitionSender:
         self.actor_id = actor_id
         self.next_seq = next_seq  # first step the learner has not received
         self.chunk_steps = chunk_steps
+        self.live_steps = live_steps
         self._rows: list[dict[str, np.ndarray]] = []  # the episode in progress
         self.full_events = 0  # how often the channel pushed back
 
@@ -75,7 +87,7 @@ class TransitionSender:
             if not self._send_from_store():
                 return
         live_from = self.next_seq - self.episode_start
-        if 0 <= live_from < len(self._rows):
+        if 0 <= live_from <= len(self._rows) - self.live_steps:
             rows = self._rows[live_from:]
             chunk = TransitionChunk(
                 self.actor_id,

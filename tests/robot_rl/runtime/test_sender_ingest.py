@@ -71,7 +71,7 @@ def _finish(sender: TransitionSender, channel: FlakyChannel, ingest: Ingest) -> 
         ingest.add(chunk)
 
 
-def _make(tmp_path, next_seq=None):
+def _make(tmp_path, next_seq=None, live_steps=1):
     actor_store = EpisodeStore(tmp_path / "actor.zarr", mode="a")
     replay_store = EpisodeStore(tmp_path / "replay.zarr", mode="a")
     online = ReplayBuffer(10_000, SPEC, ACT_DIM)
@@ -79,7 +79,7 @@ def _make(tmp_path, next_seq=None):
     ingest = Ingest(online, demo, replay_store)
     channel = FlakyChannel()
     seq = ingest.committed_seq(0) if next_seq is None else next_seq
-    sender = TransitionSender(channel, actor_store, 0, seq, chunk_steps=4)
+    sender = TransitionSender(channel, actor_store, 0, seq, chunk_steps=4, live_steps=live_steps)
     return actor_store, replay_store, online, demo, ingest, channel, sender
 
 
@@ -98,6 +98,35 @@ def test_every_step_arrives_exactly_once(tmp_path):
     # each step is a transition once its next observation is known, all episodes are closed here
     assert len(online) == 401
     assert len(demo) == int(np.count_nonzero(got["intervened"]))
+
+
+@pytest.mark.parametrize("live_steps", [3, 8])
+def test_live_steps_go_several_at_a_time_and_every_step_arrives_once(tmp_path, live_steps):
+    rng = np.random.default_rng(1)
+    actor_store, replay_store, _, _, ingest, channel, sender = _make(tmp_path, live_steps=live_steps)
+    for seq in range(live_steps - 1):  # fewer than live_steps of an episode: held
+        sender.add_step(_row(seq, False), None)
+    assert channel.take() == [] and sender.backlog == live_steps - 1
+    sender.add_step(_row(live_steps - 1, False), None)
+    (chunk,) = channel.take()
+    assert (chunk.seq, len(chunk)) == (0, live_steps) and not chunk.ends_episode
+    ingest.add(chunk)
+    sender.add_step(_row(live_steps, True), {"state": np.zeros(STATE_DIM, np.float32)})  # the end: at once
+    (chunk,) = channel.take()
+    assert (chunk.seq, len(chunk), chunk.ends_episode) == (live_steps, 1, True)
+    ingest.add(chunk)
+    _act(sender, channel, ingest, rng, 300, live_steps + 1)  # with outages, as in the test above
+    sender.add_step(_row(live_steps + 301, True), {"state": np.zeros(STATE_DIM, np.float32)})
+    _finish(sender, channel, ingest)
+    got = replay_store.steps(0, replay_store.n_steps)
+    np.testing.assert_array_equal(got["seq"], np.arange(actor_store.n_steps))
+    np.testing.assert_array_equal(replay_store.episode_ends, actor_store.episode_ends)
+
+
+def test_sender_refuses_non_positive_chunk_sizes(tmp_path):
+    store = EpisodeStore(tmp_path / "actor.zarr", mode="a")
+    with pytest.raises(ValueError, match="live_steps must be >= 1"):
+        TransitionSender(FlakyChannel(), store, 0, 0, chunk_steps=4, live_steps=0)
 
 
 def test_resent_chunks_are_dropped_and_gaps_refused(tmp_path):
