@@ -176,7 +176,7 @@ def actor_proc(
         deadline = time.monotonic() + 60
         while (sender.backlog or transport.pending()) and time.monotonic() < deadline:
             transport.raise_if_failed()
-            sender.flush()
+            sender.flush(whole=True)  # it stopped mid-episode: the held live steps go too
             time.sleep(0.01)
         out.put(
             (

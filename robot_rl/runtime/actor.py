@@ -277,7 +277,7 @@ class Actor:
         """Hand the backlog over before exiting; on a stop it stays in the store for a resume."""
         while (self.sender.backlog > 0 or self.transport.pending() > 0) and not self.shared.stopping():
             self.transport.raise_if_failed()
-            self.sender.flush()
+            self.sender.flush(whole=True)
             time.sleep(0.01)
         finished = self.env_steps >= self.cfg.total_env_steps  # a stop is not an end: a resume follows
         if finished and self.sender.backlog == 0 and self.transport.pending() == 0:

@@ -78,8 +78,9 @@ class TransitionSender:
             )
         self.next_seq = seq
 
-    def flush(self, final_obs: dict[str, np.ndarray] | None = None) -> None:
-        """Send the store's backlog, then the live steps, until the channel is full."""
+    def flush(self, final_obs: dict[str, np.ndarray] | None = None, whole: bool = False) -> None:
+        """Send the store's backlog, then the live steps, until the channel is full (whole: the
+        live steps however few, as before exiting with an episode in progress)."""
         rewind = self.transport.take_rewind()
         if rewind is not None:
             self.rewind(rewind)
@@ -87,7 +88,7 @@ class TransitionSender:
             if not self._send_from_store():
                 return
         live_from = self.next_seq - self.episode_start
-        if 0 <= live_from <= len(self._rows) - self.live_steps:
+        if 0 <= live_from < len(self._rows) and (whole or len(self._rows) - live_from >= self.live_steps):
             rows = self._rows[live_from:]
             chunk = TransitionChunk(
                 self.actor_id,

@@ -107,16 +107,22 @@ def test_live_steps_go_several_at_a_time_and_every_step_arrives_once(tmp_path, l
     for seq in range(live_steps - 1):  # fewer than live_steps of an episode: held
         sender.add_step(_row(seq, False), None)
     assert channel.take() == [] and sender.backlog == live_steps - 1
-    sender.add_step(_row(live_steps - 1, False), None)
+    sender.flush(whole=True)  # as before exiting mid-episode: however few
     (chunk,) = channel.take()
-    assert (chunk.seq, len(chunk)) == (0, live_steps) and not chunk.ends_episode
+    assert (chunk.seq, len(chunk)) == (0, live_steps - 1) and sender.backlog == 0
     ingest.add(chunk)
-    sender.add_step(_row(live_steps, True), {"state": np.zeros(STATE_DIM, np.float32)})  # the end: at once
+    for seq in range(live_steps - 1, 2 * live_steps - 1):  # live_steps more: sent together
+        sender.add_step(_row(seq, False), None)
     (chunk,) = channel.take()
-    assert (chunk.seq, len(chunk), chunk.ends_episode) == (live_steps, 1, True)
+    assert (chunk.seq, len(chunk)) == (live_steps - 1, live_steps) and not chunk.ends_episode
     ingest.add(chunk)
-    _act(sender, channel, ingest, rng, 300, live_steps + 1)  # with outages, as in the test above
-    sender.add_step(_row(live_steps + 301, True), {"state": np.zeros(STATE_DIM, np.float32)})
+    end = 2 * live_steps - 1
+    sender.add_step(_row(end, True), {"state": np.zeros(STATE_DIM, np.float32)})  # the end: at once
+    (chunk,) = channel.take()
+    assert (chunk.seq, len(chunk), chunk.ends_episode) == (end, 1, True)
+    ingest.add(chunk)
+    _act(sender, channel, ingest, rng, 300, end + 1)  # with outages, as in the test above
+    sender.add_step(_row(end + 301, True), {"state": np.zeros(STATE_DIM, np.float32)})
     _finish(sender, channel, ingest)
     got = replay_store.steps(0, replay_store.n_steps)
     np.testing.assert_array_equal(got["seq"], np.arange(actor_store.n_steps))
