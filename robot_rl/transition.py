@@ -56,6 +56,8 @@ class Batch:
     action: float32[B, A] executed action
     reward: float32[B] discounted n-step return sum_{k<n} gamma^k r_{t+k}
     discount: float32[B] gamma^n, or 0 where the episode terminated within the n steps
+    demo: bool[B], True where the row came from the demo buffer; None when the batch does not
+        say (a single buffer's sample)
     """
 
     obs: Obs
@@ -63,10 +65,12 @@ class Batch:
     reward: Any
     next_obs: Obs
     discount: Any
+    demo: Any = None
 
     def to_torch(self, device: torch.device | str = "cpu") -> Batch:
         fields = (self.obs, self.action, self.reward, self.next_obs, self.discount)
-        return Batch(*(tensors_on(x, device) for x in fields))
+        demo = None if self.demo is None else tensors_on(self.demo, device)
+        return Batch(*(tensors_on(x, device) for x in fields), demo=demo)
 
     def __len__(self) -> int:
         return int(self.action.shape[0])

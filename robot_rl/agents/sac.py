@@ -9,6 +9,7 @@ the episode terminated), so there is no gamma here.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -68,6 +69,12 @@ class SACConfig:
     # critic ranks highest, and back up the TD target through the same max. 1: plain SAC. N > 1
     # ships the critic with the policy weights, as acting needs it.
     best_of_n: int = 1
+    # Behaviour-cloning term on the demo rows of each batch (Nair et al. 2018; TD3+BC): the actor
+    # loss adds bc_weight * mean squared error of tanh(mean) to the demo action. It keeps the
+    # actor on the demos' states while the critic is still wrong about sparse long-horizon tasks
+    # (stack_cube: without it the actor drifts away from the cubes and no episode succeeds).
+    # 0: plain SAC. Needs batches that mark their demo rows (the demo mixer's).
+    bc_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
@@ -86,6 +93,8 @@ class SACConfig:
         for name in ("actor_lr", "critic_lr", "temp_lr", "init_temperature"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.bc_weight) and self.bc_weight >= 0.0):
+            raise ValueError(f"bc_weight must be a finite number >= 0, got {self.bc_weight}")
         if self.encoder not in ("conv", "resnet18"):
             raise ValueError(f"encoder must be 'conv' or 'resnet18', got {self.encoder!r}")
         validate_grasp_config(self)
@@ -124,6 +133,17 @@ def actor_loss(
     """q_pi: [K, B] critics at the policy's action, log_prob: [B]; RLPD uses the ensemble mean."""
     loss = (alpha * log_prob - q_pi.mean(dim=0)).mean()
     return loss, {"actor_loss": loss.detach(), "entropy": -log_prob.detach().mean()}
+
+
+def demo_bc_loss(
+    mode: torch.Tensor, action: torch.Tensor, demo: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """mode: [B, A] the actor's tanh(mean), action: [B, A] executed, demo: bool[B]; mean squared
+    error over the demo rows (0 when there are none)."""
+    weight = demo.float()
+    per_row = (mode - action).square().mean(dim=-1)
+    loss = (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+    return loss, {"bc_loss": loss.detach()}
 
 
 def temperature_loss(
@@ -237,7 +257,7 @@ class SACAgent:
             if self.grasp is not None:  # the target critic's encoder, as the critic's TD target
                 next_encoder = self.target_encoder if self.encoder.has_images else self.encoder
                 info.update(self.grasp.update(batch, features, next_encoder))
-        info.update(self._actor_temperature_step(features))
+        info.update(self._actor_temperature_step(features, batch))
         info["critic_loss"] = torch.stack(critic_losses).mean()
         self.num_updates += self.cfg.utd
         keys = sorted(info)
@@ -294,13 +314,20 @@ class SACAgent:
         rows = torch.arange(b, device=best.device)
         return best, None if deterministic else log_prob.view(n, b)[index, rows]
 
-    def _actor_temperature_step(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features: [B, F] detached, so the actor loss never trains the encoder."""
+    def _actor_temperature_step(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """features: [B, F] of batch.obs, detached, so the actor loss never trains the encoder."""
         alpha = self.log_alpha.detach().exp()
         action, log_prob = self.actor(features, self.generator)
         assert log_prob is not None
         q_pi = self._critic_fn(torch.cat([features, action], -1), detach_params=True)
         loss, info = actor_loss(q_pi, log_prob, alpha)
+        if self.cfg.bc_weight > 0.0:
+            if batch.demo is None:
+                raise ValueError("agent.bc_weight > 0 needs batches that mark their demo rows (DemoMixer's)")
+            mode, _ = self.actor(features, self.generator, deterministic=True)
+            bc, bc_info = demo_bc_loss(mode, batch.action[:, : self.arm_dim], batch.demo)
+            loss = loss + self.cfg.bc_weight * bc
+            info.update(bc_info)
         t_loss, t_info = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
         self.actor_opt.zero_grad(set_to_none=True)
         self.temp_opt.zero_grad(set_to_none=True)

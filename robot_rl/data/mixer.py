@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -79,10 +80,10 @@ class DemoMixer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n_online, n_demo = self.split(batch_size)
         if n_demo == 0:
-            return draw(self.online, n_online)
+            return replace(draw(self.online, n_online), demo=np.zeros(n_online, dtype=bool))
         assert self.demo is not None
         if n_online == 0:
-            return draw(self.demo, n_demo)
+            return replace(draw(self.demo, n_demo), demo=np.ones(n_demo, dtype=bool))
         a, b = draw(self.online, n_online), draw(self.demo, n_demo)
         return Batch(
             obs=_concat(a.obs, b.obs),
@@ -90,6 +91,7 @@ class DemoMixer:
             reward=_concat(a.reward, b.reward),
             next_obs=_concat(a.next_obs, b.next_obs),
             discount=_concat(a.discount, b.discount),
+            demo=np.arange(n_online + n_demo) >= n_online,
         )
 
     def iterate(self, batch_size: int) -> Iterator[Batch]:

@@ -14,7 +14,15 @@ from omegaconf import OmegaConf
 from robot_rl.agents import make_agent
 from robot_rl.agents.base import Agent
 from robot_rl.agents.bc import BCConfig
-from robot_rl.agents.sac import SACAgent, SACConfig, actor_loss, critic_loss, td_target, temperature_loss
+from robot_rl.agents.sac import (
+    SACAgent,
+    SACConfig,
+    actor_loss,
+    critic_loss,
+    demo_bc_loss,
+    td_target,
+    temperature_loss,
+)
 from robot_rl.transition import Batch
 
 D, A = 6, 3
@@ -79,6 +87,46 @@ def test_critic_actor_temperature_losses_by_hand() -> None:
     assert loss.item() == pytest.approx(2.0 * (-2.0 + 1.0)) and info["alpha"].item() == pytest.approx(2.0)
     loss.backward()
     assert log_alpha.grad.item() < 0  # entropy -2 < target -1 -> gradient step raises alpha
+
+
+def test_demo_bc_loss_by_hand_counts_demo_rows_only() -> None:
+    mode = torch.tensor([[0.0, 0.0], [1.0, -1.0], [0.5, 0.5]])
+    action = torch.tensor([[1.0, 1.0], [0.0, -1.0], [0.5, -0.5]])
+    loss, info = demo_bc_loss(mode, action, torch.tensor([False, True, True]))
+    assert loss.item() == pytest.approx(((1.0 + 0.0) / 2 + (0.0 + 1.0) / 2) / 2)  # row 0 is online
+    assert info["bc_loss"].item() == pytest.approx(loss.item())
+    loss, _ = demo_bc_loss(mode, action, torch.zeros(3, dtype=torch.bool))
+    assert loss.item() == 0.0
+
+
+def test_bc_weight_pulls_the_actor_to_the_demo_actions() -> None:
+    """With a large bc_weight the actor's mode moves to the demo rows' action, not the online rows'."""
+    demo_action = np.array([0.8, -0.6, 0.4], np.float32)
+    online_action = -demo_action
+
+    def mixed() -> Iterator[Batch]:
+        for i in range(10_000):
+            batch = make_batch(32, i)
+            batch.demo = np.arange(32) >= 16
+            batch.action[:] = np.where(batch.demo[:, None], demo_action, online_action)
+            yield batch
+
+    agent = SACAgent(*spaces(), small_cfg(bc_weight=100.0, utd=1), seed=0)
+    stream = mixed()
+    first = agent.update(stream)["bc_loss"]
+    for _ in range(300):
+        last = agent.update(stream)["bc_loss"]
+    assert last < 0.1 * first
+    state = make_batch(64, 99_999).obs["state"]
+    mode = np.stack([agent.act({"state": s}, deterministic=True) for s in state])
+    assert np.abs(mode - demo_action).mean() < 0.2 < np.abs(mode - online_action).mean()
+
+
+def test_bc_weight_needs_batches_that_mark_demo_rows() -> None:
+    agent = SACAgent(*spaces(), small_cfg(bc_weight=1.0), seed=0)
+    with pytest.raises(ValueError, match="demo rows"):
+        agent.update(batches())  # make_batch leaves demo None
+    assert "bc_loss" not in SACAgent(*spaces(), small_cfg(), seed=0).update(batches())
 
 
 def test_min_over_random_subset_picks_subset_minimum(monkeypatch) -> None:
@@ -206,6 +254,9 @@ def test_make_agent_and_config_errors() -> None:
         SACConfig(encoder="vit")
     with pytest.raises(ValueError, match="hidden_dims"):
         SACConfig(hidden_dims=[])
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bc_weight"):
+            SACConfig(bc_weight=bad)
     with pytest.raises(ValueError, match="loss"):
         BCConfig(loss="l1")
 

@@ -41,14 +41,17 @@ def test_ratio(ratio: float, expected: int) -> None:
     mixer = DemoMixer(buffer(0.0, 10), buffer(1.0, 10), demo_ratio=ratio)
     batch = mixer.sample(256)
     assert len(batch) == 256 and n_demo_rows(batch) == expected
+    np.testing.assert_array_equal(batch.demo, batch.obs["state"][:, 0] == 1.0)  # marks its demo rows
     assert batch.obs["images"]["cam"].shape == (256, 2, 2, 3)
     assert batch.next_obs["state"].shape == (256, 1)
     assert batch.reward.shape == batch.discount.shape == (256,)
 
 
 def test_empty_buffers_fall_back_to_the_other() -> None:
-    assert n_demo_rows(DemoMixer(buffer(0.0, 0), buffer(1.0, 5)).sample(8)) == 8
-    assert n_demo_rows(DemoMixer(buffer(0.0, 5), buffer(1.0, 0)).sample(8)) == 0
+    demos_only = DemoMixer(buffer(0.0, 0), buffer(1.0, 5)).sample(8)
+    assert n_demo_rows(demos_only) == 8 and demos_only.demo.all()
+    online_only = DemoMixer(buffer(0.0, 5), buffer(1.0, 0)).sample(8)
+    assert n_demo_rows(online_only) == 0 and not online_only.demo.any()
     assert n_demo_rows(DemoMixer(buffer(0.0, 5), None).sample(8)) == 0
     with pytest.raises(ValueError, match="both empty"):
         DemoMixer(buffer(0.0, 0), buffer(1.0, 0)).sample(8)
