@@ -313,14 +313,10 @@ def weights_from_message(payload: memoryview) -> dict[str, torch.Tensor]:
             continue
         with warnings.catch_warnings():  # that the bytes are read-only: the tensor is only read
             warnings.filterwarnings("ignore", message="The given buffer is not writable")
-            t = torch.frombuffer(view, dtype=dtype, count=nbytes // _itemsize(dtype), offset=start)
+            t = torch.frombuffer(view, dtype=dtype, count=nbytes // dtype.itemsize, offset=start)
         t = t.reshape(shape)
         policy[name] = t if t.data_ptr() % t.element_size() == 0 else t.clone()
     return policy
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
 
 
 def _weights_entry(entry: Any) -> tuple[str, torch.dtype, list[int], int, int]:
@@ -333,7 +329,7 @@ def _weights_entry(entry: Any) -> tuple[str, torch.dtype, list[int], int, int]:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or len(shape) > 8:
         raise WireError(f"weights entry {name!r} has a malformed shape, offset or size")
     torch_dtype = WEIGHT_DTYPES[dtype]
-    if int(np.prod(shape, dtype=np.int64)) * _itemsize(torch_dtype) != nbytes:
+    if int(np.prod(shape, dtype=np.int64)) * torch_dtype.itemsize != nbytes:
         raise WireError(
             f"weights entry {name!r}: {nbytes} bytes do not hold a {dtype} tensor of shape {shape}"
         )

@@ -50,7 +50,7 @@ class SharedCopy:
         """Replace the copy by a newer version's message (renamed into place: a reader sees a
         whole message, the old one or the new)."""
         with self._lock:
-            if version <= self.version and self.version >= 0:
+            if version <= self.version:
                 return
             tmp = self.path / f"{WEIGHTS_FILE}.tmp"
             tmp.write_bytes(message)
