@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from robot_rl.agents.common import (
+    STATE_NORM_BATCHES,
     build_obs_encoder,
+    fit_state_norm,
     make_adam,
     obs_to_torch,
     pack_policy_state,
@@ -39,6 +41,9 @@ class BCConfig:
     resnet_frozen: bool = False
     image_augment: bool = True
     feature_dim: int = 50
+    # Normalise the state with the demos' per-dimension mean and std (fitted on the first
+    # update's batches, then frozen; they travel with the weights), as SACConfig.normalize_state.
+    normalize_state: bool = False
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
@@ -107,7 +112,10 @@ class BCAgent:
         """Nothing to forget between episodes: act() reads the current observation alone."""
 
     def update(self, batches: Iterator[Batch]) -> dict[str, float]:
-        """One gradient step on one batch (only obs and action are used)."""
+        """One gradient step on one batch (only obs and action are used); with normalize_state,
+        the first call first fits the state statistics on STATE_NORM_BATCHES batches."""
+        if self.encoder.needs_state_fit:
+            fit_state_norm((self.encoder,), batches, STATE_NORM_BATCHES)
         batch = prepare_batch(next(batches), self.device, self.cfg.image_augment, self.generator)
         loss, info = bc_loss(self.actor, self.encoder(batch.obs), batch.action, self.cfg.loss)
         self.opt.zero_grad(set_to_none=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -37,7 +37,19 @@ def build_obs_encoder(obs_space: gym.spaces.Dict, cfg: Any) -> ObsEncoder:
         feature_dim=cfg.feature_dim,
         resnet_weights=cfg.resnet_weights,
         resnet_frozen=cfg.resnet_frozen,
+        normalize_state=getattr(cfg, "normalize_state", False),
     )
+
+
+STATE_NORM_BATCHES = 16  # batches whose states fit the normaliser: 2,048 rows at SAC's batch size
+
+
+def fit_state_norm(encoders: Iterable[ObsEncoder], batches: Iterator[Batch], n_batches: int) -> None:
+    """Fit the state normaliser of each encoder (an online one and its target copy alike) on the
+    states of the next n_batches batches; the agents call it once, before their first update."""
+    state = np.concatenate([np.asarray(next(batches).obs["state"], np.float32) for _ in range(n_batches)])
+    for encoder in encoders:
+        encoder.fit_state(torch.from_numpy(state))
 
 
 def make_adam(params: Iterable[torch.Tensor], lr: float, device: torch.device) -> torch.optim.Adam:

@@ -60,9 +60,17 @@ class ResidualConfig(SACConfig):
     # env steps after learning starts) the chance that a collecting step adds the residual rises
     # linearly from 0 to 1; otherwise the base acts alone. 0: the residual always acts.
     progressive_steps: int = 0
+    # The residual actor reads the base's action from the end of the features as it is
+    # (ResidualActor), so the state goes in unnormalised.
+    normalize_state: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.normalize_state:
+            raise ValueError(
+                "agent=residual needs agent.normalize_state=false: the residual actor reads the "
+                "base's action from the state as it is"
+            )
         if not self.base:
             raise ValueError("agent=residual needs agent.base=<run folder | weights file | module:Class>")
         if not 0.0 < self.scale <= 1.0:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_rl.nets.normalize import StateNormalizer
+
 # ImageNet statistics: pretrained ResNet weights expect inputs normalised this way.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,7 +179,9 @@ class ObsEncoder(nn.Module):
     """Obs dict -> feature vector, so agents treat state-only and pixel observations alike.
 
     obs: {"state": float32[B, D], "images": {cam: uint8[B, H, W, 3]}} -> float32[B, D + n_cams * F]
-    (state passed through, then each camera's features in sorted camera order).
+    (state passed through, then each camera's features in sorted camera order). normalize_state:
+    the state is normalised first (nets/normalize.StateNormalizer; the agent fits it with
+    fit_state() before its first update), otherwise passed through as it is.
     kind: "conv" (DrQ encoder) or "resnet18". shared: one encoder for all cameras (the cameras
     are then stacked on the batch axis and encoded in one call); otherwise one per camera.
     """
@@ -191,8 +195,10 @@ class ObsEncoder(nn.Module):
         resnet_weights: str | None = None,
         resnet_frozen: bool = False,
         shared: bool = False,
+        normalize_state: bool = False,
     ) -> None:
         super().__init__()
+        self.state_norm = StateNormalizer(state_dim) if normalize_state else None
         if kind not in ("conv", "resnet18"):
             raise ValueError(f"encoder must be 'conv' or 'resnet18', got {kind!r}")
         self.cameras = sorted(image_shapes)
@@ -215,8 +221,20 @@ class ObsEncoder(nn.Module):
     def has_images(self) -> bool:
         return bool(self.cameras)
 
+    @property
+    def needs_state_fit(self) -> bool:
+        """Whether the state normaliser still waits for its statistics (fit_state)."""
+        return self.state_norm is not None and not bool(self.state_norm.fitted)
+
+    def fit_state(self, state: torch.Tensor) -> None:
+        """state [N, D] -> the normaliser's statistics (a no-op without normalize_state)."""
+        if self.state_norm is not None:
+            self.state_norm.fit(state.to(self.state_norm.mean.device))
+
     def forward(self, obs: Mapping[str, torch.Tensor | Mapping[str, torch.Tensor]]) -> torch.Tensor:
         state = obs["state"]
+        if self.state_norm is not None:
+            state = self.state_norm(state)
         if not self.cameras:
             return state
         images = obs["images"]

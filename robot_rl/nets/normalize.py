@@ -4,6 +4,10 @@ travel with the weights (a flat tensor dict, loadable with torch.load(weights_on
 State: per dimension (x - mean) / std, as LeRobot normalises state. Actions: per dimension
 min/max to [-1, 1], as diffusion_policy does, so a chunk's noise and its target share a scale.
 Shapes: N rows, D state size, A action size; any leading dims are kept.
+
+StateNormalizer is the state half on its own, for the observation encoder of SAC and BC: in
+metres a millimetre is 0.001 of input, which an MLP does not resolve; in demo standard
+deviations it is about 0.05 (peg_insert: BC on 100 clean demos 0.00 raw, 0.47 normalised).
 """
 
 from __future__ import annotations
@@ -15,6 +19,50 @@ from torch import nn
 # fixed joint) normalises to 0 instead of dividing by 0.
 _MIN_STD = 1e-3
 _MIN_HALF_RANGE = 1e-2
+
+
+def state_stats(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """state [N, D] (float) -> per-dimension mean [D] and std [D], the std floored at _MIN_STD."""
+    if not len(state):
+        raise ValueError("cannot fit normalisation statistics on no data")
+    return state.mean(0), state.std(0, unbiased=False).clamp_min(_MIN_STD)
+
+
+class StateNormalizer(nn.Module):
+    """Identity until fit(); then (x - mean) / std per dimension, clipped to +-clip (an online
+    state far outside the fitted data stays a bounded input). Fitted once, then frozen.
+
+    Weights saved before this module existed load as an identity that counts as fitted, so a
+    policy trained on raw state keeps reading raw state.
+    """
+
+    def __init__(self, state_dim: int, clip: float = 10.0) -> None:
+        super().__init__()
+        if not clip > 0:
+            raise ValueError(f"clip must be > 0, got {clip}")
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(state_dim))
+        self.register_buffer("std", torch.ones(state_dim))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, state: torch.Tensor) -> None:
+        """state [N, D] -> statistics, stored in place."""
+        mean, std = state_stats(state.float().flatten(0, -2))
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.fitted.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., D] -> normalised [..., D]."""
+        return ((x.float() - self.mean) / self.std).clamp(-self.clip, self.clip)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if not any(k.startswith(prefix) for k in state_dict):  # weights from before: raw state
+            state_dict[prefix + "mean"] = torch.zeros_like(self.mean)
+            state_dict[prefix + "std"] = torch.ones_like(self.std)
+            state_dict[prefix + "fitted"] = torch.ones((), dtype=torch.bool)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class DemoNormalizer(nn.Module):
@@ -32,10 +80,11 @@ class DemoNormalizer(nn.Module):
     def fit(self, state: torch.Tensor, action: torch.Tensor) -> None:
         """state [N, D], action [N, A] (float) -> statistics, stored in place."""
         state, action = state.float().flatten(0, -2), action.float().flatten(0, -2)
-        if not len(state) or not len(action):
+        if not len(action):
             raise ValueError("cannot fit normalisation statistics on no data")
-        self.state_mean.copy_(state.mean(0))
-        self.state_std.copy_(state.std(0, unbiased=False).clamp_min(_MIN_STD))
+        mean, std = state_stats(state)
+        self.state_mean.copy_(mean)
+        self.state_std.copy_(std)
         low, high = action.min(0).values, action.max(0).values
         self.action_center.copy_((high + low) / 2)
         self.action_half_range.copy_(((high - low) / 2).clamp_min(_MIN_HALF_RANGE))

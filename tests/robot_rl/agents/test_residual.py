@@ -173,6 +173,7 @@ def test_progressive_exploration_adds_the_residual_more_often_as_the_learner_tra
         ({"scale": 1.5}, "agent.scale"),
         ({"progressive_steps": -1}, "progressive_steps"),
         ({"gripper": "discrete"}, "gripper"),
+        ({"normalize_state": True}, "normalize_state"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path, fields, names):

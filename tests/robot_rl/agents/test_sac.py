@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import replace as dataclass_replace
 
 import gymnasium as gym
 import numpy as np
@@ -221,6 +222,37 @@ def test_pixel_obs_two_cameras_update_trains_encoder() -> None:
     assert any(not torch.equal(enc_before[k], v) for k, v in agent.encoder.state_dict().items())
     obs = {"state": np.zeros(D, np.float32), "images": {c: np.zeros((64, 64, 3), np.uint8) for c in cams}}
     assert agent.act(obs).shape == (A,)
+
+
+def test_normalize_state_fits_once_on_the_first_update_and_ships_with_the_policy() -> None:
+    agent = SACAgent(*spaces(), small_cfg(normalize_state=True), seed=0)
+    shifted = (dataclass_replace(b, obs={"state": b.obs["state"] * 0.01 + 0.5}) for b in batches())
+    agent.update(shifted)
+    norm = agent.encoder.state_norm
+    assert norm is not None and bool(norm.fitted)
+    np.testing.assert_allclose(norm.mean.numpy(), 0.5, atol=0.003)  # the batches' states, not raw
+    torch.testing.assert_close(agent.target_encoder.state_norm.mean, norm.mean)  # the target's too
+    mean = norm.mean.clone()
+    agent.update(batches(9))  # other states later: the statistics stay frozen
+    torch.testing.assert_close(norm.mean, mean, rtol=0, atol=0)
+    # an actor gets the statistics with the weights, and acts as the learner would
+    actor = SACAgent(*spaces(), small_cfg(normalize_state=True), seed=1)
+    actor.load_policy_state(agent.policy_state())
+    obs = {"state": np.full(D, 0.5, np.float32)}
+    np.testing.assert_array_equal(actor.act(obs, True), agent.act(obs, True))
+    # a resumed learner does not refit
+    resumed = SACAgent(*spaces(), small_cfg(normalize_state=True), seed=2)
+    resumed.load_state_dict(agent.state_dict())
+    assert not resumed.encoder.needs_state_fit
+
+
+def test_bc_normalize_state_fits_on_the_demos() -> None:
+    agent = make_agent("bc", *spaces(), BCConfig(hidden_dims=[32], normalize_state=True), seed=0)
+    obs = np.full((64, D), 3.0, np.float32) + np.arange(64, dtype=np.float32)[:, None] * 1e-3
+    demo = Batch({"state": obs}, np.zeros((64, A), np.float32), np.zeros(64, np.float32), {"state": obs},
+                 np.zeros(64, np.float32))  # fmt: skip
+    agent.update(iter([demo] * 17))
+    np.testing.assert_allclose(agent.encoder.state_norm.mean.numpy(), obs.mean(0), rtol=1e-5)
 
 
 # ---- BC, registry, config -----------------------------------------------------------------------
