@@ -29,6 +29,19 @@ class SimEnvConfig(SimConfig):
     privileged: bool = True
     kind: str = "sim"
     task: str = "pick_cube"
+    # Training curriculum, collection only (evaluation starts at the task's own reset): this share
+    # of the collected episodes starts where the scripted demo policy (demos.policy, else the
+    # task's expert) left the task after 1..expert_start_max_steps ticks, as Nair et al. 2018
+    # reset to demo states. sim/expert_starts.py.
+    expert_starts: float = 0.0
+    expert_start_max_steps: int = 40
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.expert_starts <= 1.0:
+            raise ValueError(f"env.expert_starts must be in [0, 1], got {self.expert_starts}")
+        if self.expert_start_max_steps < 1:
+            raise ValueError(f"env.expert_start_max_steps must be >= 1, got {self.expert_start_max_steps}")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from robot_rl.eval.rollout import run_episodes
 from robot_rl.hil.episode_help import EpisodeHelp
 from robot_rl.hil.intervention import with_teleop
 from robot_rl.reward.wrapper import with_reward
+from robot_rl.runtime.demos import scripted_policy_factory
 from robot_rl.runtime.process import post_status, set_torch_threads, supervisor_gone
 from robot_rl.runtime.residual_base import with_base
 from robot_rl.runtime.sender import TransitionSender
@@ -74,7 +75,7 @@ class Actor:
         # Collection goes through the teleop device when there is one, and takes its reward from
         # reward= (a learned classifier, or the env's own); evaluation does neither, so eval
         # success is the env's own success without help.
-        collect_env = with_reward(self.env, cfg.reward)
+        collect_env = with_reward(with_expert_starts(self.env, cfg, env_seed), cfg.reward)
         self.train_env = collect_env if cfg.teleop is None else with_teleop(collect_env, cfg.teleop, env_seed)
         # each actor explores with noise of its own: the same seed would give every actor of a
         # fleet the same noise sequence (actor 0, the one of `robot-rl train`, keeps cfg.seed)
@@ -286,6 +287,16 @@ class Actor:
             self.shared.status,
             {"source": "actor", "kind": "done", "env_steps": self.env_steps, "backlog": self.sender.backlog},
         )
+
+
+def with_expert_starts(env: Any, cfg: TrainConfig, seed: int) -> Any:
+    """env, or env whose collected episodes start part-way (env.expert_starts > 0; sim only)."""
+    if not isinstance(cfg.env, SimEnvConfig) or cfg.env.expert_starts == 0.0:
+        return env
+    from sim.expert_starts import ExpertStarts
+
+    policy = scripted_policy_factory(cfg)(env)
+    return ExpertStarts(env, policy, cfg.env.expert_starts, cfg.env.expert_start_max_steps, seed + 7)
 
 
 def actor_main(
