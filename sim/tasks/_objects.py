@@ -50,4 +50,9 @@ class FingerPads:
         return len(self.geoms & set(with_geom.ravel().tolist()))
 
 
-__all__ = ["OBJECT_STATE_DIM", "FingerPads", "FreeObject", "yaw_quat"]
+def closeness(distance: float, scale: float) -> float:
+    """1 at distance 0, falling towards 0 over about `scale` (m): a shaping term's reach."""
+    return 1.0 - math.tanh(distance / scale)
+
+
+__all__ = ["OBJECT_STATE_DIM", "FingerPads", "FreeObject", "closeness", "yaw_quat"]

@@ -13,6 +13,9 @@ Privileged state adds the peg's position, wxyz quaternion and position relative 
 Sparse reward 1.0 (and terminated) once the peg is seated: its lowest corner within
 seat_tolerance of the hole's floor (the table) and its centre within the clearance (+1 mm) of
 the hole's centre.
+Progress (for SimConfig.shaping): 0.2 x the tool's closeness to the peg + 0.2 while both pads
+hold it + 0.3 x the peg's closeness to the hole's axis in xy + 0.29 x how far (of HOLE_DEPTH)
+the peg is down the hole once it is inside.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 
 import numpy as np
 
-from sim.tasks._objects import OBJECT_STATE_DIM, FreeObject, yaw_quat
+from sim.tasks._objects import OBJECT_STATE_DIM, FingerPads, FreeObject, closeness, yaw_quat
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
 PEG_HALF = (0.0125, 0.0125, 0.04)
@@ -72,6 +75,8 @@ class PegInsertEnv(SimTaskEnv):
 
     def _setup_task(self) -> None:
         self.peg = FreeObject(self.model, "peg")
+        self._peg_geom = self.model.geom("peg").id
+        self._pads = FingerPads(self.model)
         self._hole_mocap = self.model.body_mocapid[self.model.body("hole").id]
 
     def _reset_task(self, rng: np.random.Generator) -> None:
@@ -105,6 +110,15 @@ class PegInsertEnv(SimTaskEnv):
         dx, dy = pos[0] - hx, pos[1] - hy
         c, s = math.cos(yaw), math.sin(yaw)
         return np.array([c * dx + s * dy, -s * dx + c * dy, lowest - TABLE_Z])
+
+    def progress(self) -> float:
+        peg, _ = self.peg.pose(self.data)
+        x, y, bottom = self.peg_in_hole_frame()
+        held = self._pads.touching(self.data, self._peg_geom) == 2
+        reach = closeness(float(np.linalg.norm(self.ee_position() - peg)), 0.1)
+        inside = max(abs(x), abs(y)) < CLEARANCE + 0.001
+        depth = float(np.clip(1.0 - bottom / HOLE_DEPTH, 0.0, 1.0)) if inside else 0.0
+        return 0.2 * reach + 0.2 * held + 0.3 * closeness(float(np.hypot(x, y)), 0.03) + 0.29 * depth
 
     def _is_success(self) -> bool:
         x, y, bottom = self.peg_in_hole_frame()

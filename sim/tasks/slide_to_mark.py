@@ -9,13 +9,15 @@ Privileged state (8): the knob's position (3), its position relative to ee (3), 
 travel along the rail (1, m) and its speed (1, m/s).
 Sparse reward 1.0 (and terminated) once the carriage is within success_tolerance of the mark,
 moving slower than still_speed, and neither finger pad touches the knob (the gripper let go).
+Progress (for SimConfig.shaping): 0.2 x the tool's closeness to the knob + 0.2 while both pads
+hold it + 0.5 x the carriage's closeness to the mark along the rail.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim.tasks._objects import FingerPads
+from sim.tasks._objects import FingerPads, closeness
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
 KNOB_HALF = (0.012, 0.01, 0.02)  # the fingers close on its +-y faces
@@ -97,6 +99,12 @@ class SlideToMarkEnv(SimTaskEnv):
     def touched_by_pad(self) -> bool:
         """Either finger pad touches the knob."""
         return self._pads.touching(self.data, self._knob_geom) > 0
+
+    def progress(self) -> float:
+        knob, _ = self.object_pose()
+        held = self._pads.touching(self.data, self._knob_geom) == 2
+        reach = closeness(float(np.linalg.norm(self.ee_position() - knob)), 0.1)
+        return 0.2 * reach + 0.2 * held + 0.5 * closeness(abs(self.travel() - self.mark_travel), 0.05)
 
     def _is_success(self) -> bool:
         near = abs(self.travel() - self.mark_travel) < self.success_tolerance

@@ -8,13 +8,15 @@ Privileged state (20): the red cube's position, wxyz quaternion and position rel
 Sparse reward 1.0 (and terminated) once the red cube rests on the blue one: its bottom within
 rest_tolerance of the blue cube's top, centres within align_tolerance in xy, the red cube still
 (speed under still_speed) and neither finger pad touching it.
+Progress (for SimConfig.shaping): 0.2 x the tool's closeness to the red cube + 0.2 while both
+pads hold it + 0.5 x the red cube's closeness to its resting place on the blue one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim.tasks._objects import OBJECT_STATE_DIM, FingerPads, FreeObject, yaw_quat
+from sim.tasks._objects import OBJECT_STATE_DIM, FingerPads, FreeObject, closeness, yaw_quat
 from sim.tasks.base import TABLE_Z, SimTaskEnv
 
 TOP_HALF = 0.02  # red cube, picked
@@ -80,6 +82,14 @@ class StackCubeEnv(SimTaskEnv):
     def touched_by_pad(self) -> bool:
         """Either finger pad touches the red cube."""
         return self._pads.touching(self.data, self._cube_geom) > 0
+
+    def progress(self) -> float:
+        top, _ = self.cube.pose(self.data)
+        base, _ = self.base_cube.pose(self.data)
+        rest = base + np.array([0.0, 0.0, BASE_HALF + TOP_HALF])
+        held = self._pads.touching(self.data, self._cube_geom) == 2
+        reach = closeness(float(np.linalg.norm(self.ee_position() - top)), 0.1)
+        return 0.2 * reach + 0.2 * held + 0.5 * closeness(float(np.linalg.norm(top - rest)), 0.1)
 
     def _is_success(self) -> bool:
         top, _ = self.cube.pose(self.data)

@@ -248,3 +248,47 @@ def test_train_smoke_on_each_task(tmp_path) -> None:
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         result = json.loads((run / "eval.json").read_text())
         assert result["episodes"] == 1 and result["updates"] > 0
+
+
+# ---- shaping (SimConfig.shaping) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", HARD_TASKS)
+def test_shaping_telescopes_and_leaves_success_alone(task: str) -> None:
+    plain, shaped = make_sim_env(task, privileged=True), make_sim_env(task, privileged=True, shaping=True)
+    expert = expert_for(task)(shaped)
+    obs, _ = shaped.reset(seed=4)
+    plain.reset(seed=4)
+    expert.reset()
+    start, rewards = shaped.unwrapped.progress(), []
+    while True:
+        action = expert(obs)
+        obs, reward, terminated, truncated, info = shaped.step(action)
+        _, plain_reward, plain_terminated, _, plain_info = plain.step(action)
+        assert (terminated, info["success"]) == (plain_terminated, plain_info["success"])
+        rewards.append(reward - plain_reward)  # the shaping term alone
+        assert 0.0 <= shaped.unwrapped.progress() < 1.0
+        if terminated or truncated:
+            break
+    assert info["success"]
+    # progress(s_T) - progress(s_0): whatever the path, an episode's shaping is less than 1
+    assert sum(rewards) == pytest.approx(shaped.unwrapped.progress() - start, abs=1e-9)
+    assert shaped.unwrapped.progress() > start + 0.3  # the expert's episode made progress
+
+
+def test_stack_progress_rewards_grasp_and_placement() -> None:
+    env = make_sim_env("stack_cube", shaping=True)
+    env.reset(seed=2)
+    u = env.unwrapped
+    base, _ = u.base_pose()
+    _place(env, "cube", [base[0] + 0.15, base[1], TOP_HALF])  # far from its place
+    far = u.progress()
+    _place(env, "cube", [base[0], base[1], 2 * BASE_HALF + TOP_HALF])  # resting on the blue cube
+    assert u.progress() > far + 0.3
+    _run_until_phase("stack_cube", env, seed=2, phase="release")  # held on top of it
+    assert u._pads.touching(u.data, u._cube_geom) == 2 and u.progress() > 0.8
+
+
+def test_shaping_on_a_task_without_progress_is_refused() -> None:
+    with pytest.raises(ValueError, match="no progress measure"):
+        make_sim_env("pick_cube", shaping=True)
