@@ -7,7 +7,8 @@ Shapes: N rows, D state size, A action size; any leading dims are kept.
 
 StateNormalizer is the state half on its own, for the observation encoder of SAC and BC: in
 metres a millimetre is 0.001 of input, which an MLP does not resolve; in demo standard
-deviations it is about 0.05 (peg_insert: BC on 100 clean demos 0.00 raw, 0.47 normalised).
+deviations it is about 0.05 (BC on 100 clean demos, benchmarks/state_norm.py: peg_insert
+0.01 raw, 0.31 normalised; stack_cube 0.07 and 0.54).
 """
 
 from __future__ import annotations
