@@ -45,6 +45,7 @@ from robot_rl.eval.plots import Curve, plot_runs
 
 TASKS = ("peg_insert", "stack_cube", "slide_to_mark")
 NOISY_DEMOS = ["demos.style=noisy", "demos.num_episodes=10"]
+NORM_BC = ["agent.normalize_state=true", "agent.bc_weight=2"]
 # Training rows: the overrides on top of `env.task=<task> seed=<seed> total_env_steps=<budget>`.
 TRAINED: dict[str, list[str]] = {
     "bc": [*VARIANTS["BC (20 demos)"], *NOISY_DEMOS],
@@ -52,6 +53,9 @@ TRAINED: dict[str, list[str]] = {
     "sac_nodemos": ["demos=none"],
     "sac_human": [*NOISY_DEMOS, "teleop=sim_human"],  # benchmarks/hil_learning.py's row
     "sac_discrete": [*NOISY_DEMOS, "agent.gripper=discrete"],  # benchmarks/grasp_critic.py's row
+    # benchmarks/hil_learning.py --recipe norm_bc's rows: normalised state and the BC term on demo rows
+    "sac_norm_bc": [*NOISY_DEMOS, *NORM_BC],
+    "sac_norm_bc_human": [*NOISY_DEMOS, *NORM_BC, "teleop=sim_human"],
 }
 ROWS = ("expert", *TRAINED)
 TABLE_TRAINED = ("bc", "sac", "sac_nodemos")  # this benchmark's table and default rows, with expert
@@ -64,6 +68,10 @@ LABELS = {
     "sac_nodemos": "SAC, no demos",
     "sac_human": "SAC + simulated person (teleop=sim_human), 10 noisy demos",
     "sac_discrete": "SAC + grasp critic (agent.gripper=discrete), 10 noisy demos",
+    "sac_norm_bc": "SAC + normalize_state + bc_weight=2, 10 noisy demos",
+    "sac_norm_bc_human": (
+        "SAC + normalize_state + bc_weight=2 + simulated person (teleop=sim_human), 10 noisy demos"
+    ),
 }
 BC_ENV_STEPS = int(next(o for o in TRAINED["bc"] if o.startswith("total_env_steps=")).split("=")[1])
 

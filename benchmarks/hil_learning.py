@@ -47,6 +47,9 @@ from robot_rl.eval.stats import bootstrap_ci, iqm
 
 TASKS = ("peg_insert", "stack_cube")  # the hardest: BC and SAC from the demos stay near 0 (hard_tasks)
 ROWS = ("sac", "sac_human")
+# --recipe: the SAC recipe both rows share (hard_tasks' rows): the default, or normalised state
+# with the BC term on the demo rows (agent.normalize_state=true agent.bc_weight=2)
+RECIPES = {"default": ROWS, "norm_bc": ("sac_norm_bc", "sac_norm_bc_human")}
 TARGET = 0.9  # the eval success whose first crossing is reported
 RUNS = BENCH_DIR / "out" / "hard_tasks"  # hard_tasks' run folders, shared
 
@@ -120,11 +123,12 @@ def table_line(row: str, f: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def verdict(task: str, rows: dict) -> str:
-    """HIL-SERL's claim on this task: does the person's help move final success past SAC alone?"""
-    if not all(r in rows for r in ROWS):
+def verdict(task: str, rows: dict, names: tuple[str, str] = ROWS) -> str:
+    """HIL-SERL's claim on this task: does the person's help move final success past SAC alone?
+    names: the (alone, with the person) rows."""
+    if not all(r in rows for r in names):
         return f"{task}: needs both rows to compare."
-    alone, helped = (rows[r]["final_success"] for r in ROWS)
+    alone, helped = (rows[r]["final_success"] for r in names)
     text = (
         f"{task}: final success without help {helped['iqm']:.2f} trained with the person vs "
         f"{alone['iqm']:.2f} alone"
@@ -135,9 +139,11 @@ def verdict(task: str, rows: dict) -> str:
     return f"{text}; the 95% intervals {'do not' if apart else 'do'} overlap."
 
 
-def task_section(task: str, found: dict, env_steps: int, png: Path) -> tuple[dict, list[str]]:
+def task_section(
+    task: str, found: dict, env_steps: int, png: Path, names: tuple[str, str] = ROWS
+) -> tuple[dict, list[str]]:
     """One task's JSON figures and markdown: the table, the comparison, the picture."""
-    rows = {row: row_figures(found[row], env_steps) for row in ROWS if row in found}
+    rows = {row: row_figures(found[row], env_steps) for row in names if row in found}
     lines = [
         f"### {task}",
         "",
@@ -147,10 +153,10 @@ def task_section(task: str, found: dict, env_steps: int, png: Path) -> tuple[dic
         "| --- | --- | --- | --- | --- | --- | --- |",
         *(table_line(row, f) for row, f in rows.items()),
     ]
-    missing = [row for row in ROWS if row not in found]
+    missing = [row for row in names if row not in found]
     if missing:
         lines += ["", f"Not run yet: {'; '.join(LABELS[r] for r in missing)}."]
-    lines += ["", verdict(task, rows)]
+    lines += ["", verdict(task, rows, names)]
     curves = {f"{row}: eval success": found[row]["curves"] for row in rows}
     for row, f in rows.items():  # the rate as stored: [[env steps, rate], ...] per seed
         points = [np.array(pts, float).reshape(-1, 2).T for pts in f["intervention_rate"]]
@@ -170,7 +176,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is an actor + a learner)")
     parser.add_argument("--rerun", action="store_true", help="replace finished runs instead of reusing them")
     parser.add_argument(
-        "--name", default="hil_learning", help="results name (JSON, RESULTS.md section, curves)"
+        "--recipe", default="default", choices=sorted(RECIPES), help="the SAC recipe of both rows"
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="results name (JSON, RESULTS.md section, curves); default hil_learning[_<recipe>]",
     )
     parser.add_argument(
         "--smoke",
@@ -178,26 +189,33 @@ def main() -> None:
         help="runs, table, JSON and curves into benchmarks/out/<name> only (not hard_tasks' runs)",
     )
     args = parser.parse_args()
+    names = RECIPES[args.recipe]
+    args.name = args.name or ("hil_learning" if args.recipe == "default" else f"hil_learning_{args.recipe}")
     out = BENCH_DIR / "out" / args.name if args.smoke else RUNS
     if not args.rerun:
-        check_budgets(out, args.tasks, ROWS, args.seeds, args.env_steps)
+        check_budgets(out, args.tasks, list(names), args.seeds, args.env_steps)
 
-    runs = [(t, r, s) for t in args.tasks for r in ROWS for s in args.seeds]
+    runs = [(t, r, s) for t in args.tasks for r in names for s in args.seeds]
     run_all(out, runs, args.env_steps, args.rerun, args.jobs)
 
     payload: dict = {
         "seeds": args.seeds,
         "env_steps": args.env_steps,
         "target": TARGET,
-        "overrides": {r: TRAINED[r] for r in ROWS},
+        "overrides": {r: TRAINED[r] for r in names},
         "tasks": {},
     }
+    recipe = (
+        "the default recipe"
+        if args.recipe == "default"
+        else f"SAC with `{' '.join(o for o in TRAINED[names[0]] if o.startswith('agent.'))}`"
+    )
     lines = [
-        "## Human in the loop: SAC from 10 noisy demos, alone and with a simulated person, "
-        f"seeds {args.seeds}",
+        f"## Human in the loop: SAC ({args.recipe} recipe) from 10 noisy demos, alone and with a "
+        f"simulated person, seeds {args.seeds}",
         "",
-        f"State observations, {args.env_steps:,} env steps per run. sac: the default recipe on 10 noisy "
-        "demos (hard_tasks' row, its runs); sac_human: the same with `teleop=sim_human` (the scripted "
+        f"State observations, {args.env_steps:,} env steps per run. {names[0]}: {recipe} on 10 noisy "
+        f"demos (hard_tasks' row, its runs); {names[1]}: the same with `teleop=sim_human` (the scripted "
         "expert takes the arm for 10 steps when the policy's action is more than 1.0 from its own or the "
         "gripper stalls for 20 steps; its steps also go to the demo buffer). Success is always measured "
         "without the person: env steps to 0.9 from the periodic evaluation (10 deterministic episodes "
@@ -209,12 +227,12 @@ def main() -> None:
         f"episodes). Runs: `{out.relative_to(BENCH_DIR.parent)}`.",
     ]
     for task in args.tasks:
-        found = collect_trained(out, task, ROWS, args.seeds, args.env_steps)
+        found = collect_trained(out, task, list(names), args.seeds, args.env_steps)
         if not found:
             lines += ["", f"### {task}", "", "Not run yet."]
             continue
         png = (out if args.smoke else BENCH_DIR / "results") / f"{args.name}_{task}.png"
-        payload["tasks"][task], task_lines = task_section(task, found, args.env_steps, png)
+        payload["tasks"][task], task_lines = task_section(task, found, args.env_steps, png, names)
         lines += ["", *task_lines]
     publish("hil_learning", args.name, out if args.smoke else None, payload, lines)
 
