@@ -21,6 +21,8 @@ IQM over seeds with a 95% bootstrap interval. A seed that did not reach 0.9 coun
 so env steps to 0.9 is then a lower bound (shown "≥").
 
     python -m benchmarks.hil_learning --jobs 2                          # both tasks, seeds 0 1 2
+    python -m benchmarks.hil_learning --recipe norm_bc --jobs 2         # both rows with normalised
+                                                  # state and bc_weight=2; section hil_learning_norm_bc
     python -m benchmarks.hil_learning --tasks peg_insert --seeds 0 --env-steps 300 \\
         --name hil_learning_smoke --smoke       # the whole path; runs and results in benchmarks/out/<name>
 """
