@@ -49,6 +49,10 @@ class FingerPads:
         with_geom = pairs[(pairs == geom).any(axis=1)]
         return len(self.geoms & set(with_geom.ravel().tolist()))
 
+    def hold(self, data: mujoco.MjData, geom: int) -> bool:
+        """Both pads touch `geom`: the gripper holds it."""
+        return self.touching(data, geom) == 2
+
 
 def closeness(distance: float, scale: float) -> float:
     """1 at distance 0, falling towards 0 over about `scale` (m): a shaping term's reach."""

@@ -34,6 +34,12 @@ WALL = 0.02  # wall thickness, m
 HOLE_DEPTH = 0.03
 
 
+def _inside(x: float, y: float) -> bool:
+    """The peg's centre (x, y in the hole's frame, m) lies within the clearance (+1 mm) of the
+    hole's centre."""
+    return max(abs(x), abs(y)) < CLEARANCE + 0.001
+
+
 def _wall_geoms() -> str:
     """Four walls around the square hole, in the hole body's frame (floor: the table)."""
     hz = HOLE_DEPTH / 2
@@ -114,13 +120,11 @@ class PegInsertEnv(SimTaskEnv):
     def progress(self) -> float:
         peg, _ = self.peg.pose(self.data)
         x, y, bottom = self.peg_in_hole_frame()
-        held = self._pads.touching(self.data, self._peg_geom) == 2
+        held = self._pads.hold(self.data, self._peg_geom)
         reach = closeness(float(np.linalg.norm(self.ee_position() - peg)), 0.1)
-        inside = max(abs(x), abs(y)) < CLEARANCE + 0.001
-        depth = float(np.clip(1.0 - bottom / HOLE_DEPTH, 0.0, 1.0)) if inside else 0.0
+        depth = float(np.clip(1.0 - bottom / HOLE_DEPTH, 0.0, 1.0)) if _inside(x, y) else 0.0
         return 0.2 * reach + 0.2 * held + 0.3 * closeness(float(np.hypot(x, y)), 0.03) + 0.29 * depth
 
     def _is_success(self) -> bool:
         x, y, bottom = self.peg_in_hole_frame()
-        inside = max(abs(x), abs(y)) < CLEARANCE + 0.001
-        return bool(inside and bottom < self.seat_tolerance)
+        return bool(_inside(x, y) and bottom < self.seat_tolerance)

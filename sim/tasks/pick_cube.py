@@ -52,7 +52,7 @@ class PickCubeEnv(SimTaskEnv):
 
     def grasped(self) -> bool:
         """Both finger pads are in contact with the cube."""
-        return self._pads.touching(self.data, self._cube_geom) == 2
+        return self._pads.hold(self.data, self._cube_geom)
 
     def _is_success(self) -> bool:
         lifted = self.cube.pose(self.data)[0][2] - CUBE_HALF > TABLE_Z + self.lift_height

@@ -102,7 +102,7 @@ class SlideToMarkEnv(SimTaskEnv):
 
     def progress(self) -> float:
         knob, _ = self.object_pose()
-        held = self._pads.touching(self.data, self._knob_geom) == 2
+        held = self._pads.hold(self.data, self._knob_geom)
         reach = closeness(float(np.linalg.norm(self.ee_position() - knob)), 0.1)
         return 0.2 * reach + 0.2 * held + 0.5 * closeness(abs(self.travel() - self.mark_travel), 0.05)
 

@@ -87,7 +87,7 @@ class StackCubeEnv(SimTaskEnv):
         top, _ = self.cube.pose(self.data)
         base, _ = self.base_cube.pose(self.data)
         rest = base + np.array([0.0, 0.0, BASE_HALF + TOP_HALF])
-        held = self._pads.touching(self.data, self._cube_geom) == 2
+        held = self._pads.hold(self.data, self._cube_geom)
         reach = closeness(float(np.linalg.norm(self.ee_position() - top)), 0.1)
         return 0.2 * reach + 0.2 * held + 0.5 * closeness(float(np.linalg.norm(top - rest)), 0.1)
 
