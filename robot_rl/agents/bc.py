@@ -16,6 +16,7 @@ import torch
 from robot_rl.agents.common import (
     STATE_NORM_BATCHES,
     build_obs_encoder,
+    check_cameras,
     fit_state_norm,
     make_adam,
     obs_to_torch,
@@ -41,6 +42,9 @@ class BCConfig:
     resnet_frozen: bool = False
     image_augment: bool = True
     feature_dim: int = 50
+    # The cameras the policy reads, of those the env has (None: all; []: state alone). Cameras
+    # it leaves out can still feed a learned reward (reward=classifier), as HIL-SERL splits them.
+    cameras: list[str] | None = None
     # Normalise the state with the demos' per-dimension mean and std (fitted on the first
     # update's batches, then frozen; they travel with the weights), as SACConfig.normalize_state.
     normalize_state: bool = False
@@ -57,6 +61,7 @@ class BCConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.encoder not in ("conv", "resnet18"):
             raise ValueError(f"encoder must be 'conv' or 'resnet18', got {self.encoder!r}")
+        check_cameras(self.cameras)
 
 
 def bc_loss(
@@ -103,7 +108,8 @@ class BCAgent:
     def act(self, obs: Obs, deterministic: bool = True) -> np.ndarray:
         """One unbatched Obs -> float32[A] = tanh(mean); BC never samples."""
         self.encoder.eval()
-        features = self.encoder(obs_to_torch(obs, self.device, add_batch_dim=True))
+        obs_t = obs_to_torch(obs, self.device, add_batch_dim=True, cameras=self.encoder.cameras)
+        features = self.encoder(obs_t)
         self.encoder.train()
         action, _ = self.actor(features, deterministic=True)
         return action[0].float().cpu().numpy()
@@ -116,7 +122,9 @@ class BCAgent:
         the first call first fits the state statistics on STATE_NORM_BATCHES batches."""
         if self.encoder.needs_state_fit:
             fit_state_norm((self.encoder,), batches, STATE_NORM_BATCHES)
-        batch = prepare_batch(next(batches), self.device, self.cfg.image_augment, self.generator)
+        batch = prepare_batch(
+            next(batches), self.device, self.cfg.image_augment, self.generator, self.encoder.cameras
+        )
         loss, info = bc_loss(self.actor, self.encoder(batch.obs), batch.action, self.cfg.loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

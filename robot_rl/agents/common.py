@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -13,26 +14,50 @@ from robot_rl.nets.encoders import ObsEncoder, random_shift
 from robot_rl.transition import Batch, Obs
 
 
-def image_shapes(obs_space: gym.spaces.Dict) -> dict[str, tuple[int, int]]:
-    """{camera: (H, W)} from obs_space["images"]; empty for state-only spaces."""
+def image_shapes(
+    obs_space: gym.spaces.Dict, cameras: Collection[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """{camera: (H, W)} from obs_space["images"]; empty for state-only spaces. cameras: the
+    ones a policy reads (None: all the space has); a name the space lacks is an error."""
     if "state" not in obs_space.spaces:
         raise ValueError(f"observation space needs a 'state' Box, got keys {list(obs_space.spaces)}")
     images = obs_space.spaces.get("images")
-    if images is None:
-        return {}
+    boxes = {} if images is None else dict(images.spaces)
+    if cameras is not None:
+        missing = sorted(set(cameras) - set(boxes))
+        if missing:
+            raise ValueError(f"agent.cameras names {missing}, which the env lacks (it has {sorted(boxes)})")
+        boxes = {c: b for c, b in boxes.items() if c in cameras}
     shapes = {}
-    for cam, box in images.spaces.items():
+    for cam, box in boxes.items():
         if len(box.shape) != 3 or box.shape[2] != 3:
             raise ValueError(f"camera {cam!r}: expected image shape (H, W, 3), got {box.shape}")
         shapes[cam] = (int(box.shape[0]), int(box.shape[1]))
     return shapes
 
 
+def check_cameras(cameras: list[str] | None) -> None:
+    """An agent config's `cameras` field: None (all the env has) or a list of distinct names."""
+    if cameras is not None and len(set(cameras)) != len(cameras):
+        raise ValueError(f"cameras must name each camera once, got {list(cameras)}")
+
+
+def only_cameras(obs: Obs, cameras: Collection[str]) -> Obs:
+    """obs with the images of `cameras` alone (no "images" key when none): what an encoder reads,
+    so frames a policy ignores are neither copied to the device nor augmented."""
+    images = obs.get("images")
+    if images is None or set(images) <= set(cameras):
+        return obs
+    kept = {c: v for c, v in images.items() if c in cameras}
+    rest = {k: v for k, v in obs.items() if k != "images"}
+    return {**rest, "images": kept} if kept else rest
+
+
 def build_obs_encoder(obs_space: gym.spaces.Dict, cfg: Any) -> ObsEncoder:
     """ObsEncoder from a config with encoder / feature_dim / resnet_weights / resnet_frozen fields."""
     return ObsEncoder(
         state_dim=int(np.prod(obs_space["state"].shape)),
-        image_shapes=image_shapes(obs_space),
+        image_shapes=image_shapes(obs_space, getattr(cfg, "cameras", None)),
         kind=cfg.encoder,
         feature_dim=cfg.feature_dim,
         resnet_weights=cfg.resnet_weights,
@@ -60,8 +85,13 @@ def make_adam(params: Iterable[torch.Tensor], lr: float, device: torch.device) -
     return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def obs_to_torch(obs: Obs, device: torch.device, add_batch_dim: bool = False) -> dict[str, Any]:
-    """numpy Obs -> tensors on `device`: state float32 [(1,) D], images uint8 [(1,) H, W, 3]."""
+def obs_to_torch(
+    obs: Obs, device: torch.device, add_batch_dim: bool = False, cameras: Collection[str] | None = None
+) -> dict[str, Any]:
+    """numpy Obs -> tensors on `device`: state float32 [(1,) D], images uint8 [(1,) H, W, 3];
+    with cameras, only those cameras' images."""
+    if cameras is not None:
+        obs = only_cameras(obs, cameras)
     state = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32), device=device)
     out: dict[str, Any] = {"state": state[None] if add_batch_dim else state}
     if obs.get("images"):
@@ -73,10 +103,18 @@ def obs_to_torch(obs: Obs, device: torch.device, add_batch_dim: bool = False) ->
 
 
 def prepare_batch(
-    batch: Batch, device: torch.device, augment: bool, generator: torch.Generator | None = None
+    batch: Batch,
+    device: torch.device,
+    augment: bool,
+    generator: torch.Generator | None = None,
+    cameras: Collection[str] | None = None,
 ) -> Batch:
     """numpy Batch -> torch Batch on `device`, float32 [B] rewards/discounts, and (training only)
-    DrQ random shifts on obs and next_obs images, drawn independently."""
+    DrQ random shifts on obs and next_obs images, drawn independently; with cameras, only those
+    cameras' images are kept."""
+    if cameras is not None:
+        obs, next_obs = only_cameras(batch.obs, cameras), only_cameras(batch.next_obs, cameras)
+        batch = replace(batch, obs=obs, next_obs=next_obs)
     tb = batch.to_torch(device)
     b = len(tb)
     for obs in (tb.obs, tb.next_obs):

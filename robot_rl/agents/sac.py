@@ -22,6 +22,7 @@ from torch import nn
 from robot_rl.agents.common import (
     STATE_NORM_BATCHES,
     build_obs_encoder,
+    check_cameras,
     fit_state_norm,
     make_adam,
     obs_to_torch,
@@ -60,6 +61,9 @@ class SACConfig:
     resnet_frozen: bool = False
     image_augment: bool = True
     feature_dim: int = 50  # image features per camera
+    # The cameras the policy reads, of those the env has (None: all; []: state alone). Cameras
+    # it leaves out can still feed a learned reward (reward=classifier), as HIL-SERL splits them.
+    cameras: list[str] | None = None
     compile: bool = False  # torch.compile the networks (off: compile time dominates short runs)
     gripper: str = "continuous"  # "discrete": a grasp critic picks the last action entry (grasp_critic.py)
     grasp_penalty: float = 0.1  # subtracted from the grasp critic's reward per gripper toggle
@@ -103,6 +107,7 @@ class SACConfig:
             raise ValueError(f"bc_weight must be a finite number >= 0, got {self.bc_weight}")
         if self.encoder not in ("conv", "resnet18"):
             raise ValueError(f"encoder must be 'conv' or 'resnet18', got {self.encoder!r}")
+        check_cameras(self.cameras)
         validate_grasp_config(self)
 
 
@@ -238,7 +243,7 @@ class SACAgent:
     def act(self, obs: Obs, deterministic: bool = False) -> np.ndarray:
         """One unbatched Obs (numpy) -> float32[A] in [-1, 1]; deterministic gives tanh(mean)."""
         self.encoder.eval()
-        obs_t = obs_to_torch(obs, self.device, add_batch_dim=True)
+        obs_t = obs_to_torch(obs, self.device, add_batch_dim=True, cameras=self.encoder.cameras)
         features = self.encoder(obs_t)
         self.encoder.train()
         action, _ = self._propose(features, features, lambda x: self._critic_fn(x).mean(0), deterministic)
@@ -261,7 +266,9 @@ class SACAgent:
             fit_state_norm((self.encoder, self.target_encoder), batches, STATE_NORM_BATCHES)
         critic_losses = []
         for _ in range(self.cfg.utd):
-            batch = prepare_batch(next(batches), self.device, self.cfg.image_augment, self.generator)
+            batch = prepare_batch(
+                next(batches), self.device, self.cfg.image_augment, self.generator, self.encoder.cameras
+            )
             features, info = self._critic_step(batch)
             critic_losses.append(info["critic_loss"])
             if self.grasp is not None:  # the target critic's encoder, as the critic's TD target

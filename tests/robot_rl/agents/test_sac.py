@@ -224,6 +224,38 @@ def test_pixel_obs_two_cameras_update_trains_encoder() -> None:
     assert agent.act(obs).shape == (A,)
 
 
+@pytest.mark.parametrize("read", [[], ["front"]])
+def test_cameras_the_policy_reads_are_a_subset_and_the_rest_never_reach_it(read: list[str]) -> None:
+    cams = ("wrist", "front")
+    agent = SACAgent(*spaces(cams), small_cfg(feature_dim=8, batch_size=4, cameras=read), seed=0)
+    assert agent.encoder.cameras == read
+    assert agent.encoder.out_dim == D + 8 * len(read)
+    metrics = agent.update(batches(0, b=4, cams=cams))  # batches carry both cameras
+    assert all(np.isfinite(v) for v in metrics.values())
+    obs = {"state": np.zeros(D, np.float32), "images": {c: np.zeros((64, 64, 3), np.uint8) for c in cams}}
+    changed = {**obs, "images": {**obs["images"], "wrist": np.full((64, 64, 3), 255, np.uint8)}}
+    # the wrist frame the policy does not read cannot change its action
+    np.testing.assert_array_equal(agent.act(obs, True), agent.act(changed, True))
+
+
+def test_bc_reads_only_its_cameras() -> None:
+    agent = make_agent("bc", *spaces(("wrist",)), BCConfig(hidden_dims=[32], cameras=[]), seed=0)
+    assert not agent.encoder.has_images
+    metrics = agent.update(batches(0, b=8, cams=("wrist",)))
+    assert np.isfinite(metrics["bc_loss"])
+
+
+def test_cameras_the_env_lacks_or_named_twice_are_errors() -> None:
+    with pytest.raises(ValueError, match=r"agent.cameras names \['side'\].*it has \['wrist'\]"):
+        SACAgent(*spaces(("wrist",)), small_cfg(cameras=["side"]), seed=0)
+    with pytest.raises(ValueError, match="each camera once"):
+        SACConfig(cameras=["wrist", "wrist"])
+    with pytest.raises(ValueError, match="each camera once"):
+        BCConfig(cameras=["front", "front"])
+    cfg = OmegaConf.merge(OmegaConf.structured(SACConfig), OmegaConf.from_dotlist(["cameras=[]"]))
+    assert make_agent("sac", *spaces(("wrist",)), cfg, seed=0).encoder.cameras == []
+
+
 def test_normalize_state_fits_once_on_the_first_update_and_ships_with_the_policy() -> None:
     agent = SACAgent(*spaces(), small_cfg(normalize_state=True), seed=0)
     shifted = (dataclass_replace(b, obs={"state": b.obs["state"] * 0.01 + 0.5}) for b in batches())
