@@ -16,7 +16,9 @@ The tasks:
   continuous row: reused, never rerun here (not even with --rerun).
 Each run is the real `robot-rl train` (benchmarks/learning.py's run_variant); the figure is its
 final 50-episode deterministic evaluation: IQM over seeds with a 95% bootstrap interval, per-seed
-success, wall minutes, the eval curves, and per task whether the two intervals overlap.
+success, wall minutes, the eval curves, and per task whether the two intervals overlap. A task left
+out of --tasks that an earlier invocation measured (results/<name>.json, the same seeds) stays in
+the section and the JSON with its figures and the command and date that measured them.
 
     python -m benchmarks.grasp_critic --jobs 2                        # both tasks, seeds 0 1 2
     python -m benchmarks.grasp_critic --seeds 0 --smoke    # the whole path at 300 env steps, runs and
@@ -26,6 +28,7 @@ success, wall minutes, the eval curves, and per task whether the two intervals o
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +143,51 @@ def task_section(task: str, found: dict, seeds: list[int], budget: int, png: Pat
     return payload, lines
 
 
+def carried_tasks(path: Path, tasks: list[str], seeds: list[int]) -> dict[str, dict]:
+    """The tasks an earlier run of this benchmark measured into results JSON `path`, at the same
+    seeds, that this run does not measure: task -> {setup, rows, command, date}. Their run folders
+    may be gone (a fresh checkout), so their figures come from the JSON, as that run wrote them."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("smoke") or earlier.get("seeds") != seeds:
+        return {}
+    carried = {}
+    for task, rows in earlier.get("tasks", {}).items():
+        if task in tasks or task not in SETUPS:
+            continue
+        carried[task] = {
+            "setup": earlier["setups"][task],
+            "rows": rows,
+            "command": earlier.get("carried", {}).get(task, {}).get("command", earlier["command"]),
+            "date": earlier.get("carried", {}).get(task, {}).get("date", earlier["machine"]["date"]),
+        }
+    return carried
+
+
+def carried_section(task: str, earlier: dict, seeds: list[int]) -> tuple[dict, list[str]]:
+    """One carried task's JSON figures and markdown, rebuilt from its earlier figures."""
+    found = {
+        row: {"success": r["success"], "minutes": r["train_minutes"], "seeds": r["seeds"], "jobs": r["jobs"]}
+        for row, r in earlier["rows"].items()
+    }
+    budget = earlier["setup"]["env_steps"]
+    payload, lines = score_table(
+        f"### {task}: {SETUPS[task].demos}, {budget:,} env steps", found, LABELS, seeds
+    )
+    for row, r in earlier["rows"].items():
+        payload[row]["run_dirs"] = r.get("run_dirs", [])
+    lines += ["", verdict(task, payload)]
+    png = BENCH_DIR / "results" / f"grasp_critic_{task}.png"
+    if png.exists():
+        lines += ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
+    lines += [
+        "",
+        f"{task}: measured {earlier['date']} by `{earlier['command']}` (carried from that run's JSON).",
+    ]
+    return payload, lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,7 +230,18 @@ def main() -> None:
     ]
     if args.smoke:  # what differs from the text above
         lines += ["", f"Smoke run: {SMOKE_STEPS} env steps per run, overrides {SMOKE_EVAL}."]
-    for task in args.tasks:
+    # a task measured by an earlier invocation (--tasks pick_cube, then --tasks slide_to_mark)
+    # stays in the section and the JSON, with the command and date that measured it
+    earlier = (
+        {} if args.smoke else carried_tasks(BENCH_DIR / "results" / f"{name}.json", args.tasks, args.seeds)
+    )
+    payload["carried"] = {t: {"command": e["command"], "date": e["date"]} for t, e in earlier.items()}
+    for task in [t for t in SETUPS if t in args.tasks or t in earlier]:
+        if task in earlier:
+            payload["setups"][task] = earlier[task]["setup"]
+            payload["tasks"][task], task_lines = carried_section(task, earlier[task], args.seeds)
+            lines += ["", *task_lines]
+            continue
         out, budget = runs_of(task, name, args.smoke), budget_of(task, args.smoke)
         payload["setups"][task] = {
             "env_steps": budget,
