@@ -19,6 +19,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 
 
+# a smoke run evaluates often and briefly, so its curves and final evaluation exist and stay cheap
+SMOKE_EVAL = ["eval_every_steps=100", "eval_episodes=2", "final_eval_episodes=5"]
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import torch

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR
+from benchmarks.common import BENCH_DIR, SMOKE_EVAL
 from benchmarks.hard_tasks import (
     TABLE_TRAINED,
     TRAINED,
@@ -51,8 +51,6 @@ ROWS = ("sac", "sac_discrete")  # continuous gripper, grasp critic
 LABELS = {"sac": "continuous gripper", "sac_discrete": "grasp critic (agent.gripper=discrete)"}
 HARD_RUNS = BENCH_DIR / "out" / "hard_tasks"  # hard_tasks' run folders, shared
 SMOKE_STEPS = 300
-# a smoke run evaluates often and briefly, so its curves and final evaluation exist and stay cheap
-SMOKE_EVAL = ["eval_every_steps=100", "eval_episodes=2", "final_eval_episodes=5"]
 REMEDY = "a --smoke run's folder? give this run another --name; else --rerun replaces it"
 HARD_REMEDY = "a run of hard_tasks' table, which this benchmark never replaces: see benchmarks/hard_tasks.py"
 
@@ -156,11 +154,13 @@ def carried_tasks(path: Path, tasks: list[str], seeds: list[int]) -> dict[str, d
     for task, rows in earlier.get("tasks", {}).items():
         if task in tasks or task not in SETUPS:
             continue
+        # a task that run itself carried keeps the command and date that measured it
+        measured = earlier.get("carried", {}).get(task, {})
         carried[task] = {
             "setup": earlier["setups"][task],
             "rows": rows,
-            "command": earlier.get("carried", {}).get(task, {}).get("command", earlier["command"]),
-            "date": earlier.get("carried", {}).get(task, {}).get("date", earlier["machine"]["date"]),
+            "command": measured.get("command", earlier["command"]),
+            "date": measured.get("date", earlier["machine"]["date"]),
         }
     return carried
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import BENCH_DIR, write_results
+from benchmarks.common import BENCH_DIR, SMOKE_EVAL, write_results
 from benchmarks.learning import eval_curve, run_variant, score_row
 from robot_rl.eval.plots import plot_confusion, plot_runs
 from robot_rl.reward.classifier import Classifier, Debouncer, save_classifier
@@ -138,12 +138,6 @@ def table(r: dict[str, Any], picture: Path) -> str:
     )
 
 
-# The policy reads the state (object pose included) and no camera (agent.cameras=[]); the
-# cameras are rendered for the classifier alone, so the rows differ only in where the reward
-# comes from, and a run costs what pick_cube's state run costs plus the rendering.
-TRAIN_ROWS = ("ground truth", "classifier")
-
-
 def train_rows(args: argparse.Namespace, classifier_path: Path) -> None:
     """`robot-rl train` with the classifier as the only reward against the ground truth, per seed,
     `--jobs` runs at a time; the figure is each run's final evaluation by the task's own check."""
@@ -152,9 +146,9 @@ def train_rows(args: argparse.Namespace, classifier_path: Path) -> None:
         f"env.image_size=[{args.size},{args.size}]", "agent.cameras=[]", f"device={args.device}",
     ]  # fmt: skip
     if args.smoke:  # evaluations often and brief, so the curves exist at a smoke budget
-        base += ["eval_every_steps=100", "eval_episodes=2", "final_eval_episodes=5"]
+        base += SMOKE_EVAL
     reward = {"ground truth": [], "classifier": ["reward=classifier", f"reward.path={classifier_path}"]}
-    jobs = [(name, seed) for name in TRAIN_ROWS for seed in args.seeds]
+    jobs = [(name, seed) for name in reward for seed in args.seeds]
 
     def one(job: tuple[str, int]) -> dict[str, Any]:
         name, seed = job
@@ -166,7 +160,7 @@ def train_rows(args: argparse.Namespace, classifier_path: Path) -> None:
         done = dict(zip(jobs, pool.map(one, jobs), strict=True))
     payload: dict[str, Any] = {"env_steps": args.env_steps, "seeds": args.seeds, "rows": {}}
     rows, curves = [], {}
-    for row_name in TRAIN_ROWS:
+    for row_name in reward:
         runs = [done[(row_name, s)] for s in args.seeds]
         stats, row = score_row(
             row_name, [r["success_rate"] for r in runs], [r["train_time_s"] / 60 for r in runs]
