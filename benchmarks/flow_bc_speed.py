@@ -230,8 +230,14 @@ def main() -> None:
         "",
         "Inference: one 16-step chunk (2 observations encoded, then flow_bc's Euler or diffusion_bc's"
         " DDIM steps through the same default denoiser), one thread; with 8 actions executed per"
-        " chunk, per tick is p50 / 8. Measured on a machine shared with other jobs: the p99 includes"
-        " their preemption.",
+        " chunk, per tick is p50 / 8. "
+        + (
+            "Measured on a machine shared with other jobs: the p99 includes their preemption."
+            if args.device == "cpu"
+            else "On a GPU each call returns the chunk to the host, so it includes the synchronisation;"
+            " few windows per step leave a GPU mostly idle, so the training rows there show launch"
+            " overhead more than encoding cost."
+        ),
         "",
         "| agent | cameras | steps | p50 ms | p99 ms | per tick (p50 / 8) ms |",
         "| --- | --- | --- | --- | --- | --- |",
