@@ -26,7 +26,7 @@ from robot_rl.eval.rollout import run_episodes
 from robot_rl.runtime.actor import ActorShared, actor_main
 from robot_rl.runtime.demos import check_demos_fit, prepare_demos
 from robot_rl.runtime.learner import LearnerShared, learner_main
-from robot_rl.runtime.process import set_torch_threads
+from robot_rl.runtime.process import resolve_device, set_torch_threads
 from robot_rl.runtime.progress import Progress, budget_row, budget_text, drain, final_eval_line
 from robot_rl.runtime.residual_base import with_base
 from robot_rl.runtime.run_folder import RunFailed, open_run_folder
@@ -115,9 +115,10 @@ def final_eval(cfg: TrainConfig, run_dir: Path, episodes: int) -> dict[str, Any]
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final evaluation."""
     set_torch_threads(cfg.torch_threads)
+    device = resolve_device(cfg.device)  # device=cuda on a box without one stops here, before the run folder
     folder = open_run_folder(cfg)
     run_dir, obs_space, action_space = folder.path, folder.obs_space, folder.action_space
-    print(f"run folder: {run_dir}", flush=True)
+    print(f"run folder: {run_dir}; learner on {device}", flush=True)
     with folder.discard_on_failure():
         n_demos = prepare_demos(cfg, run_dir)
         check_demos_fit(run_dir / "demos.zarr", obs_space, action_space)
@@ -130,6 +131,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "train_time_s": train_s,
         "env_steps": env_steps,
         "env_steps_asked": cfg.total_env_steps,
+        "learner_device": device,
         "updates": progress.state.get("updates", 0),
         "grad_steps": progress.state.get("grad_steps", 0),
         # the demo buffer at the end: demos plus the steps a person acted on (HIL-SERL)
