@@ -10,10 +10,12 @@ Per task, state observations, rows over seeds:
 - sac: the default recipe (SAC, RLPD's 50/50 demo sampling) on the same 10 noisy demos,
   --env-steps env steps;
 - sac_nodemos: the default SAC with `demos=none`, --env-steps env steps.
-Two more training rows run here but are not in this table, each another benchmark's, which reports
-it from the same run folders (so its sac runs are these): sac_human, the sac row with the simulated
-person intervening (`teleop=sim_human`, benchmarks/hil_learning.py), and sac_discrete, the sac row
-with the grasp critic (`agent.gripper=discrete`, benchmarks/grasp_critic.py); both issue 13's.
+The other rows of TRAINED are other benchmarks', laid out the same way and run by the same runner
+(run_all) into their folders: sac_human and sac_norm_bc(_human), the simulated person intervening
+(`teleop=sim_human`, benchmarks/hil_learning.py); sac_discrete, the grasp critic
+(`agent.gripper=discrete`, benchmarks/grasp_critic.py); flow_bc and the rows on its frozen base,
+residual, dsrl and dsrl_best_of_n (benchmarks/residual_learning.py). A row that fixes its own
+`total_env_steps` (the offline BC rows) keeps it whatever --env-steps says.
 Each training run is the real `robot-rl train` (benchmarks/learning.py's run_variant); the figure
 is its final 50-episode deterministic evaluation. IQM over seeds with a 95% bootstrap interval.
 
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, write_results
+from benchmarks.common import BENCH_DIR, machine, write_results
 from benchmarks.learning import VARIANTS, eval_curve, run_variant, score_row
 from benchmarks.sim_experts import run_policy
 from robot_rl.eval.plots import Curve, plot_runs
@@ -46,6 +48,7 @@ from robot_rl.eval.plots import Curve, plot_runs
 TASKS = ("peg_insert", "stack_cube", "slide_to_mark")
 NOISY_DEMOS = ["demos.style=noisy", "demos.num_episodes=10"]
 NORM_BC = ["agent.normalize_state=true", "agent.bc_weight=2"]
+BASE = "agent.base={runs}/{task}_flow_bc_s{seed}"  # a row's frozen base: filled in by run_trained
 # Training rows: the overrides on top of `env.task=<task> seed=<seed> total_env_steps=<budget>`.
 TRAINED: dict[str, list[str]] = {
     "bc": [*VARIANTS["BC (20 demos)"], *NOISY_DEMOS],
@@ -56,6 +59,12 @@ TRAINED: dict[str, list[str]] = {
     # benchmarks/hil_learning.py --recipe norm_bc's rows: normalised state and the BC term on demo rows
     "sac_norm_bc": [*NOISY_DEMOS, *NORM_BC],
     "sac_norm_bc_human": [*NOISY_DEMOS, *NORM_BC, "teleop=sim_human"],
+    # benchmarks/residual_learning.py's rows (issue 14): flow BC, offline with BC's budget, is the
+    # frozen base of the others; BASE names the same task and seed's flow_bc run (run_trained fills it)
+    "flow_bc": ["agent=flow_bc", *VARIANTS["BC (20 demos)"][1:], *NOISY_DEMOS],
+    "residual": ["agent=residual", BASE, *NOISY_DEMOS],
+    "dsrl": ["agent=dsrl", BASE, "demos=none"],
+    "dsrl_best_of_n": ["agent=dsrl", BASE, "demos=none", "agent.best_of_n=8"],
 }
 ROWS = ("expert", *TRAINED)
 TABLE_TRAINED = ("bc", "sac", "sac_nodemos")  # this benchmark's table and default rows, with expert
@@ -72,8 +81,25 @@ LABELS = {
     "sac_norm_bc_human": (
         "SAC + normalize_state + bc_weight=2 + simulated person (teleop=sim_human), 10 noisy demos"
     ),
+    "flow_bc": "flow BC on 10 noisy demos (5,000 updates; the base)",
+    "residual": "residual SAC on the flow BC base, 10 noisy demos",
+    "dsrl": "DSRL: SAC steering the flow BC base's noise",
+    "dsrl_best_of_n": "DSRL + best-of-8 by the critic",
 }
-BC_ENV_STEPS = int(next(o for o in TRAINED["bc"] if o.startswith("total_env_steps=")).split("=")[1])
+
+
+def own_budget(row: str) -> int | None:
+    """The env-step budget a row fixes itself (the offline BC rows), else None: --env-steps."""
+    fixed = [int(o.split("=", 1)[1]) for o in TRAINED.get(row, []) if o.startswith("total_env_steps=")]
+    return fixed[-1] if fixed else None
+
+
+def budget_of(row: str, env_steps: int) -> int:
+    budget = own_budget(row)
+    return env_steps if budget is None else budget
+
+
+BC_ENV_STEPS = budget_of("bc", 0)
 
 
 def _run_dir(out: Path, task: str, row: str, seed: int) -> Path:
@@ -116,12 +142,24 @@ def run_trained(
 ) -> None:
     """Train one (task, row, seed) run with the row's overrides from recipes (TRAINED: this
     benchmark's rows; another benchmark may pass its own rows, laid out the same way)."""
-    budget = BC_ENV_STEPS if row == "bc" else env_steps
+    budget = budget_of(row, env_steps)
     run_dir = _run_dir(out, task, row, seed)
     fresh = rerun or _finished(run_dir, budget) is None
-    run_variant(f"{task}_{row}", [f"env.task={task}", *recipes[row]], seed, budget, fresh, out)
+    if (
+        BASE in recipes[row]
+        and _finished(_run_dir(out, task, "flow_bc", seed), budget_of("flow_bc", 0)) is None
+    ):
+        raise RuntimeError(
+            f"{task} {row} seed {seed} needs its base, the flow_bc run in "
+            f"{_run_dir(out, task, 'flow_bc', seed)}, finished first (benchmarks/residual_learning.py "
+            "runs the bases first)"
+        )
+    # BASE's placeholders; no other override holds braces
+    overrides = [o.format(runs=out, task=task, seed=seed) for o in recipes[row]]
+    run_variant(f"{task}_{row}", [f"env.task={task}", *overrides], seed, budget, fresh, out)
     if fresh:  # how many runs shared the machine: the wall time depends on it
-        (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs}))
+        where = {k: v for k, v in machine().items() if k in ("cpu", "cores", "gpu")}
+        (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs, "machine": where}))
 
 
 def check_budgets(
@@ -133,11 +171,12 @@ def check_budgets(
     remedy: str = "pass --env-steps {asked} to report it, or --rerun to replace it",
 ) -> None:
     """Refuse to replace a finished run of another budget (run_trained reruns a run whose eval.json
-    asked another budget, deleting it): those runs are hours of training. BC keeps its own budget.
+    asked another budget, deleting it): those runs are hours of training. The offline BC rows keep
+    their own budget.
     remedy: what the caller's user can do, in the message; `{asked}` is the run's budget."""
     for task in tasks:
         for row in rows:
-            if row not in TRAINED or row == "bc":
+            if row not in TRAINED or own_budget(row) is not None:
                 continue
             for seed in seeds:
                 path = _run_dir(out, task, row, seed) / "eval.json"
@@ -191,7 +230,7 @@ def collect_trained(out: Path, task: str, rows: Sequence[str], seeds: list[int],
     minutes, run folders, curves; a row with no finished run is left out."""
     found: dict[str, dict] = {}
     for row in rows:
-        budget = BC_ENV_STEPS if row == "bc" else env_steps
+        budget = budget_of(row, env_steps)
         dirs = [_run_dir(out, task, row, s) for s in seeds]
         done = [(d, r) for d in dirs if (r := _finished(d, budget)) is not None]
         if not done:
@@ -203,6 +242,8 @@ def collect_trained(out: Path, task: str, rows: Sequence[str], seeds: list[int],
             "success": [r["success_rate"] for _, r in done],
             "minutes": [r["train_time_s"] / 60 for _, r in done],
             "jobs": sorted({b.get("jobs") for b in bench} - {None}),
+            # the machines that ran them (bench.json's; absent in runs from before it was kept)
+            "machines": sorted({json.dumps(b["machine"], sort_keys=True) for b in bench if "machine" in b}),
             "seeds": [int(d.name.rsplit("_s", 1)[1]) for d, _ in done],
             "run_dirs": [d for d, _ in done],
             "curves": [eval_curve(str(d)) for d, _ in done],

@@ -1,0 +1,176 @@
+"""Issue 14's learning figure: RL on top of a flow BC policy against the policy alone, on peg_insert
+and stack_cube from 10 noisy demos, state observations, over seeds.
+
+Rows (benchmarks/hard_tasks.py's TRAINED holds their overrides; run folders and runner are its):
+- flow_bc: `agent=flow_bc` on the 10 noisy demos, offline with BC's budget (5,000 updates): the
+  frozen base of the three RL-on-a-base rows, each seed's own;
+- bc: the MLP BC (`agent=bc`), the same demos and budget;
+- sac: SAC with demos from scratch, the default recipe (RLPD's 50/50 demo sampling);
+- residual: `agent=residual agent.base=<the flow_bc run>` with the same demos: SAC trains a bounded
+  residual (agent.scale 0.2) on the frozen base's action;
+- dsrl: `agent=dsrl agent.base=<the flow_bc run> demos=none`: SAC steers the base's initial noise;
+- dsrl_best_of_n: the same acting with the best of 8 noise draws by the critic (EXPO / PA-RL /
+  IDQL's selection; with a chunked base, N chunks of the flow policy ranked by the chunk critic).
+Every RL row has the same --env-steps budget (15,000, as hard_tasks' and hil_learning's). The figure
+is each run's final 50-episode deterministic evaluation: IQM over seeds with a 95% bootstrap
+interval. Per task, the section also checks the issue's bars: the residual's IQM against the base's
+and SAC's, and per seed the lowest periodic evaluation of the residual against its base's final
+success (it must never fall more than 0.1 below it; the periodic evaluation is 10 episodes, so one
+episode is 0.1).
+
+    python -m benchmarks.residual_learning --jobs 2                   # both tasks, seeds 0 1 2
+    python -m benchmarks.residual_learning --tasks peg_insert --seeds 0 --env-steps 300 --smoke
+        # the whole path (flow BC at its budget, the RL rows at 300 env steps) into
+        # benchmarks/out/residual_learning_smoke, results untouched
+
+Base rows run first: an RL-on-a-base run needs its seed's flow_bc run finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from benchmarks.common import BENCH_DIR, SMOKE_EVAL, machine
+from benchmarks.hard_tasks import (
+    LABELS,
+    TRAINED,
+    budget_of,
+    check_budgets,
+    collect_trained,
+    plot_curves,
+    publish,
+    run_all,
+    score_table,
+)
+
+TASKS = ("peg_insert", "stack_cube")
+BASE_ROWS = ("flow_bc", "bc")  # offline; flow_bc is the others' base
+ON_BASE = ("residual", "dsrl", "dsrl_best_of_n")
+ROWS = (*BASE_ROWS, "sac", *ON_BASE)
+MAX_DROP = 0.1  # the issue's bar: the residual's evaluations never more than this below its base
+
+
+def residual_bars(rows: dict) -> list[str]:
+    """The issue's bars for the residual row, as markdown lines: its IQM against the base's and
+    SAC's (with whether the intervals overlap), and per seed its lowest periodic evaluation against
+    its own base's final success."""
+    if "residual" not in rows or "flow_bc" not in rows:
+        return []
+    res, base = rows["residual"], rows["flow_bc"]
+    lines = []
+    for peer in ("flow_bc", "sac"):
+        if peer in rows:
+            p = rows[peer]
+            verdict = "beats" if res["stats"]["iqm"] > p["stats"]["iqm"] else "does not beat"
+            low, high = res["stats"]["ci95"][0], p["stats"]["ci95"][1]
+            if np.isnan(low) or np.isnan(high):
+                intervals = "one seed: no intervals"
+            else:
+                intervals = f"95% intervals {'overlap' if low <= high else 'do not overlap'}"
+            lines.append(
+                f"- residual {verdict} {LABELS[peer]}: {res['stats']['iqm']:.2f} vs "
+                f"{p['stats']['iqm']:.2f} ({intervals})."
+            )
+    base_of = dict(zip(base["seeds"], base["success"], strict=True))
+    drops = []
+    for seed, (_, evals) in zip(res["seeds"], res["curves"], strict=True):
+        if seed in base_of and evals.size:
+            drops.append((seed, float(evals.min()) - base_of[seed]))
+    if drops:
+        worst = min(d for _, d in drops)
+        held = "held" if worst >= -MAX_DROP - 1e-9 else "not held"
+        per_seed = ", ".join(f"seed {s}: {d:+.2f}" for s, d in drops)
+        lines.append(
+            f"- residual's lowest periodic evaluation minus its base's final success: {per_seed} "
+            f"(never more than {MAX_DROP} below: {held})."
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--env-steps", type=int, default=15_000, help="budget of the RL rows")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is an actor + a learner)")
+    parser.add_argument("--rerun", action="store_true", help="ignore finished runs in benchmarks/out/<name>")
+    parser.add_argument("--name", default="residual_learning", help="results name and run folders")
+    parser.add_argument(
+        "--smoke", action="store_true", help="table, JSON and curves into benchmarks/out only"
+    )
+    args = parser.parse_args()
+    name = f"{args.name}_smoke" if args.smoke and args.name == "residual_learning" else args.name
+    out = BENCH_DIR / "out" / name
+    recipes = {r: [*TRAINED[r], *SMOKE_EVAL] if args.smoke else TRAINED[r] for r in ROWS}
+    if not args.rerun:
+        check_budgets(out, args.tasks, args.rows, args.seeds, args.env_steps)
+    # the bases first, then the rest in the order asked (a pool of --jobs runs each)
+    for stage in ([r for r in args.rows if r in BASE_ROWS], [r for r in args.rows if r not in BASE_ROWS]):
+        runs = [(t, r, s) for r in stage for t in args.tasks for s in args.seeds]
+        run_all(out, runs, args.env_steps, args.rerun, args.jobs, recipes)
+
+    payload: dict = {
+        "seeds": args.seeds,
+        "env_steps": args.env_steps,
+        "budgets": {r: budget_of(r, args.env_steps) for r in ROWS},
+        "overrides": {r: TRAINED[r] for r in ROWS},
+        "tasks": {},  # task -> row -> figures
+        "residual_bars": {},  # task -> the bars' markdown lines
+        "curves": {},  # task -> row -> per seed [env steps, eval success]
+    }
+    lines = [
+        f"## Residual and DSRL on a flow BC base: 10 noisy demos, state observations, seeds {args.seeds}",
+        "",
+        f"RL rows: {args.env_steps:,} env steps each. flow BC and MLP BC: offline, "
+        f"{budget_of('flow_bc', 0):,} updates on the demos (batch 256). The residual, DSRL and "
+        "best-of-N rows use the same seed's flow BC run as their frozen base (`agent.base=<its run "
+        "folder>`). Final evaluation of 50 deterministic episodes per run; IQM over seeds, 95% "
+        "bootstrap interval. Wall minutes: training time of `robot-rl train` on this 2-core box, "
+        f"shared with other training runs. Runs: `benchmarks/out/{name}`.",
+    ]
+    for task in args.tasks:
+        rows = collect_trained(out, task, [r for r in ROWS if r in args.rows], args.seeds, args.env_steps)
+        if not rows:
+            lines += ["", f"### {task}", "", "Not run yet."]
+            continue
+        task_payload, task_lines = score_table(f"### {task}", rows, LABELS, args.seeds)
+        for row, r in rows.items():
+            r["stats"] = task_payload[row]
+        bars = residual_bars(rows)
+        png = (out if args.smoke else BENCH_DIR / "results") / f"{name}_{task}.png"
+        curves = {LABELS[k]: r["curves"] for k, r in rows.items()}
+        lines += ["", *task_lines, *(["", *bars] if bars else [])]
+        lines += plot_curves(curves, png, f"{task}: env steps", "eval success rate (10 episodes)")
+        payload["tasks"][task] = task_payload
+        payload["residual_bars"][task] = bars
+        payload["curves"][task] = {
+            k: [[x.tolist(), y.tolist()] for x, y in r["curves"]] for k, r in rows.items()
+        }
+    here = json.dumps({k: v for k, v in machine().items() if k in ("cpu", "cores", "gpu")}, sort_keys=True)
+    elsewhere = sorted(
+        {
+            f"{LABELS[row]} on {m}"
+            for task in args.tasks
+            for row, r in collect_trained(out, task, list(args.rows), args.seeds, args.env_steps).items()
+            for m in r["machines"]
+            if m != here
+        }
+    )
+    if elsewhere:
+        lines += [
+            "",
+            "Rows trained on another machine than this section's (their wall minutes are that machine's): "
+            + "; ".join(elsewhere)
+            + ".",
+        ]
+    publish("residual_learning", name, out if args.smoke else None, payload, lines)
+
+
+if __name__ == "__main__":
+    main()
