@@ -265,9 +265,10 @@ def score_table(
         "| --- | --- | --- | --- | --- |",
     ]
     for key, r in rows.items():
-        stats, line = score_row(labels[key], r["success"], r["minutes"])
+        label = labels[key] + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else "")
+        stats, line = score_row(label, r["success"], r["minutes"])
         payload[key] = stats | {"seeds": r["seeds"], "jobs": r["jobs"]}
-        lines.append(line + (f" (seeds {r['seeds']} only)" if r["seeds"] != seeds else ""))
+        lines.append(line)
     return payload, lines
 
 

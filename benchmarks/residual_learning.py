@@ -23,7 +23,8 @@ episode is 0.1).
         # the whole path (flow BC at its budget, the RL rows at 300 env steps) into
         # benchmarks/out/residual_learning_smoke, results untouched
 
-Base rows run first: an RL-on-a-base run needs its seed's flow_bc run finished.
+Base rows run first: an RL-on-a-base run needs its seed's flow_bc run finished. `--report` trains
+nothing and writes the section from the runs already finished (a row short of seeds says which).
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ TASKS = ("peg_insert", "stack_cube")
 BASE_ROWS = ("flow_bc", "bc")  # offline; flow_bc is the others' base
 ON_BASE = ("residual", "dsrl", "dsrl_best_of_n")
 ROWS = (*BASE_ROWS, "sac", *ON_BASE)
+WHERE = ("cpu", "cores", "gpu")  # what names a machine in a run's bench.json
 MAX_DROP = 0.1  # the issue's bar: the residual's evaluations never more than this below its base
+
+
+def _where(m: dict) -> str:
+    return f"{m['cpu']} ({m['cores']} cores)" + (f", GPU {m['gpu']}" if m.get("gpu") else "")
 
 
 def residual_bars(rows: dict) -> list[str]:
@@ -64,15 +70,17 @@ def residual_bars(rows: dict) -> list[str]:
     for peer in ("flow_bc", "sac"):
         if peer in rows:
             p = rows[peer]
-            verdict = "beats" if res["stats"]["iqm"] > p["stats"]["iqm"] else "does not beat"
             low, high = res["stats"]["ci95"][0], p["stats"]["ci95"][1]
+            above = res["stats"]["iqm"] > p["stats"]["iqm"]
             if np.isnan(low) or np.isnan(high):
-                intervals = "one seed: no intervals"
+                verdict = "one seed: no intervals"
+            elif above and low > high:
+                verdict = "beats it: the 95% intervals are apart"
             else:
-                intervals = f"95% intervals {'overlap' if low <= high else 'do not overlap'}"
+                verdict = "does not beat it" + (", IQM above but the 95% intervals overlap" if above else "")
             lines.append(
-                f"- residual {verdict} {LABELS[peer]}: {res['stats']['iqm']:.2f} vs "
-                f"{p['stats']['iqm']:.2f} ({intervals})."
+                f"- residual against {LABELS[peer]}: {res['stats']['iqm']:.2f} vs {p['stats']['iqm']:.2f}, "
+                f"{verdict}."
             )
     base_of = dict(zip(base["seeds"], base["success"], strict=True))
     drops = []
@@ -100,6 +108,9 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=15_000, help="budget of the RL rows")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is an actor + a learner)")
     parser.add_argument("--rerun", action="store_true", help="ignore finished runs in benchmarks/out/<name>")
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing: the section from the runs already finished"
+    )
     parser.add_argument("--name", default="residual_learning", help="results name and run folders")
     parser.add_argument(
         "--smoke", action="store_true", help="table, JSON and curves into benchmarks/out only"
@@ -111,7 +122,11 @@ def main() -> None:
     if not args.rerun:
         check_budgets(out, args.tasks, args.rows, args.seeds, args.env_steps)
     # the bases first, then the rest in the order asked (a pool of --jobs runs each)
-    for stage in ([r for r in args.rows if r in BASE_ROWS], [r for r in args.rows if r not in BASE_ROWS]):
+    for stage in (
+        []
+        if args.report
+        else ([r for r in args.rows if r in BASE_ROWS], [r for r in args.rows if r not in BASE_ROWS])
+    ):
         runs = [(t, r, s) for r in stage for t in args.tasks for s in args.seeds]
         run_all(out, runs, args.env_steps, args.rerun, args.jobs, recipes)
 
@@ -134,6 +149,8 @@ def main() -> None:
         "bootstrap interval. Wall minutes: training time of `robot-rl train` on this 2-core box, "
         f"shared with other training runs. Runs: `benchmarks/out/{name}`.",
     ]
+    here = json.dumps({k: v for k, v in machine().items() if k in WHERE}, sort_keys=True)
+    elsewhere: set[str] = set()
     for task in args.tasks:
         rows = collect_trained(out, task, [r for r in ROWS if r in args.rows], args.seeds, args.env_steps)
         if not rows:
@@ -142,6 +159,18 @@ def main() -> None:
         task_payload, task_lines = score_table(f"### {task}", rows, LABELS, args.seeds)
         for row, r in rows.items():
             r["stats"] = task_payload[row]
+            devices = {
+                json.loads((d / "eval.json").read_text()).get("learner_device", "cpu") for d in r["run_dirs"]
+            }
+            where = {f"{LABELS[row]}: {_where(json.loads(m))}" for m in r["machines"] if m != here}
+            elsewhere |= {f"{w}, learner on {'/'.join(sorted(devices))}" for w in where}
+        missing = [r for r in ROWS if r not in rows]
+        if missing:
+            task_lines += [
+                "",
+                f"Not run yet: {'; '.join(LABELS[r] for r in missing)} "
+                f"(`python -m benchmarks.residual_learning --tasks {task} --rows {' '.join(missing)}`).",
+            ]
         bars = residual_bars(rows)
         png = (out if args.smoke else BENCH_DIR / "results") / f"{name}_{task}.png"
         curves = {LABELS[k]: r["curves"] for k, r in rows.items()}
@@ -152,21 +181,11 @@ def main() -> None:
         payload["curves"][task] = {
             k: [[x.tolist(), y.tolist()] for x, y in r["curves"]] for k, r in rows.items()
         }
-    here = json.dumps({k: v for k, v in machine().items() if k in ("cpu", "cores", "gpu")}, sort_keys=True)
-    elsewhere = sorted(
-        {
-            f"{LABELS[row]} on {m}"
-            for task in args.tasks
-            for row, r in collect_trained(out, task, list(args.rows), args.seeds, args.env_steps).items()
-            for m in r["machines"]
-            if m != here
-        }
-    )
     if elsewhere:
         lines += [
             "",
             "Rows trained on another machine than this section's (their wall minutes are that machine's): "
-            + "; ".join(elsewhere)
+            + "; ".join(sorted(elsewhere))
             + ".",
         ]
     publish("residual_learning", name, out if args.smoke else None, payload, lines)
