@@ -23,8 +23,9 @@ episodes, so one episode is 0.1).
         # the whole path (flow BC at its budget, the RL rows at 300 env steps) into
         # benchmarks/out/residual_learning_smoke, results untouched
 
-Base rows run first: an RL-on-a-base run needs its seed's flow_bc run finished. `--report` trains
-nothing and writes the section from the runs already finished (a row short of seeds says which).
+Base rows run first: an RL-on-a-base run needs its seed's flow_bc run finished. --rows picks what
+to train; the section always shows every row with finished runs (a row short of seeds says which),
+so the benchmark can be run in parts. `--report` trains nothing and writes the section.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def main() -> None:
     here = json.dumps({k: v for k, v in machine().items() if k in WHERE}, sort_keys=True)
     elsewhere: set[str] = set()
     for task in args.tasks:
-        rows = collect_trained(out, task, [r for r in ROWS if r in args.rows], args.seeds, args.env_steps)
+        rows = collect_trained(out, task, list(ROWS), args.seeds, args.env_steps)  # every row run so far
         if not rows:
             lines += ["", f"### {task}", "", "Not run yet."]
             continue

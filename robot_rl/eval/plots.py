@@ -134,7 +134,10 @@ def plot_runs(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"IQM across seeds, {confidence:.0%} bootstrap CI")
-    ax.legend()
+    if len(curves) > 3:  # many long labels would hide the curves: list them under the axes
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small")
+    else:
+        ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, out_png)
 
