@@ -85,6 +85,10 @@ class SACConfig:
     # (demos and the first episodes), then frozen; they travel with the policy weights.
     # Millimetres matter on peg_insert and stack_cube and are 0.001 of a raw input.
     normalize_state: bool = False
+    # Critic-only warm-up (ResFiT's): no actor or temperature step until this many critic updates
+    # have been made. A young critic's argmax pulls a policy that already works (a residual on a
+    # good base, a fine-tuned BC actor) away from it. 0: the actor learns from the first update.
+    actor_warmup_updates: int = 0
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):
@@ -98,6 +102,8 @@ class SACConfig:
         for name in ("utd", "batch_size", "feature_dim", "best_of_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.actor_warmup_updates < 0:
+            raise ValueError(f"actor_warmup_updates must be >= 0, got {self.actor_warmup_updates}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         for name in ("actor_lr", "critic_lr", "temp_lr", "init_temperature"):
@@ -332,7 +338,8 @@ class SACAgent:
         return best, None if deterministic else log_prob.view(n, b)[index, rows]
 
     def _actor_temperature_step(self, features: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        """features: [B, F] of batch.obs, detached, so the actor loss never trains the encoder."""
+        """features: [B, F] of batch.obs, detached, so the actor loss never trains the encoder.
+        Before actor_warmup_updates critic updates the losses are computed and logged, not stepped."""
         alpha = self.log_alpha.detach().exp()
         action, log_prob = self.actor(features, self.generator)
         assert log_prob is not None
@@ -346,6 +353,8 @@ class SACAgent:
             loss = loss + self.cfg.bc_weight * bc
             info.update(bc_info)
         t_loss, t_info = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        if self.num_updates < self.cfg.actor_warmup_updates:  # warm-up: the losses are logged only
+            return {**info, **t_info}
         self.actor_opt.zero_grad(set_to_none=True)
         self.temp_opt.zero_grad(set_to_none=True)
         # One backward pass for both: the actor loss sees alpha detached and the temperature loss

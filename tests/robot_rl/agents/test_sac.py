@@ -188,6 +188,22 @@ def test_update_finite_metrics_and_changes_params() -> None:
     assert 0 < diff < (agent.critic.weights[0] - before["weights.0"]).abs().max()
 
 
+def test_actor_warmup_trains_the_critic_alone_until_its_update_count() -> None:
+    agent = SACAgent(*spaces(), small_cfg(utd=2, actor_warmup_updates=4), seed=0)
+    actor_before, alpha_before = agent.policy_state(), agent.log_alpha.detach().clone()
+    critic_before = {k: v.clone() for k, v in agent.critic.state_dict().items()}
+    data = batches()
+    for _ in range(2):  # 4 critic updates: the warm-up
+        metrics = agent.update(data)
+    assert {"actor_loss", "temperature_loss"} <= set(metrics)  # still logged
+    assert all(torch.equal(actor_before[k], v) for k, v in agent.policy_state().items())
+    assert torch.equal(alpha_before, agent.log_alpha.detach())
+    assert any(not torch.equal(critic_before[k], v) for k, v in agent.critic.state_dict().items())
+    agent.update(data)  # the first call after the warm-up steps the actor and the temperature
+    assert any(not torch.equal(actor_before[k], v) for k, v in agent.policy_state().items())
+    assert not torch.equal(alpha_before, agent.log_alpha.detach())
+
+
 def test_state_dict_round_trip_identical_actions_and_next_update() -> None:
     a1 = SACAgent(*spaces(), small_cfg(num_critics=3, num_min_critics=2), seed=0)
     a1.update(batches(0))
@@ -321,6 +337,8 @@ def test_make_agent_and_config_errors() -> None:
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="bc_weight"):
             SACConfig(bc_weight=bad)
+    with pytest.raises(ValueError, match="actor_warmup_updates"):
+        SACConfig(actor_warmup_updates=-1)
     with pytest.raises(ValueError, match="loss"):
         BCConfig(loss="l1")
 
