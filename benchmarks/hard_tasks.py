@@ -102,6 +102,11 @@ def budget_of(row: str, env_steps: int) -> int:
 BC_ENV_STEPS = budget_of("bc", 0)
 
 
+def trained_on() -> dict:
+    """What names this machine in a run's bench.json: its CPU, cores and GPU."""
+    return {k: v for k, v in machine().items() if k in ("cpu", "cores", "gpu")}
+
+
 def _run_dir(out: Path, task: str, row: str, seed: int) -> Path:
     return out / f"{task}_{row}_s{seed}"  # run_variant's folder for the name f"{task}_{row}"
 
@@ -158,8 +163,7 @@ def run_trained(
     overrides = [o.format(runs=out, task=task, seed=seed) for o in recipes[row]]
     run_variant(f"{task}_{row}", [f"env.task={task}", *overrides], seed, budget, fresh, out)
     if fresh:  # how many runs shared the machine: the wall time depends on it
-        where = {k: v for k, v in machine().items() if k in ("cpu", "cores", "gpu")}
-        (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs, "machine": where}))
+        (run_dir / "bench.json").write_text(json.dumps({"jobs": jobs, "machine": trained_on()}))
 
 
 def check_budgets(
@@ -244,6 +248,7 @@ def collect_trained(out: Path, task: str, rows: Sequence[str], seeds: list[int],
             "jobs": sorted({b.get("jobs") for b in bench} - {None}),
             # the machines that ran them (bench.json's; absent in runs from before it was kept)
             "machines": sorted({json.dumps(b["machine"], sort_keys=True) for b in bench if "machine" in b}),
+            "learner_devices": sorted({r.get("learner_device", "cpu") for _, r in done}),
             "seeds": [int(d.name.rsplit("_s", 1)[1]) for d, _ in done],
             "run_dirs": [d for d, _ in done],
             "curves": [eval_curve(str(d)) for d, _ in done],

@@ -35,7 +35,7 @@ import json
 
 import numpy as np
 
-from benchmarks.common import BENCH_DIR, SMOKE_EVAL, machine
+from benchmarks.common import BENCH_DIR, SMOKE_EVAL
 from benchmarks.hard_tasks import (
     LABELS,
     TRAINED,
@@ -46,13 +46,13 @@ from benchmarks.hard_tasks import (
     publish,
     run_all,
     score_table,
+    trained_on,
 )
 
 TASKS = ("peg_insert", "stack_cube")
 BASE_ROWS = ("flow_bc", "bc")  # offline; flow_bc is the others' base
 ON_BASE = ("residual", "dsrl", "dsrl_best_of_n")
 ROWS = (*BASE_ROWS, "sac", *ON_BASE)
-WHERE = ("cpu", "cores", "gpu")  # what names a machine in a run's bench.json
 # the bars' names (the table's labels are LABELS)
 SHORT = {
     "flow_bc": "the flow BC base",
@@ -162,7 +162,7 @@ def main() -> None:
         "bootstrap interval. Wall minutes: training time of `robot-rl train` on this 2-core box, "
         f"shared with other training runs. Runs: `benchmarks/out/{name}`.",
     ]
-    here = json.dumps({k: v for k, v in machine().items() if k in WHERE}, sort_keys=True)
+    here = json.dumps(trained_on(), sort_keys=True)
     elsewhere: set[str] = set()
     for task in args.tasks:
         rows = collect_trained(out, task, list(ROWS), args.seeds, args.env_steps)  # every row run so far
@@ -172,11 +172,8 @@ def main() -> None:
         task_payload, task_lines = score_table(f"### {task}", rows, LABELS, args.seeds)
         for row, r in rows.items():
             r["stats"] = task_payload[row]
-            devices = {
-                json.loads((d / "eval.json").read_text()).get("learner_device", "cpu") for d in r["run_dirs"]
-            }
             where = {f"{LABELS[row]}: {_where(json.loads(m))}" for m in r["machines"] if m != here}
-            elsewhere |= {f"{w}, learner on {'/'.join(sorted(devices))}" for w in where}
+            elsewhere |= {f"{w}, learner on {'/'.join(r['learner_devices'])}" for w in where}
         missing = [r for r in ROWS if r not in rows]
         if missing:
             task_lines += [
