@@ -42,7 +42,7 @@ run: install
 
 test: install-dev sysdeps
 	$(BIN)/ruff check robot_rl drivers sim launch tests benchmarks
-	MUJOCO_GL=egl $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	MUJOCO_GL=egl $(BIN)/python -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check robot_rl drivers sim launch tests benchmarks

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -137,9 +138,21 @@ class FleetLearner:
         self._stop.set()
 
 
+def write_worker_file(run_dir: Path) -> None:
+    """workers/<id>.json beside the worker's run folder (workers/<id>, which run_actor makes and
+    discards on a failed start): the host and pid of the process running the worker now (Ray
+    restarts a dead one under a new pid), so a person or a test can find it. Written whole by a
+    rename, so a reader never sees half of it."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = run_dir.parent / f"{run_dir.name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    tmp.replace(path)
+
+
 class FleetWorker:
     """One sim worker's Ray actor: run_actor() as `robot-rl actor` runs it. Runs with Ray's
-    max_concurrency > 1, so pid() and stop() answer while run() runs."""
+    max_concurrency > 1, so stop() answers while run() runs; workers/<id>.json names its process."""
 
     def __init__(self, cfg: TrainConfig, actor_id: int, learner: str, token: str) -> None:
         self.cfg = worker_config(cfg, actor_id, learner)
@@ -147,13 +160,12 @@ class FleetWorker:
         self._stop = threading.Event()
 
     def run(self) -> dict[str, Any]:
+        run_dir = Path(self.cfg.run_dir)
         # a folder that holds this actor's store was this worker's before Ray restarted it
-        resume = (Path(self.cfg.run_dir) / f"actor_{self.cfg.actor_id}").exists()
+        resume = (run_dir / f"actor_{self.cfg.actor_id}").exists()
+        write_worker_file(run_dir)
         os.environ[TOKEN_ENV] = self._token  # this process is this worker's alone
         return run_actor(replace(self.cfg, resume=resume), self._stop)
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def stop(self) -> None:
         self._stop.set()
