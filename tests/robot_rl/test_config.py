@@ -57,6 +57,18 @@ def test_gpu_preset_carries_rlpd_recipe():
     assert cfg.agent.num_critics == 10 and cfg.agent.utd == 20 and cfg.agent.critic_layer_norm
 
 
+def test_anchored_residual_preset_is_the_residual_with_its_anchors():
+    cfg = compose(["run_dir=/tmp/x", "agent=residual_anchored", "agent.base=runs/base", "agent.scale=0.05"])
+    plain = compose(["run_dir=/tmp/x", "agent=residual", "agent.base=runs/base"]).agent
+    assert type(cfg.agent) is type(plain) and cfg.agent.base == "runs/base"
+    anchors = (cfg.agent.bc_weight, cfg.agent.actor_warmup_updates, cfg.agent.progressive_steps)
+    assert anchors == (2.0, 20000, 10000)
+    assert cfg.agent.scale == 0.05  # a command-line override still wins over the preset
+    assert plain.bc_weight == 0.0 and plain.actor_warmup_updates == 0 and plain.progressive_steps == 0
+    with pytest.raises(SystemExit, match=r"agent\.base"):
+        compose(["run_dir=/tmp/x", "agent=residual_anchored"])
+
+
 def test_the_reward_group_names_a_classifier_and_its_debounce():
     assert compose(["run_dir=/tmp/x"]).reward.kind == "ground_truth"
     cfg = compose(["run_dir=/tmp/x", "reward=classifier", "reward.path=c.pt", "reward.debounce_frames=5"])
