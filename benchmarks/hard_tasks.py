@@ -48,7 +48,25 @@ from robot_rl.eval.plots import Curve, plot_runs
 TASKS = ("peg_insert", "stack_cube", "slide_to_mark")
 NOISY_DEMOS = ["demos.style=noisy", "demos.num_episodes=10"]
 NORM_BC = ["agent.normalize_state=true", "agent.bc_weight=2"]
-BASE = "agent.base={runs}/{task}_flow_bc_s{seed}"  # a row's frozen base: filled in by run_trained
+CLEAN_DEMOS = ["demos.num_episodes=100"]  # the scripted expert's, clean (demos.style's default)
+
+
+def base(row: str) -> str:
+    """The override naming a row's frozen base, the same task and seed's `row` run (run_trained
+    fills in the placeholders)."""
+    return f"agent.base={{runs}}/{{task}}_{row}_s{{seed}}"
+
+
+def base_row(recipe: Sequence[str]) -> str | None:
+    """The row a recipe's frozen base comes from (base() above), else None."""
+    for o in recipe:
+        if o.startswith("agent.base={runs}/{task}_") and o.endswith("_s{seed}"):
+            return o.removeprefix("agent.base={runs}/{task}_").removesuffix("_s{seed}")
+    return None
+
+
+BASE = base("flow_bc")
+BASE_CLEAN = base("flow_bc_clean")
 # Training rows: the overrides on top of `env.task=<task> seed=<seed> total_env_steps=<budget>`.
 TRAINED: dict[str, list[str]] = {
     "bc": [*VARIANTS["BC (20 demos)"], *NOISY_DEMOS],
@@ -65,6 +83,12 @@ TRAINED: dict[str, list[str]] = {
     "residual": ["agent=residual", BASE, *NOISY_DEMOS],
     "dsrl": ["agent=dsrl", BASE, "demos=none"],
     "dsrl_best_of_n": ["agent=dsrl", BASE, "demos=none", "agent.best_of_n=8"],
+    # the same on a stronger base, flow BC on 100 clean demos, with the residual recipe that keeps
+    # such a base (configs/agent/residual_anchored.yaml), DSRL, and SAC from scratch on the demos
+    "flow_bc_clean": ["agent=flow_bc", *VARIANTS["BC (20 demos)"][1:], *CLEAN_DEMOS],
+    "sac_clean": CLEAN_DEMOS,
+    "residual_clean": ["agent=residual_anchored", BASE_CLEAN, *CLEAN_DEMOS],
+    "dsrl_clean": ["agent=dsrl", BASE_CLEAN, "demos=none"],
 }
 ROWS = ("expert", *TRAINED)
 TABLE_TRAINED = ("bc", "sac", "sac_nodemos")  # this benchmark's table and default rows, with expert
@@ -85,6 +109,10 @@ LABELS = {
     "residual": "residual SAC on the flow BC base, 10 noisy demos",
     "dsrl": "DSRL: SAC steering the flow BC base's noise",
     "dsrl_best_of_n": "DSRL + best-of-8 by the critic",
+    "flow_bc_clean": "flow BC on 100 clean demos (5,000 updates; the base)",
+    "sac_clean": "SAC, default recipe, 100 clean demos",
+    "residual_clean": "residual SAC (agent=residual_anchored) on that base, 100 clean demos",
+    "dsrl_clean": "DSRL: SAC steering that base's noise",
 }
 
 
@@ -150,16 +178,14 @@ def run_trained(
     budget = budget_of(row, env_steps)
     run_dir = _run_dir(out, task, row, seed)
     fresh = rerun or _finished(run_dir, budget) is None
-    if (
-        BASE in recipes[row]
-        and _finished(_run_dir(out, task, "flow_bc", seed), budget_of("flow_bc", 0)) is None
-    ):
+    under = base_row(recipes[row])
+    if under is not None and _finished(_run_dir(out, task, under, seed), budget_of(under, 0)) is None:
         raise RuntimeError(
-            f"{task} {row} seed {seed} needs its base, the flow_bc run in "
-            f"{_run_dir(out, task, 'flow_bc', seed)}, finished first (benchmarks/residual_learning.py "
+            f"{task} {row} seed {seed} needs its base, the {under} run in "
+            f"{_run_dir(out, task, under, seed)}, finished first (benchmarks/residual_learning.py "
             "runs the bases first)"
         )
-    # BASE's placeholders; no other override holds braces
+    # base()'s placeholders; no other override holds braces
     overrides = [o.format(runs=out, task=task, seed=seed) for o in recipes[row]]
     run_variant(f"{task}_{row}", [f"env.task={task}", *overrides], seed, budget, fresh, out)
     if fresh:  # how many runs shared the machine: the wall time depends on it
@@ -306,10 +332,19 @@ def plot_curves(curves: Mapping[str, list[Curve]], png: Path, xlabel: str, ylabe
     return ["", f"Curves: `{png.relative_to(BENCH_DIR.parent)}`."]
 
 
-def publish(script: str, name: str, smoke_dir: Path | None, payload: dict, lines: list[str]) -> None:
+def publish(
+    script: str,
+    name: str,
+    smoke_dir: Path | None,
+    payload: dict,
+    lines: list[str],
+    tables: Sequence[dict] | None = None,
+) -> None:
     """End the section with the runs at a time, print it, and keep it: a smoke run's in
-    smoke_dir/summary.json, else results/<name>.json and its RESULTS.md section."""
-    jobs = sorted({j for t in payload["tasks"].values() for r in t.values() for j in (r["jobs"] or [])})
+    smoke_dir/summary.json, else results/<name>.json and its RESULTS.md section.
+    tables: the per-task tables (row -> figures) whose runs it counts; payload["tasks"]'s by default."""
+    tables = list(payload["tasks"].values()) if tables is None else tables
+    jobs = sorted({j for t in tables for r in t.values() for j in (r["jobs"] or [])})
     lines = [*lines, "", f"Training runs at a time while measured: {jobs or '-'} (`--jobs`)."]
     cmd = (f"python -m benchmarks.{script} " + " ".join(sys.argv[1:])).strip()
     if smoke_dir is not None:
