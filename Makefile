@@ -12,7 +12,9 @@ export MKL_NUM_THREADS ?= 1
 
 # Headless MuJoCo rendering (MUJOCO_GL=egl) for the camera tests: Mesa's EGL, software-rendered.
 # tmux: the terminal-keyboard teleop test types into a real terminal.
-SYSDEPS := libegl1 libegl-mesa0 libgl1-mesa-dri libusb-1.0-0 tmux
+# xvfb, x11-apps (xwd): the record-demos camera window test opens it on a real X display and reads
+# it back with a screenshot.
+SYSDEPS := libegl1 libegl-mesa0 libgl1-mesa-dri libusb-1.0-0 tmux xvfb x11-apps
 sysdeps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  dpkg -s $(SYSDEPS) >/dev/null 2>&1 || \
