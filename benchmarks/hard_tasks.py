@@ -58,11 +58,8 @@ def base(row: str) -> str:
 
 
 def base_row(recipe: Sequence[str]) -> str | None:
-    """The row a recipe's frozen base comes from (base() above), else None."""
-    for o in recipe:
-        if o.startswith("agent.base={runs}/{task}_") and o.endswith("_s{seed}"):
-            return o.removeprefix("agent.base={runs}/{task}_").removesuffix("_s{seed}")
-    return None
+    """The row of TRAINED whose run is a recipe's frozen base (named by base() above), else None."""
+    return next((row for row in TRAINED if base(row) in recipe), None)
 
 
 BASE = base("flow_bc")

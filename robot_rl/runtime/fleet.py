@@ -33,6 +33,7 @@ from robot_rl.runtime.net.security import TOKEN_ENV, is_loopback, learner_token
 from robot_rl.runtime.progress import final_eval_line
 from robot_rl.runtime.run_folder import RunFailed, open_run_folder
 from robot_rl.runtime.train import final_eval
+from robot_rl.runtime.transport import write_atomically
 
 LEARNER_HOLDS = ("replay.zarr",)  # what marks a run in the learner's folder (as `robot-rl learner`)
 OBJECT_STORE_BYTES = 100 * 2**20  # a local Ray's shared memory: nothing but small results pass through it
@@ -143,11 +144,8 @@ def write_worker_file(run_dir: Path) -> None:
     discards on a failed start): the host and pid of the process running the worker now (Ray
     restarts a dead one under a new pid), so a person or a test can find it. Written whole by a
     rename, so a reader never sees half of it."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    path = run_dir.parent / f"{run_dir.name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-    tmp.replace(path)
+    process = {"host": socket.gethostname(), "pid": os.getpid()}
+    write_atomically(run_dir.parent / f"{run_dir.name}.json", json.dumps(process).encode())
 
 
 class FleetWorker:
